@@ -1,0 +1,99 @@
+"""The `registry` command: serve and administer a registry (client commands arrive with the client role)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from registry_core import config as config_module
+from registry_core.meta.documents import DocumentInvalid
+
+
+def load_config(config_path: str | None, store: str | None) -> config_module.Config:
+    try:
+        config = config_module.load(config_path)
+    except DocumentInvalid as e:
+        raise click.ClickException(f"invalid configuration: {e}") from None
+    if store:
+        config.store = store
+    config.store = os.path.abspath(config.store)
+    return config
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="registry-core")
+def main():
+    """A container image registry: OCI Distribution API, git-versioned metadata, plugins."""
+
+
+@main.command()
+@click.option("--store", type=click.Path(file_okay=False), help="Store root [default: ./registry-data].")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
+              help="registry.yaml to read.")
+@click.option("--host", help="Address to listen on [default: 127.0.0.1].")
+@click.option("--port", type=int, help="Port to listen on [default: 5000].")
+@click.option("--workers", type=int, help="Worker processes [default: 2].")
+@click.option("--threads", type=int, help="Threads per worker [default: 8].")
+@click.option("--dev", is_flag=True, help="Use bottle's single-threaded server (development only).")
+@click.option("--access-log", is_flag=True, help="Log every request to stdout.")
+@click.option("--empty", is_flag=True, help="Create a missing store without the demo data.")
+def serve(store, config_path, host, port, workers, threads, dev, access_log, empty):
+    """Serve the registry. A store that does not exist yet is created from the bundled sample store."""
+    from registry_core.app import Registry, build_app
+    from registry_core.serving import serve as run_server
+
+    config = load_config(config_path, store)
+    config.host = host or config.host
+    config.port = port if port is not None else config.port
+    config.workers = workers or config.workers
+    config.threads = threads or config.threads
+    created = not os.path.exists(os.path.join(config.store, "meta.git"))
+    description = None
+    if created:
+        registry = Registry(config)
+        if not empty:
+            from registry_core.seed import seed
+            description = seed(registry)
+    url = f"http://{config.host}:{config.port}"
+
+    def ready():
+        click.echo(f"Registry serving on {url}  (store: {config.store}{', new' if created else ''})")
+        if description:
+            click.echo("Demo logins: " + ", ".join(f"{u['name']} / {u['password']}"
+                                                   for u in description.get("users", [])))
+            click.echo("Demo images: " + ", ".join(r["name"] for r in description["repositories"]))
+        click.echo(f"Try: skopeo inspect --tls-verify=false docker://{config.host}:{config.port}/library/hello:latest")
+        sys.stdout.flush()
+
+    def app_factory():
+        return build_app(Registry(config))
+
+    if dev:
+        ready()
+    run_server(app_factory, config.host, config.port, config.workers, config.threads, dev=dev,
+               access_log=access_log, on_ready=None if dev else ready)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--admin", "admin_name", default="admin", show_default=True, help="Name of the admin account.")
+def init(directory, admin_name):
+    """Create an empty store in DIRECTORY with an admin account (its password is printed once)."""
+    from registry_core.app import Registry
+    from registry_core.context import SYSTEM
+    from registry_core.index.users import create_user, generate_password
+
+    if os.path.exists(os.path.join(directory, "meta.git")):
+        raise click.ClickException(f"{directory} already holds a store")
+    config = config_module.Config(store=os.path.abspath(directory))
+    registry = Registry(config)
+    password = generate_password()
+    create_user(registry.meta, SYSTEM, admin_name, password, admin=True)
+    click.echo(f"Created an empty store in {config.store}")
+    click.echo(f"Admin login: {admin_name} / {password}  (shown once: keep it now)")
+
+
+if __name__ == "__main__":
+    main()

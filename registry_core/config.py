@@ -1,0 +1,91 @@
+"""registry.yaml: loading, secrets by reference ({$env: NAME} / {$file: path}), validation, defaults.
+
+A config file that does not match schemas/config.yaml is refused with the file, the key and the
+problem, before anything starts.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import yaml
+
+from registry_core.meta.documents import DocumentInvalid, validate
+
+DEFAULT_STORE = "./registry-data"
+
+
+@dataclass
+class Config:
+    store: str = DEFAULT_STORE
+    storage_driver: str = "filesystem"
+    storage_options: dict = field(default_factory=dict)
+    host: str = "127.0.0.1"
+    port: int = 5000
+    workers: int = 2
+    threads: int = 8
+    public_url: str | None = None
+    default_visibility: str = "private"
+    manifest_limit: int = 4 * 1024 * 1024
+    plugins: list[str] = field(default_factory=list)
+    plugin_config: dict = field(default_factory=dict)
+    source: str | None = None
+
+    @classmethod
+    def from_document(cls, document: dict, source: str = "registry.yaml") -> "Config":
+        document = resolve_secrets(document, source)
+        validate(document, source, kind="config")
+        http = document.get("http", {})
+        storage = document.get("storage", {})
+        config = cls(source=source)
+        config.store = document.get("store", config.store)
+        config.storage_driver = storage.get("driver", config.storage_driver)
+        config.storage_options = storage.get("options", {})
+        config.host = http.get("host", config.host)
+        config.port = http.get("port", config.port)
+        config.workers = http.get("workers", config.workers)
+        config.threads = http.get("threads", config.threads)
+        config.public_url = http.get("publicUrl")
+        config.default_visibility = document.get("repositories", {}).get("defaultVisibility",
+                                                                         config.default_visibility)
+        config.manifest_limit = document.get("limits", {}).get("manifestBytes", config.manifest_limit)
+        config.plugins = list(document.get("plugins", []))
+        config.plugin_config = document.get("pluginConfig", {})
+        return config
+
+
+def load(path: str | None) -> Config:
+    if path is None:
+        return Config()
+    try:
+        with open(path) as f:
+            document = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise DocumentInvalid(path, f"cannot read the config file: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise DocumentInvalid(path, f"not valid YAML: {e}") from None
+    config = Config.from_document(document, path)
+    if "store" in document and not os.path.isabs(config.store):
+        config.store = os.path.join(os.path.dirname(os.path.abspath(path)), config.store)
+    return config
+
+
+def resolve_secrets(value, source: str, where: str = ""):
+    """Replace {$env: NAME} and {$file: path} anywhere in `value` by what they name."""
+    if isinstance(value, dict):
+        if set(value) == {"$env"}:
+            name = value["$env"]
+            if name not in os.environ:
+                raise DocumentInvalid(source, f"{where or '(top level)'}: environment variable {name} is not set")
+            return os.environ[name]
+        if set(value) == {"$file"}:
+            try:
+                with open(value["$file"]) as f:
+                    return f.read().strip()
+            except OSError as e:
+                raise DocumentInvalid(source, f"{where}: cannot read {value['$file']}: {e.strerror}") from None
+        return {k: resolve_secrets(v, source, f"{where}/{k}" if where else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_secrets(v, source, f"{where}/{i}") for i, v in enumerate(value)]
+    return value

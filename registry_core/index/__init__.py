@@ -1,0 +1,1 @@
+"""The Index role: accounts, authentication, tokens, access decisions, community features."""

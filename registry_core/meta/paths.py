@@ -1,0 +1,53 @@
+"""Where each metadata document lives in the git tree. One function per document kind.
+
+    users/<user>.yaml
+    repositories/<ns…>/<name>/_repository.yaml
+      …/_collaborators/<user>.yaml
+      …/_tags/<tag>.yaml
+      …/_manifests/<alg>/<hex>.yaml                    the image graph node
+      …/_referrers/<alg>/<subject-hex>/<alg>-<hex>.yaml  the referrers index
+"""
+
+from registry_core.names import split_digest
+
+REPOSITORIES = "repositories"
+REPOSITORY_DOC = "_repository.yaml"
+
+
+def user(name: str) -> str:
+    return f"users/{name}.yaml"
+
+
+def repository_dir(name: str) -> str:
+    return f"{REPOSITORIES}/{name}"
+
+
+def repository(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/{REPOSITORY_DOC}"
+
+
+def collaborator(name: str, user_name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_collaborators/{user_name}.yaml"
+
+
+def tags_dir(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_tags"
+
+
+def tag(name: str, tag_name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_tags/{tag_name}.yaml"
+
+
+def manifest(name: str, digest: str) -> str:
+    algorithm, encoded = split_digest(digest)
+    return f"{REPOSITORIES}/{name}/_manifests/{algorithm}/{encoded}.yaml"
+
+
+def referrers_dir(name: str, subject: str) -> str:
+    algorithm, encoded = split_digest(subject)
+    return f"{REPOSITORIES}/{name}/_referrers/{algorithm}/{encoded}"
+
+
+def referrer(name: str, subject: str, digest: str) -> str:
+    algorithm, encoded = split_digest(digest)
+    return f"{referrers_dir(name, subject)}/{algorithm}-{encoded}.yaml"

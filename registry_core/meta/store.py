@@ -1,0 +1,239 @@
+"""The metadata store: one bare git repository whose `refs/heads/main` is the current state.
+
+Every change is one commit, authored by the acting user, with trailers (Actor, Client-Addr,
+Request-Id) so that `git log` is the audit trail. Commits are compare-and-swap: a transaction
+reads a snapshot, records its writes, builds the new tree by rewriting only the trees on the
+changed paths, and asks libgit2 to move `main` from the snapshot's tip. If another writer (thread,
+process or node) moved it first, libgit2 refuses, and the transaction is re-run on the new tip
+with its preconditions checked again.
+
+Readers use a `Snapshot` of one tip; documents are parsed once per blob id (see documents.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import threading
+import time
+from typing import Callable, TypeVar
+
+import pygit2
+
+from registry_core.context import Context
+from registry_core.meta import documents
+
+BRANCH = "refs/heads/main"
+COMMITTER = ("registry", "registry@localhost")
+_DELETE_TREE = object()
+T = TypeVar("T")
+
+_parsed: dict[pygit2.Oid, dict] = {}
+_PARSED_LIMIT = 200_000
+
+
+def signature(context: Context) -> pygit2.Signature:
+    return pygit2.Signature(context.actor, f"{context.actor}@registry")
+
+
+def trailers(context: Context) -> str:
+    lines = [f"Actor: {context.actor}"]
+    if context.client_addr:
+        lines.append(f"Client-Addr: {context.client_addr}")
+    if context.request_id:
+        lines.append(f"Request-Id: {context.request_id}")
+    return "\n".join(lines)
+
+
+class ConflictRetriesExhausted(Exception):
+    """Another writer kept moving the branch; the change was not made."""
+
+
+class Snapshot:
+    """A read-only view of the metadata at one commit."""
+
+    def __init__(self, repo: pygit2.Repository, commit: pygit2.Commit | None):
+        self.repo = repo
+        self.commit = commit
+        self.root = commit.tree if commit is not None else None
+
+    @property
+    def tip(self) -> pygit2.Oid | None:
+        return self.commit.id if self.commit is not None else None
+
+    def entry(self, path: str):
+        if self.root is None:
+            return None
+        try:
+            return self.root[path]
+        except KeyError:
+            return None
+
+    def tree(self, path: str) -> pygit2.Tree | None:
+        if not path:
+            return self.root
+        obj = self.entry(path)
+        return obj if isinstance(obj, pygit2.Tree) else None
+
+    def get(self, path: str) -> dict | None:
+        """The document at `path`, or None. The returned dict is shared: do not modify it."""
+        obj = self.entry(path)
+        if not isinstance(obj, pygit2.Blob):
+            return None
+        return load_blob(obj, path)
+
+    def exists(self, path: str) -> bool:
+        return self.entry(path) is not None
+
+    def names(self, path: str) -> list[str]:
+        tree = self.tree(path)
+        return [entry.name for entry in tree] if tree is not None else []
+
+
+def load_blob(blob: pygit2.Blob, path: str) -> dict:
+    document = _parsed.get(blob.id)
+    if document is None:
+        document = documents.parse(blob.data, path)
+        if len(_parsed) >= _PARSED_LIMIT:
+            _parsed.clear()
+        _parsed[blob.id] = document
+    return document
+
+
+class Transaction(Snapshot):
+    """A snapshot plus pending writes; reads see the transaction's own writes."""
+
+    def __init__(self, repo, commit):
+        super().__init__(repo, commit)
+        self.changes: dict[str, object] = {}
+
+    def get(self, path: str) -> dict | None:
+        if path in self.changes:
+            change = self.changes[path]
+            return copy.deepcopy(change) if isinstance(change, dict) else None
+        if self._under_deleted_tree(path):
+            return None
+        document = super().get(path)
+        return copy.deepcopy(document) if document is not None else None
+
+    def exists(self, path: str) -> bool:
+        if path in self.changes:
+            return isinstance(self.changes[path], dict)
+        return not self._under_deleted_tree(path) and super().exists(path)
+
+    def put(self, path: str, document: dict) -> None:
+        documents.validate(document, path)
+        self.changes[path] = copy.deepcopy(document)
+
+    def delete(self, path: str) -> None:
+        self.changes[path] = None
+
+    def delete_tree(self, path: str) -> None:
+        self.changes[path] = _DELETE_TREE
+
+    def _under_deleted_tree(self, path: str) -> bool:
+        return any(change is _DELETE_TREE and path.startswith(p + "/")
+                   for p, change in self.changes.items())
+
+    def write_tree(self) -> pygit2.Oid:
+        nested: dict = {}
+        for path, change in self.changes.items():
+            *folders, leaf = path.split("/")
+            level = nested
+            for folder in folders:
+                level = level.setdefault(folder, {})
+                if not isinstance(level, dict):  # a file replaced by a folder: not a shape we write
+                    raise ValueError(f"cannot write below the document {path}")
+            if change is None or change is _DELETE_TREE:
+                level[leaf] = _DELETE_TREE
+            else:
+                level[leaf] = self.repo.create_blob(documents.dump(change, path))
+        return _rewrite(self.repo, self.root, nested) or self.repo.TreeBuilder().write()
+
+
+def _rewrite(repo: pygit2.Repository, tree: pygit2.Tree | None, changes: dict) -> pygit2.Oid | None:
+    """Write a new tree: `tree` with `changes` applied, rebuilding only the changed subtrees."""
+    builder = repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
+    for name, change in changes.items():
+        existing = tree[name] if tree is not None and name in tree else None
+        if isinstance(change, dict):
+            subtree = existing if isinstance(existing, pygit2.Tree) else None
+            new = _rewrite(repo, subtree, change)
+            if new is None:
+                if existing is not None:
+                    builder.remove(name)
+            else:
+                builder.insert(name, new, pygit2.GIT_FILEMODE_TREE)
+        elif change is _DELETE_TREE:
+            if existing is not None:
+                builder.remove(name)
+        else:
+            builder.insert(name, change, pygit2.GIT_FILEMODE_BLOB)
+    if len(builder) == 0:
+        return None
+    return builder.write()
+
+
+class MetaStore:
+    """The bare git repository at `path` (created with an initial commit when missing)."""
+
+    def __init__(self, path: str, create: bool = True):
+        self.path = path
+        self._local = threading.local()
+        try:
+            pygit2.Repository(path)
+        except pygit2.GitError:
+            if not create:
+                raise
+            repo = pygit2.init_repository(path, bare=True, initial_head="main")
+            tree = repo.TreeBuilder().write()
+            signature = pygit2.Signature(*COMMITTER)
+            repo.create_commit(BRANCH, signature, signature, "Initialise registry metadata\n", tree, [])
+
+    @property
+    def repo(self) -> pygit2.Repository:
+        # One Repository per thread: libgit2 objects are not meant to be shared between threads.
+        repo = getattr(self._local, "repo", None)
+        if repo is None:
+            repo = self._local.repo = pygit2.Repository(self.path)
+        return repo
+
+    def _tip(self, repo: pygit2.Repository) -> pygit2.Commit | None:
+        try:
+            return repo.get(repo.lookup_reference(BRANCH).target)
+        except (KeyError, pygit2.GitError):
+            return None
+
+    def snapshot(self) -> Snapshot:
+        cached = getattr(self._local, "snapshot", None)
+        repo = self.repo
+        tip = self._tip(repo)
+        if cached is not None and tip is not None and cached.tip == tip.id:
+            return cached
+        snapshot = self._local.snapshot = Snapshot(repo, tip)
+        return snapshot
+
+    def transact(self, change: Callable[[Transaction], T], context: Context, message: str,
+                 attempts: int = 100) -> T:
+        """Run `change` on a transaction and commit its writes; re-run it if the branch moved.
+
+        `change` may raise to abort (nothing is written). With no writes, no commit is made.
+        """
+        repo = self.repo
+        for attempt in range(attempts):
+            tip = self._tip(repo)
+            txn = Transaction(repo, tip)
+            result = change(txn)
+            if not txn.changes:
+                return result
+            tree = txn.write_tree()
+            if tip is not None and tree == tip.tree_id:
+                return result
+            text = f"{message.rstrip()}\n\n{trailers(context)}\n"
+            try:
+                repo.create_commit(BRANCH, signature(context), pygit2.Signature(*COMMITTER), text, tree,
+                                   [tip.id] if tip is not None else [])
+                return result
+            except (pygit2.GitError, OSError):
+                time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))
+        raise ConflictRetriesExhausted(f"gave up after {attempts} attempts: {message}")

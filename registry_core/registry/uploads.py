@@ -1,0 +1,194 @@
+"""Upload sessions: bytes received so far, on disk, so any worker process can continue any session.
+
+A session is `uploads/<uuid>/` (see storage/paths.py). Chunks are appended under an exclusive
+lock on the session; a chunk whose start is not the current end is refused (416). Completing
+checks the digest and only then moves the data into `blobs/` by atomic rename and links the blob
+into the repository: validate → move → link → remove the session, as Distribution's blobwriter.
+
+Hashing: the process that received the bytes keeps a running hash keyed by (session, offset), so a
+session handled by one process is hashed once as it streams in; when another process appended in
+between, the offsets disagree and the data is hashed again from disk.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import hashlib
+import os
+import re
+import threading
+import uuid
+from collections import OrderedDict
+from typing import Iterable
+
+from registry_core.errors import RegistryError
+from registry_core.names import check_digest
+from registry_core.registry.blobs import BlobService, algorithm_of, hash_file
+from registry_core.storage import paths
+from registry_core.storage.driver import PathNotFound, StorageDriver
+
+UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+RUNNING_HASHES_KEPT = 256
+
+
+class UploadService:
+    def __init__(self, driver: StorageDriver, blobs: BlobService):
+        self.driver = driver
+        self.blobs = blobs
+        self._hashes: OrderedDict[str, tuple[int, "hashlib._Hash"]] = OrderedDict()
+        self._hashes_lock = threading.Lock()
+
+    def start(self, repository: str) -> str:
+        upload_id = str(uuid.uuid4())
+        now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        self.driver.put_content(paths.upload_started_path(upload_id), now.encode())
+        self.driver.put_content(paths.upload_repository_path(upload_id), repository.encode())
+        return upload_id
+
+    def _check(self, repository: str, upload_id: str) -> None:
+        unknown = RegistryError("BLOB_UPLOAD_UNKNOWN",
+                                f"upload {upload_id} is unknown in repository {repository}: it was "
+                                "completed, cancelled or expired; start a new upload with POST",
+                                detail={"uuid": upload_id})
+        if not UPLOAD_ID_RE.match(upload_id):
+            raise unknown
+        try:
+            owner = self.driver.get_content(paths.upload_repository_path(upload_id)).decode()
+        except PathNotFound:
+            raise unknown from None
+        if owner != repository:
+            raise unknown
+
+    def offset(self, repository: str, upload_id: str) -> int:
+        self._check(repository, upload_id)
+        return self._size(upload_id)
+
+    def _size(self, upload_id: str) -> int:
+        try:
+            return self.driver.size(paths.upload_data_path(upload_id))
+        except PathNotFound:
+            return 0
+
+    @contextlib.contextmanager
+    def _locked(self, upload_id: str):
+        """Hold the session's lock: one writer at a time, across threads and processes."""
+        lock_path = self.driver.local_path(paths.upload_dir(upload_id) + "/lock")
+        if lock_path is None:  # drivers without a local filesystem serialise within the process
+            with self._hashes_lock:
+                yield
+            return
+        with open(lock_path, "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+    def append(self, repository: str, upload_id: str, chunks: Iterable[bytes],
+               start: int | None = None) -> int:
+        """Append a chunk; `start` (from Content-Range) must be the current end. Returns the new size."""
+        self._check(repository, upload_id)
+        with self._locked(upload_id):
+            current = self._size(upload_id)
+            if start is not None and start != current:
+                raise RegistryError(
+                    "RANGE_INVALID",
+                    f"chunk starts at byte {start} but the upload has {current} bytes: send the "
+                    f"chunk that starts at {current} (GET the upload URL for its status)",
+                    headers={"Range": range_header(current)},
+                    detail={"expected": current, "received": start})
+            hasher = self._running_hash(upload_id, current)
+            written = [current]
+
+            def hashed(stream):
+                for chunk in stream:
+                    if hasher is not None:
+                        hasher.update(chunk)
+                    written[0] += len(chunk)
+                    yield chunk
+            try:
+                size = self.driver.append(paths.upload_data_path(upload_id), hashed(chunks))
+            except BaseException:
+                self._forget_hash(upload_id)
+                raise
+            if hasher is not None and size == written[0]:
+                self._remember_hash(upload_id, size, hasher)
+            else:
+                self._forget_hash(upload_id)
+            return size
+
+    def finish(self, repository: str, upload_id: str, digest: str,
+               chunks: Iterable[bytes] | None = None) -> int:
+        """Complete the upload: verify `digest`, publish the blob, link it, end the session."""
+        check_digest(digest)
+        self._check(repository, upload_id)
+        if chunks is not None:
+            self.append(repository, upload_id, chunks)
+        with self._locked(upload_id):
+            size = self._size(upload_id)
+            actual = self._digest(upload_id, size, algorithm_of(digest))
+            if actual != digest:
+                raise RegistryError(
+                    "DIGEST_INVALID",
+                    f"the uploaded content ({size} bytes) has digest {actual}, not {digest}: the upload "
+                    "is kept, so the missing or corrected bytes can still be sent",
+                    detail={"expected": digest, "actual": actual, "size": size})
+            data_path = paths.upload_data_path(upload_id)
+            if not self.driver.exists(data_path):
+                self.driver.put_content(data_path, b"")
+            if self.blobs.exists(digest):
+                self.driver.delete(data_path)
+            else:
+                self.driver.move(data_path, paths.blob_path(digest))
+            self.blobs.link(repository, digest)
+        self.cancel_quietly(upload_id)
+        return size
+
+    def cancel(self, repository: str, upload_id: str) -> None:
+        self._check(repository, upload_id)
+        self.cancel_quietly(upload_id)
+
+    def cancel_quietly(self, upload_id: str) -> None:
+        self._forget_hash(upload_id)
+        self.driver.delete(paths.upload_dir(upload_id))
+
+    def _digest(self, upload_id: str, size: int, algorithm: str) -> str:
+        with self._hashes_lock:
+            running = self._hashes.get(upload_id)
+        if running is not None and running[0] == size and running[1].name == algorithm:
+            return f"{algorithm}:{running[1].copy().hexdigest()}"
+        return hash_file(self.driver, paths.upload_data_path(upload_id), algorithm)
+
+    def _running_hash(self, upload_id: str, offset: int):
+        with self._hashes_lock:
+            running = self._hashes.pop(upload_id, None)
+        if running is not None and running[0] == offset:
+            return running[1]
+        if offset == 0:
+            return hashlib.sha256()
+        return None  # another process appended: hash from disk when the upload completes
+
+    def _remember_hash(self, upload_id: str, offset: int, hasher) -> None:
+        with self._hashes_lock:
+            self._hashes[upload_id] = (offset, hasher)
+            while len(self._hashes) > RUNNING_HASHES_KEPT:
+                self._hashes.popitem(last=False)
+
+    def _forget_hash(self, upload_id: str) -> None:
+        with self._hashes_lock:
+            self._hashes.pop(upload_id, None)
+
+
+def range_header(size: int) -> str:
+    # Distribution's convention: "0-0" for an empty upload, else the inclusive last byte offset.
+    return f"0-{max(size - 1, 0)}"
+
+
+def parse_content_range(value: str) -> tuple[int, int]:
+    """Parse a PATCH Content-Range "<start>-<end>" (inclusive); RANGE_INVALID if malformed."""
+    match = re.fullmatch(r"(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?", value.strip())
+    if not match or int(match.group(2)) < int(match.group(1)):
+        raise RegistryError("RANGE_INVALID", f"malformed Content-Range {value!r}: expected <start>-<end>")
+    return int(match.group(1)), int(match.group(2))

@@ -1,0 +1,45 @@
+"""The storage driver interface: the few operations the registry needs from a place to keep bytes.
+
+Modelled on CNCF Distribution's storagedriver: paths are '/'-separated strings relative to the
+store root; `move` is atomic and is how content becomes visible; `reader` returns a binary file
+object positioned at `offset` (a real file where possible, so the WSGI server can sendfile it).
+Every driver must pass tests/test_storage_drivers.py.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO, Iterator, Protocol
+
+
+class PathNotFound(Exception):
+    """The path does not exist in the driver."""
+
+
+class StorageDriver(Protocol):
+    name: str
+
+    def get_content(self, path: str) -> bytes: ...
+
+    def put_content(self, path: str, data: bytes) -> None:
+        """Write the whole content atomically (readers see the old content or the new, never part)."""
+
+    def reader(self, path: str, offset: int = 0) -> BinaryIO: ...
+
+    def append(self, path: str, chunks: Iterator[bytes]) -> int:
+        """Append chunks to the file at `path` (created if missing); return its new size."""
+
+    def size(self, path: str) -> int: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def list(self, path: str) -> list[str]:
+        """Names directly below `path`, sorted; empty when `path` does not exist."""
+
+    def move(self, source: str, destination: str) -> None:
+        """Atomically rename; the destination is replaced if it exists."""
+
+    def delete(self, path: str) -> None:
+        """Delete a file or a whole folder; missing paths are not an error."""
+
+    def local_path(self, path: str) -> str | None:
+        """The path on the local filesystem, when the driver has one (for locking and sendfile)."""

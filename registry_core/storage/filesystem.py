@@ -1,0 +1,99 @@
+"""The filesystem driver: the store is a plain directory tree, safe on shared storage.
+
+Whole-content writes go to a temporary file in the destination folder and are renamed into place,
+so a crash leaves at worst a stray temporary file, never a half-written blob.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from typing import BinaryIO, Iterator
+
+from registry_core.storage.driver import PathNotFound
+
+
+class FilesystemDriver:
+    name = "filesystem"
+
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+        os.makedirs(self.root, exist_ok=True)
+
+    def local_path(self, path: str) -> str:
+        return os.path.join(self.root, path)
+
+    def get_content(self, path: str) -> bytes:
+        try:
+            with open(self.local_path(path), "rb") as f:
+                return f.read()
+        except (FileNotFoundError, NotADirectoryError) as e:
+            raise PathNotFound(path) from e
+
+    def put_content(self, path: str, data: bytes) -> None:
+        target = self.local_path(path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(temporary, target)
+        except BaseException:
+            _remove_quietly(temporary)
+            raise
+
+    def reader(self, path: str, offset: int = 0) -> BinaryIO:
+        try:
+            f = open(self.local_path(path), "rb")
+        except (FileNotFoundError, NotADirectoryError) as e:
+            raise PathNotFound(path) from e
+        if offset:
+            f.seek(offset)
+        return f
+
+    def append(self, path: str, chunks: Iterator[bytes]) -> int:
+        target = self.local_path(path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "ab") as f:
+            for chunk in chunks:
+                f.write(chunk)
+            f.flush()
+            return f.tell()
+
+    def size(self, path: str) -> int:
+        try:
+            return os.stat(self.local_path(path)).st_size
+        except (FileNotFoundError, NotADirectoryError) as e:
+            raise PathNotFound(path) from e
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(self.local_path(path))
+
+    def list(self, path: str) -> list[str]:
+        try:
+            return sorted(os.listdir(self.local_path(path)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def move(self, source: str, destination: str) -> None:
+        target = self.local_path(destination)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        try:
+            os.replace(self.local_path(source), target)
+        except FileNotFoundError as e:
+            raise PathNotFound(source) from e
+
+    def delete(self, path: str) -> None:
+        target = self.local_path(path)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target, ignore_errors=True)
+        else:
+            _remove_quietly(target)
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
