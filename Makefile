@@ -22,8 +22,8 @@ $(VENV)/.installed: $(VENV)/bin/python pyproject.toml
 	$(BIN)/pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/bin/python pyproject.toml
-	$(BIN)/pip install -q -e '.[test]'
+$(VENV)/.installed-test: $(VENV)/bin/python pyproject.toml tests/plugin_package/pyproject.toml
+	$(BIN)/pip install -q -e '.[test]' ./tests/plugin_package
 	touch $@ $(VENV)/.installed
 
 system-deps:

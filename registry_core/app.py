@@ -1,94 +1,204 @@
-"""Builds the registry for a role: storage driver, metadata store, services, and the bottle app."""
+"""Builds the registry for a role: plugins, storage driver, metadata store, services, bottle app.
+
+`Registry` is what the web layer and plugins talk to: the services of one store, and the few
+decisions that go through plugin hooks (who is acting, what they may do, what happened).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 
 import bottle
 
 from registry_core.config import Config
-from registry_core.context import Context
+from registry_core.context import Actor, Context
 from registry_core.errors import RegistryError
 from registry_core.events import Event, event
 from registry_core.meta.store import MetaStore
 from registry_core.names import is_valid_name
+from registry_core.plugins import has_implementations, make_plugin_manager, validate_plugin_config
 from registry_core.registry.blobs import BlobService
 from registry_core.registry.manifests import ManifestService
+from registry_core.registry.pullthrough import PullThrough
 from registry_core.registry.referrers import ReferrerService
 from registry_core.registry.repositories import RepositoryService
 from registry_core.registry.uploads import UploadService
-from registry_core.storage.filesystem import FilesystemDriver
-from registry_core.web import request_context
+from registry_core.web import error_response, request_context
 
 META_DIR = "meta.git"
-
-
-def open_driver(config: Config):
-    if config.storage_driver == "filesystem":
-        return FilesystemDriver(config.storage_options.get("root", config.store))
-    raise RegistryError("UNSUPPORTED", f"unknown storage driver {config.storage_driver!r}")
+_ACTOR_KEY = "registry_core.actor"
+log = logging.getLogger("registry_core")
 
 
 class Registry:
     """The services of one store, and the decisions the web layer asks of them."""
 
-    def __init__(self, config: Config):
+    def __init__(self, config: Config, plugins=None):
         self.config = config
+        self.plugins = plugins or make_plugin_manager(config.plugins, config.plugins_dir)
+        self.check_config(config, self.plugins)
+        self.hook = self.plugins.hook
         os.makedirs(config.store, exist_ok=True)
-        self.driver = open_driver(config)
+        self.driver = self._open_driver()
         self.meta = MetaStore(os.path.join(config.store, META_DIR))
         self.blobs = BlobService(self.driver)
         self.uploads = UploadService(self.driver, self.blobs)
         self.repositories = RepositoryService(self.meta, config.default_visibility)
         self.manifests = ManifestService(self.meta, self.blobs, self.repositories, notify=self.notify,
+                                         guard=self.check, validators=self._validate_manifest,
                                          max_bytes=config.manifest_limit)
         self.referrers = ReferrerService(self.meta, self.repositories)
+        self.pull_through = PullThrough(self)
+        # Hooks nobody implements are skipped on the request path, so they cost nothing.
+        self._active = {name: has_implementations(self.plugins, name)
+                        for name in ("filter_request", "actor_from_request", "track_event", "before_event",
+                                     "validate_manifest", "resolve_upstream")}
+        self._open_registry = [impl.plugin_name for impl in self.hook.permission_allowed.get_hookimpls()] \
+            == ["default_plugins"]
 
-    # --- access -------------------------------------------------------------------------------
+    @staticmethod
+    def check_config(config: Config, plugins) -> None:
+        """Raise DocumentInvalid when a plugin's config section does not match its schema."""
+        validate_plugin_config(plugins, config.plugin_config, config.source or "registry.yaml")
+
+    def _open_driver(self):
+        factories = {}
+        for registered in self.hook.register_storage_drivers():
+            factories.update(registered or {})
+        factory = factories.get(self.config.storage_driver)
+        if factory is None:
+            raise RegistryError("UNSUPPORTED", f"unknown storage driver {self.config.storage_driver!r} "
+                                f"(available: {', '.join(sorted(factories))})")
+        return factory(root=self.config.store, options=self.config.storage_options)
+
+    # --- requests and access ------------------------------------------------------------------
+
+    def filter_request(self, request: bottle.BaseRequest) -> None:
+        """Run the `filter_request` hook; raises the response that rejects the request, if any."""
+        if not self._active["filter_request"]:
+            return
+        answer = self.hook.filter_request(request=request, registry=self)
+        if isinstance(answer, RegistryError):
+            raise error_response(answer)
+        if isinstance(answer, bottle.HTTPResponse):
+            raise answer
+
+    def actor(self, request: bottle.BaseRequest) -> Actor | None:
+        environ = request.environ
+        if _ACTOR_KEY not in environ:
+            found = None
+            if self._active["actor_from_request"]:
+                found = Actor.coerce(self.hook.actor_from_request(request=request, registry=self))
+            environ[_ACTOR_KEY] = found
+        return environ[_ACTOR_KEY]
 
     def authorize(self, request: bottle.BaseRequest, name: str | None, action: str) -> Context:
         """The request's context if `action` on repository `name` is allowed; raises otherwise."""
-        return request_context(request)
+        identity = self.actor(request)
+        if not self.may(identity, name, action):
+            raise self.denied(identity, name, action)
+        return request_context(request, identity)
 
-    def may(self, context: Context, name: str, action: str) -> bool:
-        return True
+    def may(self, actor: Actor | None, name: str | None, action: str) -> bool:
+        if self._open_registry:
+            return True
+        answers = self.hook.permission_allowed(actor=actor, action=action, repository=name, registry=self)
+        return False not in answers and True in answers
+
+    def denied(self, actor: Actor | None, name: str | None, action: str) -> RegistryError:
+        target = f" on {name}" if name else ""
+        if actor is None:
+            return RegistryError("UNAUTHORIZED", f"authentication required to {action}{target}: log in first",
+                                 headers={"WWW-Authenticate": 'Basic realm="registry"'})
+        return RegistryError("DENIED", f"{actor.name} may not {action}{target}")
 
     def visible_repositories(self, request: bottle.BaseRequest, names: list[str]) -> list[str]:
-        return names
+        identity = self.actor(request)
+        return [name for name in names if self.may(identity, name, "pull")]
 
-    # --- events -------------------------------------------------------------------------------
+    # --- content checks and events ------------------------------------------------------------
+
+    def _validate_manifest(self, **kwargs) -> list[str]:
+        if not self._active["validate_manifest"]:
+            return []
+        problems = []
+        for answer in self.hook.validate_manifest(**kwargs):
+            problems.extend([answer] if isinstance(answer, str) else answer or [])
+        return problems
+
+    def check(self, happening: Event) -> None:
+        """Ask `before_event` plugins whether `happening` may go ahead; raises their refusal."""
+        if not self._active["before_event"]:
+            return
+        answer = self.hook.before_event(event=happening, registry=self)
+        if isinstance(answer, str):
+            answer = RegistryError("DENIED", answer)
+        if isinstance(answer, RegistryError):
+            raise answer
 
     def notify(self, happened: Event) -> None:
-        """Tell listeners what happened; never fails the request."""
+        """Run every `track_event` implementation; one that fails is logged and never fails the request."""
+        if not self._active["track_event"]:
+            return
+        for impl in self.hook.track_event.get_hookimpls():
+            arguments = {"event": happened, "registry": self}
+            try:
+                impl.function(*[arguments[name] for name in impl.argnames])
+            except Exception:
+                log.exception("track_event of plugin %s failed for %s", impl.plugin_name, happened.action)
+
+    def ui_panels(self, page: str, repository: str | None, actor: Actor | None) -> list[dict]:
+        panels = []
+        for answer in self.hook.ui_panels(page=page, repository=repository, actor=actor, registry=self):
+            panels.extend(answer if isinstance(answer, list) else [answer])
+        return panels
+
+    def upstream(self, name: str):
+        if not self._active["resolve_upstream"]:
+            return None
+        return self.hook.resolve_upstream(repository=name, registry=self)
 
     def pulled(self, context: Context, name: str, document: dict, reference: str) -> None:
+        if not self._active["track_event"]:
+            return
         self.notify(event("pull", context, repository=name, digest=document["digest"],
                           tag=None if ":" in reference else reference, media_type=document["mediaType"],
                           size=document["size"]))
 
     def blob_pulled(self, context: Context, name: str, digest: str, size: int) -> None:
+        if not self._active["track_event"]:
+            return
         self.notify(event("pull", context, repository=name, digest=digest, size=size))
 
     def blob_pushed(self, context: Context, name: str, digest: str, size: int) -> None:
         self.notify(event("push", context, repository=name, digest=digest, size=size))
 
-    def blob_deleted(self, context: Context, name: str, digest: str) -> None:
+    def delete_blob(self, context: Context, name: str, digest: str) -> None:
+        self.check(event("delete", context, repository=name, digest=digest))
+        self.blobs.unlink(name, digest)
         self.notify(event("delete", context, repository=name, digest=digest))
 
     def mount(self, context: Context, name: str, digest: str, source: str | None) -> bool:
         """Link a blob from `source` into `name` if the actor may read it there; False to upload instead."""
-        if not source:
+        if not source or not is_valid_name(source):
             return False
-        if not is_valid_name(source) or not self.may(context, source, "pull") or not self.blobs.is_linked(source, digest):
+        if not self.may(context.identity, source, "pull") or not self.blobs.is_linked(source, digest):
             return False
+        self.check(event("mount", context, repository=name, digest=digest, source_repository=source))
         self.blobs.link(name, digest)
         self.notify(event("mount", context, repository=name, digest=digest, source_repository=source))
         return True
 
 
 def build_app(registry: Registry) -> bottle.Bottle:
+    """The WSGI application of one worker process."""
     from registry_core.registry.routes import build_registry_app
 
     root = bottle.Bottle()
     root.merge(build_registry_app(registry))
+    if registry._active["filter_request"]:
+        root.add_hook("before_request", lambda: registry.filter_request(bottle.request))
+    registry.hook.register_routes(app=root, registry=registry)
+    registry.hook.startup(registry=registry)
     return root

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -9,23 +10,92 @@ import click
 
 from registry_core import config as config_module
 from registry_core.meta.documents import DocumentInvalid
+from registry_core.plugins import PluginError, describe, make_plugin_manager
+
+CONFIG_ENV = "REGISTRY_CONFIG"
+PLUGINS_DIR_ENV = "REGISTRY_PLUGINS_DIR"
 
 
-def load_config(config_path: str | None, store: str | None) -> config_module.Config:
+def load_config(config_path: str | None, store: str | None = None,
+                plugins_dir: str | None = None) -> config_module.Config:
     try:
-        config = config_module.load(config_path)
+        config = config_module.load(config_path or os.environ.get(CONFIG_ENV))
     except DocumentInvalid as e:
         raise click.ClickException(f"invalid configuration: {e}") from None
     if store:
         config.store = store
     config.store = os.path.abspath(config.store)
+    config.plugins_dir = plugins_dir or config.plugins_dir or os.environ.get(PLUGINS_DIR_ENV)
     return config
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def plugin_manager(config: config_module.Config):
+    try:
+        return make_plugin_manager(config.plugins, config.plugins_dir)
+    except PluginError as e:
+        raise click.ClickException(str(e)) from None
+
+
+class RegistryCommands(click.Group):
+    """The `registry` group: built-in commands, plus those plugins add with `register_commands`.
+
+    Plugin commands come from the plugins that $REGISTRY_CONFIG (or ./registry.yaml) enables and
+    from $REGISTRY_PLUGINS_DIR; they are loaded only when a command is not a built-in one.
+    """
+
+    _plugin_source: tuple | None = None
+    _builtin_commands: dict | None = None
+
+    def _load_plugin_commands(self) -> None:
+        """(Re)load plugin commands when the config or plugins dir they come from changed."""
+        path = os.environ.get(CONFIG_ENV) or ("registry.yaml" if os.path.exists("registry.yaml") else None)
+        source = (path, os.environ.get(PLUGINS_DIR_ENV))
+        if source == self._plugin_source:
+            return
+        if self._builtin_commands is None:
+            self._builtin_commands = dict(self.commands)
+        self.commands = dict(self._builtin_commands)
+        self._plugin_source = source
+        try:
+            pm = make_plugin_manager(config_module.load(path).plugins, source[1])
+        except (PluginError, DocumentInvalid) as e:
+            click.echo(f"warning: plugin commands not loaded: {e}", err=True)
+            return
+        pm.hook.register_commands(cli=self)
+
+    def list_commands(self, ctx):
+        self._load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None:
+            self._load_plugin_commands()
+            command = super().get_command(ctx, name)
+        return command
+
+
+@click.group(cls=RegistryCommands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="registry-core")
 def main():
     """A container image registry: OCI Distribution API, git-versioned metadata, plugins."""
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
+              help="registry.yaml whose enabled plugins to list.")
+@click.option("--plugins-dir", type=click.Path(file_okay=False, exists=True), help="Also load *.py from here.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(config_path, plugins_dir, as_json):
+    """List the loaded plugins, the hooks each implements, and where each came from."""
+    config = load_config(config_path, plugins_dir=plugins_dir)
+    infos = describe(plugin_manager(config))
+    if as_json:
+        click.echo(json.dumps([info.__dict__ for info in infos], indent=2))
+        return
+    for info in infos:
+        click.echo(f"{info.name}  ({info.source})")
+        click.echo(f"    hooks: {', '.join(info.hooks) or '-'}")
 
 
 @main.command()
@@ -39,12 +109,19 @@ def main():
 @click.option("--dev", is_flag=True, help="Use bottle's single-threaded server (development only).")
 @click.option("--access-log", is_flag=True, help="Log every request to stdout.")
 @click.option("--empty", is_flag=True, help="Create a missing store without the demo data.")
-def serve(store, config_path, host, port, workers, threads, dev, access_log, empty):
+@click.option("--plugins-dir", type=click.Path(file_okay=False, exists=True),
+              help="Load every *.py in this folder as a plugin.")
+def serve(store, config_path, host, port, workers, threads, dev, access_log, empty, plugins_dir):
     """Serve the registry. A store that does not exist yet is created from the bundled sample store."""
     from registry_core.app import Registry, build_app
     from registry_core.serving import serve as run_server
 
-    config = load_config(config_path, store)
+    config = load_config(config_path, store, plugins_dir)
+    pm = plugin_manager(config)
+    try:
+        Registry.check_config(config, pm)
+    except DocumentInvalid as e:
+        raise click.ClickException(f"invalid configuration: {e}") from None
     config.host = host or config.host
     config.port = port if port is not None else config.port
     config.workers = workers or config.workers
@@ -52,7 +129,7 @@ def serve(store, config_path, host, port, workers, threads, dev, access_log, emp
     created = not os.path.exists(os.path.join(config.store, "meta.git"))
     description = None
     if created:
-        registry = Registry(config)
+        registry = Registry(config, pm)
         if not empty:
             from registry_core.seed import seed
             description = seed(registry)
@@ -68,7 +145,7 @@ def serve(store, config_path, host, port, workers, threads, dev, access_log, emp
         sys.stdout.flush()
 
     def app_factory():
-        return build_app(Registry(config))
+        return build_app(Registry(config, make_plugin_manager(config.plugins, config.plugins_dir)))
 
     if dev:
         ready()
@@ -93,6 +170,14 @@ def init(directory, admin_name):
     create_user(registry.meta, SYSTEM, admin_name, password, admin=True)
     click.echo(f"Created an empty store in {config.store}")
     click.echo(f"Admin login: {admin_name} / {password}  (shown once: keep it now)")
+
+
+def _register_client_commands() -> None:
+    from registry_core.client.commands import register
+    register(main)
+
+
+_register_client_commands()
 
 
 if __name__ == "__main__":

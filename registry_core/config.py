@@ -28,7 +28,9 @@ class Config:
     public_url: str | None = None
     default_visibility: str = "private"
     manifest_limit: int = 4 * 1024 * 1024
+    read_only: bool = False
     plugins: list[str] = field(default_factory=list)
+    plugins_dir: str | None = None
     plugin_config: dict = field(default_factory=dict)
     source: str | None = None
 
@@ -50,7 +52,9 @@ class Config:
         config.default_visibility = document.get("repositories", {}).get("defaultVisibility",
                                                                          config.default_visibility)
         config.manifest_limit = document.get("limits", {}).get("manifestBytes", config.manifest_limit)
+        config.read_only = document.get("readOnly", False)
         config.plugins = list(document.get("plugins", []))
+        config.plugins_dir = document.get("pluginsDir")
         config.plugin_config = document.get("pluginConfig", {})
         return config
 

@@ -13,10 +13,11 @@ from typing import Iterator
 
 import bottle
 
-from registry_core.context import Context
+from registry_core.context import Actor, Context
 from registry_core.errors import RegistryError
 
 CHUNK = 1 << 20
+DRAIN_LIMIT = 8 * CHUNK
 API_VERSION_HEADER = ("Docker-Distribution-Api-Version", "registry/2.0")
 
 
@@ -32,15 +33,44 @@ def body_chunks(environ: dict, code: str = "BLOB_UPLOAD_INVALID") -> Iterator[by
             raise RegistryError("SIZE_INVALID", f"Content-Length {length!r} is not a number") from None
         total = remaining
         while remaining > 0:
-            chunk = stream.read(min(CHUNK, remaining))
+            chunk = _read(stream, min(CHUNK, remaining), code)
             if not chunk:
                 raise RegistryError(code, f"the request body ended after {total - remaining} of the "
                                     f"{total} bytes announced by Content-Length; resend the rest")
             remaining -= len(chunk)
             yield chunk
     elif chunked:
-        while chunk := stream.read(CHUNK):
+        while chunk := _read(stream, CHUNK, code):
             yield chunk
+
+
+def _read(stream, size: int, code: str) -> bytes:
+    """One read of the body; the server's own failures (connection lost, a chunked encoding cut
+    short or malformed) become `code` (400) rather than a 500 page."""
+    try:
+        return stream.read(size)
+    except Exception as e:
+        raise RegistryError(code, f"the request body could not be read ({type(e).__name__}: {e}); "
+                            "resend it") from None
+
+
+def drain_body(environ: dict, limit: int = DRAIN_LIMIT) -> None:
+    """Read and drop what is left of a refused request's body (a manifest over the limit, a chunk
+    out of order), so the connection can carry the client's next request: gunicorn reads at most
+    64 KiB of a body the app left unread and otherwise closes the connection, although its response
+    said keep-alive. Only where the server ends the input at the body's end
+    (`wsgi.input_terminated`, else a read could block), and at most `limit` bytes."""
+    if not environ.get("wsgi.input_terminated") or not has_body(environ):
+        return
+    length = environ.get("CONTENT_LENGTH")
+    if length and length.isdigit() and int(length) > limit:
+        return
+    stream, drained = environ["wsgi.input"], 0
+    try:
+        while drained <= limit and (chunk := stream.read(CHUNK)):
+            drained += len(chunk)
+    except Exception:
+        pass  # a broken body: the server closes the connection itself
 
 
 def has_body(environ: dict) -> bool:
@@ -89,6 +119,7 @@ class RegistryErrors:
             try:
                 result = callback(*args, **kwargs)
             except RegistryError as error:
+                drain_body(bottle.request.environ)
                 return error_response(error)
             if isinstance(result, bottle.HTTPResponse):
                 result.set_header(*API_VERSION_HEADER)
@@ -96,9 +127,10 @@ class RegistryErrors:
         return wrapper
 
 
-def request_context(request: bottle.BaseRequest, actor: str = "anonymous") -> Context:
+def request_context(request: bottle.BaseRequest, identity: Actor | None = None) -> Context:
     request_id = request.environ.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex
-    return Context(actor=actor, client_addr=request.environ.get("REMOTE_ADDR"), request_id=request_id,
+    return Context(actor=identity.name if identity else "anonymous", identity=identity,
+                   client_addr=request.environ.get("REMOTE_ADDR"), request_id=request_id,
                    user_agent=request.environ.get("HTTP_USER_AGENT"))
 
 

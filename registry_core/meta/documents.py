@@ -7,6 +7,7 @@ never parsed twice in a process, so the hot read paths pay for a dictionary look
 from __future__ import annotations
 
 import functools
+import re
 from importlib import resources
 
 import jsonschema
@@ -14,6 +15,8 @@ import yaml
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+# A kind names a file in schemas/: no '/', '.' or '..' that could reach a YAML file elsewhere.
+_KIND = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
 class DocumentInvalid(Exception):
@@ -48,7 +51,13 @@ def validate(document: dict, path: str, kind: str | None = None) -> dict:
     kind = kind or document.get("kind")
     if not isinstance(kind, str):
         raise DocumentInvalid(path, "the document has no 'kind'")
-    error = jsonschema.exceptions.best_match(validator(kind).iter_errors(document))
+    if not _KIND.match(kind):
+        raise DocumentInvalid(path, f"kind: {kind!r} is not a document kind")
+    try:
+        document_validator = validator(kind)
+    except DocumentInvalid as e:  # no schema for that kind: report it at the document's path
+        raise DocumentInvalid(path, f"kind: no schema for document kind {kind!r}") from e
+    error = jsonschema.exceptions.best_match(document_validator.iter_errors(document))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise DocumentInvalid(path, f"{where}: {error.message}")

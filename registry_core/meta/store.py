@@ -26,6 +26,10 @@ from registry_core.meta import documents
 BRANCH = "refs/heads/main"
 COMMITTER = ("registry", "registry@localhost")
 _DELETE_TREE = object()
+_REPLACE = object()  # key in write_tree's nested changes: build this folder from empty (it was deleted)
+# Open exactly the repository at the path: never search upwards into an enclosing work tree (an
+# empty or half-created meta.git inside a git checkout would otherwise open the checkout's repo).
+_OPEN_FLAGS = pygit2.enums.RepositoryOpenFlag.NO_SEARCH
 T = TypeVar("T")
 
 _parsed: dict[pygit2.Oid, dict] = {}
@@ -129,7 +133,27 @@ class Transaction(Snapshot):
         self.changes[path] = None
 
     def delete_tree(self, path: str) -> None:
+        for pending in [p for p in self.changes if p.startswith(path + "/")]:
+            del self.changes[pending]  # earlier writes below the folder go with it
         self.changes[path] = _DELETE_TREE
+
+    def names(self, path: str) -> list[str]:
+        prefix = path + "/" if path else ""
+        touched = [(p, change) for p, change in self.changes.items() if p == path or p.startswith(prefix)]
+        if not touched:
+            return super().names(path)
+        names = [] if self._under_deleted_tree(path) else super().names(path)
+        for p, change in touched:
+            if p == path:  # the folder itself was deleted (writes below it may follow)
+                names = []
+                continue
+            first, _, rest = p[len(prefix):].partition("/")
+            if isinstance(change, dict):
+                if first not in names:
+                    names.append(first)
+            elif not rest and first in names:
+                names.remove(first)
+        return names
 
     def _under_deleted_tree(self, path: str) -> bool:
         return any(change is _DELETE_TREE and path.startswith(p + "/")
@@ -141,9 +165,14 @@ class Transaction(Snapshot):
             *folders, leaf = path.split("/")
             level = nested
             for folder in folders:
-                level = level.setdefault(folder, {})
-                if not isinstance(level, dict):  # a file replaced by a folder: not a shape we write
+                child = level.get(folder)
+                if child is None:
+                    child = level[folder] = {}
+                elif child is _DELETE_TREE:  # deleted earlier in this transaction, now written below
+                    child = level[folder] = {_REPLACE: True}
+                elif not isinstance(child, dict):  # a file replaced by a folder: not a shape we write
                     raise ValueError(f"cannot write below the document {path}")
+                level = child
             if change is None or change is _DELETE_TREE:
                 level[leaf] = _DELETE_TREE
             else:
@@ -153,8 +182,12 @@ class Transaction(Snapshot):
 
 def _rewrite(repo: pygit2.Repository, tree: pygit2.Tree | None, changes: dict) -> pygit2.Oid | None:
     """Write a new tree: `tree` with `changes` applied, rebuilding only the changed subtrees."""
+    if changes.get(_REPLACE):
+        tree = None
     builder = repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
     for name, change in changes.items():
+        if name is _REPLACE:
+            continue
         existing = tree[name] if tree is not None and name in tree else None
         if isinstance(change, dict):
             subtree = existing if isinstance(existing, pygit2.Tree) else None
@@ -181,7 +214,7 @@ class MetaStore:
         self.path = path
         self._local = threading.local()
         try:
-            pygit2.Repository(path)
+            pygit2.Repository(path, _OPEN_FLAGS)
         except pygit2.GitError:
             if not create:
                 raise
@@ -195,7 +228,7 @@ class MetaStore:
         # One Repository per thread: libgit2 objects are not meant to be shared between threads.
         repo = getattr(self._local, "repo", None)
         if repo is None:
-            repo = self._local.repo = pygit2.Repository(self.path)
+            repo = self._local.repo = pygit2.Repository(self.path, _OPEN_FLAGS)
         return repo
 
     def _tip(self, repo: pygit2.Repository) -> pygit2.Commit | None:

@@ -48,12 +48,14 @@ def manifest_unknown(name: str, reference: str) -> RegistryError:
 class ManifestService:
     def __init__(self, meta: MetaStore, blobs: BlobService, repositories: RepositoryService,
                  notify: Callable[[Event], None] = ignore,
+                 guard: Callable[[Event], None] = ignore,
                  validators: Callable[..., list[str]] | None = None,
                  max_bytes: int = MAX_MANIFEST_BYTES):
         self.meta = meta
         self.blobs = blobs
         self.repositories = repositories
         self.notify = notify
+        self.guard = guard
         self.validators = validators
         self.max_bytes = max_bytes
         self._content: OrderedDict[str, bytes] = OrderedDict()
@@ -106,7 +108,9 @@ class ManifestService:
     # --- push -----------------------------------------------------------------------------------
 
     def put(self, name: str, reference: str, body: bytes, content_type: str | None,
-            context: Context) -> tuple[str, ParsedManifest]:
+            context: Context, require_references: bool = True) -> tuple[str, ParsedManifest]:
+        """Store a manifest. `require_references=False` (mirror fills) skips the checks that the
+        blobs and child manifests it refers to are already in the repository."""
         check_name(name)
         ref = Reference.parse(reference)
         if len(body) > self.max_bytes:
@@ -122,7 +126,10 @@ class ManifestService:
                                    context=context) if self.validators else []
         if problems:
             raise RegistryError("MANIFEST_INVALID", "; ".join(problems), detail={"problems": problems})
-        for blob in ([parsed.config] if parsed.config else []) + parsed.layers:
+        self.guard(event("push", context, repository=name, digest=digest, tag=ref.tag,
+                         media_type=parsed.media_type, size=len(body)))
+        blobs = ([parsed.config] if parsed.config else []) + parsed.layers if require_references else []
+        for blob in blobs:
             if not blob.get("urls") and not self.blobs.is_linked(name, blob["digest"]):
                 raise RegistryError(
                     "MANIFEST_BLOB_UNKNOWN", f"the manifest refers to blob {blob['digest']}, which is not "
@@ -131,7 +138,7 @@ class ManifestService:
 
         def change(txn: Transaction):
             created = self.repositories.ensure(txn, name, context)
-            for child in parsed.manifests:
+            for child in parsed.manifests if require_references else []:
                 if not txn.exists(meta_paths.manifest(name, child["digest"])):
                     raise RegistryError(
                         "MANIFEST_BLOB_UNKNOWN", f"the index refers to manifest {child['digest']}, which is "
@@ -200,6 +207,7 @@ class ManifestService:
                 txn.delete(meta_paths.referrer(name, document["subject"]["digest"], ref.digest))
             return document, removed_tags
 
+        self.guard(event("delete", context, repository=name, tag=ref.tag, digest=ref.digest))
         if ref.tag is not None:
             old = self.meta.transact(untag, context, f"Untag {name}:{ref.tag}\n\nIt pointed to {reference}")
             self.notify(event("untag", context, repository=name, tag=ref.tag, digest=old["digest"]))

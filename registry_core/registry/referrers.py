@@ -21,7 +21,9 @@ class ReferrerService:
         check_name(name)
         check_digest(subject)
         snapshot = self.meta.snapshot()
-        self.repositories.require(name, snapshot)
+        # No NAME_UNKNOWN here: "the registry MUST NOT return a 404 Not Found to a referrers API
+        # request" (a 404 tells clients to fall back to the referrers tag schema), so a repository
+        # nothing was pushed to has, like any unknown subject, an empty list.
         tree = snapshot.tree(meta_paths.referrers_dir(name, subject))
         descriptors = []
         for entry in tree or ():

@@ -11,6 +11,7 @@ from urllib.parse import quote, urlencode
 import bottle
 
 from registry_core.errors import RegistryError
+from registry_core.events import event
 from registry_core.names import check_digest, check_name
 from registry_core.registry.uploads import parse_content_range, range_header
 from registry_core.web import (RegistryErrors, base_url, body_chunks, has_body,
@@ -73,7 +74,13 @@ class Api:
     def get_manifest(self, name: str, reference: str):
         check_name(name)
         context = self._context(name, "pull")
-        document = self.manifests.resolve(name, reference)
+        try:
+            document = self.manifests.resolve(name, reference)
+        except RegistryError as miss:
+            if miss.code not in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN") or \
+                    not self.registry.pull_through.manifest(name, reference, context):
+                raise
+            document = self.manifests.resolve(name, reference)
         headers = {"Content-Type": document["mediaType"], "Docker-Content-Digest": document["digest"],
                    "Content-Length": str(document["size"]), "ETag": f'"{document["digest"]}"'}
         if bottle.request.method == "HEAD":
@@ -105,7 +112,12 @@ class Api:
         check_name(name)
         check_digest(digest)
         context = self._context(name, "pull")
-        size = self.blobs.size(name, digest)
+        try:
+            size = self.blobs.size(name, digest)
+        except RegistryError:
+            if not self.registry.pull_through.blob(name, digest, context):
+                raise
+            size = self.blobs.size(name, digest)
         headers = {"Docker-Content-Digest": digest, "Content-Type": BLOB_CONTENT_TYPE,
                    "Accept-Ranges": "bytes", "ETag": f'"{digest}"',
                    "Cache-Control": "max-age=31536000"}
@@ -127,8 +139,7 @@ class Api:
         check_name(name)
         check_digest(digest)
         context = self._context(name, "delete")
-        self.blobs.unlink(name, digest)
-        self.registry.blob_deleted(context, name, digest)
+        self.registry.delete_blob(context, name, digest)
         return bottle.HTTPResponse(b"", 202, {"Content-Length": "0"})
 
     # --- uploads (end-4a/4b, end-5, end-6, end-11, end-13) ------------------------------------
@@ -136,6 +147,7 @@ class Api:
     def start_upload(self, name: str):
         check_name(name)
         context = self._context(name, "push")
+        self.registry.check(event("push", context, repository=name))
         query = bottle.request.query
         if query.get("mount"):
             digest = check_digest(query.get("mount"))
@@ -186,7 +198,11 @@ class Api:
         check_digest(digest)
         environ = bottle.request.environ
         chunks = body_chunks(environ) if has_body(environ) else None
-        size = self.uploads.finish(name, upload_id, digest, chunks)
+        # A last chunk sent with the PUT must start where the upload ends, like a PATCH (416 if not).
+        start = None
+        if chunks is not None and environ.get("HTTP_CONTENT_RANGE"):
+            start, _ = parse_content_range(environ["HTTP_CONTENT_RANGE"])
+        size = self.uploads.finish(name, upload_id, digest, chunks, start=start)
         self.registry.blob_pushed(context, name, digest, size)
         return self._blob_created(name, digest)
 
@@ -279,9 +295,14 @@ def parse_range(header: str, size: int) -> tuple[int, int]:
 
 def limited(stream, length: int, environ: dict):
     """The response body: the open file itself when the server can sendfile it (gunicorn stops at
-    Content-Length), otherwise a generator that reads exactly `length` bytes."""
+    Content-Length), otherwise a generator that reads exactly `length` bytes.
+
+    The file is returned bare: bottle wraps a file-like body in `wsgi.file_wrapper` itself, and
+    gunicorn sends only a `wsgi.file_wrapper` instance with sendfile. An already wrapped file is
+    not file-like to bottle (no `read`), so bottle would iterate it into a plain generator and
+    gunicorn would copy the blob through user space in 1 MiB reads."""
     if "gunicorn" in environ.get("SERVER_SOFTWARE", "") and "wsgi.file_wrapper" in environ:
-        return environ["wsgi.file_wrapper"](stream, 1 << 20)
+        return stream
 
     def read():
         remaining = length

@@ -120,12 +120,13 @@ class UploadService:
             return size
 
     def finish(self, repository: str, upload_id: str, digest: str,
-               chunks: Iterable[bytes] | None = None) -> int:
-        """Complete the upload: verify `digest`, publish the blob, link it, end the session."""
+               chunks: Iterable[bytes] | None = None, start: int | None = None) -> int:
+        """Complete the upload: verify `digest`, publish the blob, link it, end the session.
+        `chunks` is a last chunk; `start` (from its Content-Range) must be the current end."""
         check_digest(digest)
         self._check(repository, upload_id)
         if chunks is not None:
-            self.append(repository, upload_id, chunks)
+            self.append(repository, upload_id, chunks, start=start)
         with self._locked(upload_id):
             size = self._size(upload_id)
             actual = self._digest(upload_id, size, algorithm_of(digest))

@@ -13,6 +13,12 @@ from typing import BinaryIO, Iterator
 
 from registry_core.storage.driver import PathNotFound
 
+# The mode open() would give a new file. mkstemp creates 0600, which would make content written by
+# put_content unreadable to the other users or services sharing the store (appended files are not).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 
 class FilesystemDriver:
     name = "filesystem"
@@ -37,6 +43,7 @@ class FilesystemDriver:
         fd, temporary = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), _FILE_MODE)
                 f.write(data)
             os.replace(temporary, target)
         except BaseException:
@@ -95,5 +102,5 @@ class FilesystemDriver:
 def _remove_quietly(path: str) -> None:
     try:
         os.unlink(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         pass

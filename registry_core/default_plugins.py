@@ -1,0 +1,30 @@
+"""The core's own defaults, registered as a plugin like any other (see registry_core/plugins.py)."""
+
+from __future__ import annotations
+
+from registry_core.errors import RegistryError
+from registry_core.hookspecs import hookimpl
+from registry_core.storage.filesystem import FilesystemDriver
+
+@hookimpl
+def register_storage_drivers():
+    return {"filesystem": lambda root, options: FilesystemDriver(options.get("root", root))}
+
+
+@hookimpl
+def before_event(event, registry):
+    """Read-only mode (`readOnly: true` in registry.yaml): pulls work, changes are refused.
+
+    A veto on changes rather than a request filter, so that reads pay nothing for it."""
+    if registry.config.read_only:
+        return RegistryError("UNSUPPORTED", "this registry is in read-only mode (maintenance): pulls "
+                             "work, pushes and deletes are refused; try again later", status=405)
+    return None
+
+
+@hookimpl
+def permission_allowed(actor, action, repository, registry):
+    """Until an access policy plugin says otherwise, everything is allowed (an open registry).
+
+    When this is the only implementation, Registry.may answers True without calling the hook."""
+    return True

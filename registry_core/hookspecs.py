@@ -1,0 +1,122 @@
+"""The plugin contract: every hook a plugin can implement, in the order a registry uses them.
+
+Hooks are called with keyword arguments; an implementation may accept any subset of them, so a
+hook can grow an argument without breaking plugins. `None` always means "no opinion". The core's
+own defaults (filesystem storage, the default access policy, the default request filter) are
+plugins registered through these same hooks (registry_core/default_plugins.py).
+
+Each hook is documented for people in docs/plugins.md; tests/test_docs.py fails when a hook here
+is missing there or has no test.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("registry_core")
+hookimpl = pluggy.HookimplMarker("registry_core")
+
+
+# --- configuration and start-up ------------------------------------------------------------------
+
+@hookspec
+def plugin_config_schema():
+    """Return ``{section: json_schema}`` for the plugin's sections of ``pluginConfig`` in
+    registry.yaml. Each section present in the config is validated against its schema at start-up;
+    a problem is reported with the config file, the key and the schema's message."""
+
+
+@hookspec
+def register_storage_drivers():
+    """Return ``{driver_name: factory}``; ``factory(root=..., options=...)`` returns an object with
+    the interface of ``registry_core.storage.driver.StorageDriver``. ``storage.driver`` in
+    registry.yaml picks one by name."""
+
+
+@hookspec
+def startup(registry):
+    """Called once in every worker process after the registry (``registry_core.app.Registry``) is
+    built and before it serves: open connections, start background threads, read plugin config
+    (``registry.config.plugin_config``)."""
+
+
+@hookspec
+def register_routes(app, registry):
+    """Add routes to the bottle ``app`` (the root application of the process), e.g. an admin API.
+    Routes added here run after ``filter_request``; they should call
+    ``registry.authorize(request, repository, action)`` to get the acting user."""
+
+
+@hookspec
+def register_commands(cli):
+    """Add commands to the ``registry`` click group ``cli``."""
+
+
+# --- each request --------------------------------------------------------------------------------
+
+@hookspec(firstresult=True)
+def filter_request(request, registry):
+    """Called first for every request, before routing. Return a ``bottle.HTTPResponse`` or a
+    ``registry_core.errors.RegistryError`` to answer the request right away (firewalls, rate
+    limits, maintenance mode); ``None`` lets it through. The first non-None answer wins."""
+
+
+@hookspec(firstresult=True)
+def actor_from_request(request, registry):
+    """Return the acting user of ``request`` as a ``registry_core.context.Actor`` (or a dict with at
+    least ``name``), or ``None`` when this plugin does not recognise the credentials. Raise
+    ``RegistryError("UNAUTHORIZED")`` to refuse credentials that are present but wrong. With no
+    actor the request is anonymous. The first non-None answer wins."""
+
+
+@hookspec
+def permission_allowed(actor, action, repository, registry):
+    """May ``actor`` (an ``Actor`` or ``None`` for anonymous) do ``action`` (``pull``, ``push``,
+    ``delete``, ``catalog``, ``login``, ``admin``) on ``repository`` (a name, or ``None`` for
+    registry-wide actions)? Return ``False`` to deny, ``True`` to allow, ``None`` for no opinion.
+    Any ``False`` denies; otherwise any ``True`` allows; otherwise the request is denied."""
+
+
+# --- content -------------------------------------------------------------------------------------
+
+@hookspec
+def validate_manifest(repository, reference, manifest, body, context):
+    """Check a manifest before it is stored. ``manifest`` is a
+    ``registry_core.registry.mediatypes.ParsedManifest`` (media type, config, layers, child
+    manifests, subject, artifactType, annotations); ``body`` the exact bytes pushed. Return a list
+    of problems (strings a person can act on), or ``None``/``[]``. Any problem rejects the push with
+    ``MANIFEST_INVALID`` and the problems as its message."""
+
+
+@hookspec(firstresult=True)
+def resolve_upstream(repository, registry):
+    """For a pull-through mirror: return an upstream for ``repository`` when a manifest or blob is
+    not in the store, or ``None``. The upstream is an object with ``manifest(repository, reference)
+    -> (body: bytes, media_type: str) | None`` and ``blob(repository, digest) -> iterable of bytes |
+    None``; what it returns is verified by digest, stored, and served. The first non-None answer
+    wins."""
+
+
+# --- events --------------------------------------------------------------------------------------
+
+@hookspec(firstresult=True)
+def before_event(event, registry):
+    """Called before a change is made (``event.action`` is ``push``, ``delete``, ``mount`` or
+    ``tag``; ``event`` a ``registry_core.events.Event``). Return a ``RegistryError`` (or a message
+    string, which becomes ``DENIED``) to refuse it: read-only mode, quotas. ``None`` allows."""
+
+
+@hookspec
+def track_event(event, registry):
+    """Called after an operation succeeded (push, pull, delete, mount, tag, untag,
+    repository-created): webhooks, audit logs, metrics. An exception is logged and never fails the
+    request. Keep it fast or hand work to a thread: it runs on the request path."""
+
+
+# --- user interface ------------------------------------------------------------------------------
+
+@hookspec
+def ui_panels(page, repository, actor, registry):
+    """Return a panel (or a list of panels) to show on the web UI page ``page`` (``repository``,
+    ``home``, …) for ``repository`` (or ``None``): each a dict with ``title`` and ``html`` (already
+    escaped). ``None`` adds nothing."""

@@ -1,0 +1,122 @@
+"""The plugin manager: the core's defaults, built-in plugins, entry points, and a plugins dir.
+
+Where plugins come from:
+- the core's defaults (registry_core/default_plugins.py), always registered;
+- modules in `--plugins-dir DIR` (every `*.py` there), loaded because the operator pointed at them;
+- names listed under `plugins:` in registry.yaml, each found as (in this order) an installed
+  package's entry point in the group `registry_core`, or a built-in module in plugins/.
+An unknown name, a hook implementation with a misspelled name (pm.check_pending), or a plugin
+config section that does not match the plugin's schema stops start-up with a clear message.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import jsonschema
+import pluggy
+
+from registry_core import hookspecs
+from registry_core.meta.documents import DocumentInvalid
+
+ENTRY_POINT_GROUP = "registry_core"
+BUILTIN_PACKAGE = "registry_core.builtin_plugins"
+DEFAULT_PLUGINS = ("registry_core.default_plugins",)
+
+
+class PluginError(Exception):
+    """A plugin could not be found, loaded or validated."""
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    source: str        # "default", "built-in", "entry point <dist>", "plugins dir <path>"
+    hooks: list[str]
+
+
+def make_plugin_manager(enabled=(), plugins_dir: str | None = None) -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("registry_core")
+    pm.add_hookspecs(hookspecs)
+    pm.sources = {}
+    for module_name in DEFAULT_PLUGINS:
+        _register(pm, importlib.import_module(module_name), module_name.rsplit(".", 1)[-1], "default")
+    if plugins_dir:
+        for path in sorted(Path(plugins_dir).glob("*.py")):
+            _register(pm, _load_file(path), path.stem, f"plugins dir {path}")
+    points = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    for name in enabled:
+        if pm.get_plugin(name) is not None:
+            continue
+        if name in points:
+            point = points[name]
+            dist = getattr(point, "dist", None)
+            _register(pm, point.load(), name, f"entry point {dist.name if dist else point.value}")
+        elif importlib.util.find_spec(f"{BUILTIN_PACKAGE}.{name}") is not None:
+            _register(pm, importlib.import_module(f"{BUILTIN_PACKAGE}.{name}"), name, "built-in")
+        else:
+            raise PluginError(f"unknown plugin {name!r}: it is not a built-in plugin in plugins/, no "
+                              f"installed package has an entry point {name!r} in the group "
+                              f"{ENTRY_POINT_GROUP!r}, and no --plugins-dir has {name}.py")
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as e:
+        raise PluginError(f"{e} (known hooks: {', '.join(hook_names())})") from None
+    return pm
+
+
+def _load_file(path: Path):
+    module_name = f"registry_core_plugins_dir.{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise PluginError(f"cannot load plugin {path}: {type(e).__name__}: {e}") from e
+    return module
+
+
+def _register(pm: pluggy.PluginManager, module, name: str, source: str) -> None:
+    try:
+        pm.register(module, name=name)
+    except (pluggy.PluginValidationError, ValueError) as e:
+        raise PluginError(f"plugin {name} ({source}): {e}") from None
+    pm.sources[name] = source
+
+
+def hook_names() -> list[str]:
+    return sorted(name for name in dir(hookspecs) if hasattr(getattr(hookspecs, name), "registry_core_spec"))
+
+
+def describe(pm: pluggy.PluginManager) -> list[PluginInfo]:
+    result = []
+    for name, plugin in pm.list_name_plugin():
+        hooks = sorted(caller.name for caller in pm.get_hookcallers(plugin) or [])
+        result.append(PluginInfo(name=name, source=pm.sources.get(name, "?"), hooks=hooks))
+    return result
+
+
+def validate_plugin_config(pm: pluggy.PluginManager, plugin_config: dict, source: str) -> None:
+    """Check each `pluginConfig` section against the schema its plugin declares."""
+    schemas: dict = {}
+    for declared in pm.hook.plugin_config_schema():
+        schemas.update(declared or {})
+    for section, value in (plugin_config or {}).items():
+        if section not in schemas:
+            raise DocumentInvalid(source, f"pluginConfig/{section}: no loaded plugin declares a config "
+                                  f"section {section!r} (declared: {', '.join(sorted(schemas)) or 'none'})")
+        validator_class = jsonschema.validators.validator_for(schemas[section])
+        error = jsonschema.exceptions.best_match(validator_class(schemas[section]).iter_errors(value))
+        if error is not None:
+            where = "/".join(["pluginConfig", section, *map(str, error.absolute_path)])
+            raise DocumentInvalid(source, f"{where}: {error.message}")
+
+
+def has_implementations(pm: pluggy.PluginManager, hook: str) -> bool:
+    return bool(getattr(pm.hook, hook).get_hookimpls())

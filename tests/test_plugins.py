@@ -1,0 +1,224 @@
+"""The plugin contract: each hook, exercised through a real server that loads tests/plugins/."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pygit2
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from registry_core import cli
+from registry_core.app import Registry
+from registry_core.config import Config
+from registry_core.meta.documents import DocumentInvalid
+from registry_core.plugins import PluginError, make_plugin_manager
+from tests.support.oci import Client, error_codes, unique_name
+from tests.support.server import REGISTRY, RunningRegistry, free_port
+
+PLUGINS_DIR = Path(__file__).parent / "plugins"
+
+
+def events(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+@pytest.fixture(scope="module")
+def plugged(tmp_path_factory, registry):
+    """A registry loading tests/plugins/everything.py, with the session registry as its upstream."""
+    root = tmp_path_factory.mktemp("plugged")
+    log = root / "events.jsonl"
+    config = root / "registry.yaml"
+    config.write_text(yaml.safe_dump({
+        "storage": {"driver": "everything-fs"},
+        "pluginConfig": {"everything": {"log": str(log), "upstream": registry.url}}}))
+    server = RunningRegistry(root / "store", "--empty", "--config", str(config), "--plugins-dir", str(PLUGINS_DIR))
+    server.events_log = log
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pclient(plugged) -> Client:
+    return Client(plugged.url)
+
+
+def test_hook_plugin_config_schema_rejects_a_section_that_does_not_match(tmp_path):
+    config = tmp_path / "registry.yaml"
+    config.write_text(yaml.safe_dump({"pluginConfig": {"everything": {"log": 5}}}))
+    result = subprocess.run([REGISTRY, "serve", "--store", str(tmp_path / "s"), "--config", str(config),
+                             "--plugins-dir", str(PLUGINS_DIR), "--port", str(free_port())],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert str(config) in result.stderr and "pluginConfig/everything/log" in result.stderr
+    assert "is not of type 'string'" in result.stderr
+
+
+def test_plugin_config_for_a_plugin_that_is_not_loaded_is_refused(tmp_path):
+    with pytest.raises(DocumentInvalid, match="pluginConfig/nobody"):
+        Registry(Config(store=str(tmp_path), plugin_config={"nobody": {}}))
+
+
+def test_hook_register_storage_drivers_provides_the_configured_driver(plugged):
+    assert (plugged.store / "everything-driver").exists()
+
+
+def test_hook_startup_runs_in_each_worker(plugged):
+    assert any(e["hook"] == "startup" for e in events(plugged.events_log))
+
+
+def test_hook_register_routes_adds_routes_that_see_the_actor(pclient):
+    r = pclient.get("/_everything/ping", headers={"X-Everything-User": "carol"})
+    assert r.status_code == 200
+    assert r.json() == {"pong": True, "actor": "carol"}
+
+
+def test_hook_register_commands_adds_cli_commands(monkeypatch):
+    monkeypatch.setenv("REGISTRY_PLUGINS_DIR", str(PLUGINS_DIR))
+    result = CliRunner().invoke(cli.main, ["everything-hello", "world"])
+    assert result.exit_code == 0, result.output
+    assert "hello world from a plugin" in result.output
+
+
+def test_hook_filter_request_can_answer_with_a_spec_error_or_any_response(pclient):
+    r = pclient.get("/v2/", headers={"X-Everything-Block": "error"})
+    assert r.status_code == 403 and error_codes(r) == ["DENIED"]
+    assert pclient.get("/v2/", headers={"X-Everything-Block": "teapot"}).status_code == 418
+    assert pclient.get("/v2/").status_code == 200
+
+
+def test_hook_actor_from_request_names_the_commit_author(pclient, plugged):
+    name = unique_name("carols")
+    pclient.http.headers["X-Everything-User"] = "carol"
+    pclient.push_image(name, "v1")
+    repo = pygit2.Repository(str(plugged.store / "meta.git"))
+    head = repo[repo.lookup_reference("refs/heads/main").target]
+    assert head.author.name == "carol"
+    assert f"Push {name}:v1" in head.message and "Actor: carol" in head.message
+
+
+def test_hook_actor_from_request_can_refuse_credentials(pclient):
+    r = pclient.get("/v2/", headers={"X-Everything-User": "wrong"})
+    assert r.status_code == 401 and error_codes(r) == ["UNAUTHORIZED"]
+
+
+def test_hook_permission_allowed_any_false_denies(pclient):
+    r = pclient.get("/v2/everything-denied/x/tags/list")
+    assert r.status_code == 401 and error_codes(r) == ["UNAUTHORIZED"]
+    assert "WWW-Authenticate" in r.headers
+    r = pclient.get("/v2/everything-denied/x/tags/list", headers={"X-Everything-User": "carol"})
+    assert r.status_code == 403 and error_codes(r) == ["DENIED"]
+
+
+def test_hook_validate_manifest_problems_reject_the_push_with_manifest_invalid(pclient):
+    name = unique_name()
+    with pytest.raises(AssertionError) as refused:
+        pclient.push_image(name, "v1", annotations={"everything.reject": "yes"})
+    assert "MANIFEST_INVALID" in str(refused.value) and "everything.reject" in str(refused.value)
+    digest, _, _ = pclient.push_image(name, "v2", annotations={"fine": "yes"})
+    assert pclient.head(f"/v2/{name}/manifests/v2").headers["Docker-Content-Digest"] == digest
+
+
+def test_hook_resolve_upstream_fills_misses_from_the_upstream(pclient, client, plugged):
+    upstream = client.get("/v2/library/busybox-lite/manifests/latest")
+    r = pclient.get("/v2/everything-mirror/library/busybox-lite/manifests/latest")
+    assert r.status_code == 200
+    assert r.content == upstream.content
+    assert r.headers["Docker-Content-Digest"] == upstream.headers["Docker-Content-Digest"]
+    layer = upstream.json()["layers"][0]["digest"]
+    blob = pclient.get(f"/v2/everything-mirror/library/busybox-lite/blobs/{layer}")
+    assert blob.status_code == 200 and blob.content == client.get(f"/v2/library/busybox-lite/blobs/{layer}").content
+    fills = [e for e in events(plugged.events_log) if e.get("action") == "mirror-fill"]
+    assert {e.get("digest") for e in fills} >= {layer, upstream.headers["Docker-Content-Digest"]}
+    assert pclient.get("/v2/everything-mirror/library/busybox-lite/manifests/nope").status_code == 404
+
+
+def test_hook_before_event_vetoes_changes(pclient):
+    r = pclient.post("/v2/everything-readonly/x/blobs/uploads/")
+    assert r.status_code == 403 and error_codes(r) == ["DENIED"]
+    assert "read-only" in r.json()["errors"][0]["message"]
+
+
+def test_hook_track_event_sees_typed_events_after_success_only(pclient, plugged):
+    name = unique_name()
+    pclient.push_image(name, "v1")
+    r = pclient.push_manifest(name, "v2", {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                                      "digest": "sha256:" + "0" * 64, "size": 3}, "layers": []})
+    assert r.status_code == 404
+    pushes = [e for e in events(plugged.events_log) if e.get("action") == "push" and e.get("repository") == name]
+    manifest_pushes = [e for e in pushes if e.get("media_type")]
+    assert [e["tag"] for e in manifest_pushes] == ["v1"]
+    assert {"actor", "client_addr", "request_id", "digest", "size", "timestamp"} <= set(manifest_pushes[0])
+    assert any(e.get("action") == "repository-created" and e["repository"] == name for e in events(plugged.events_log))
+
+
+def test_hook_track_event_failure_never_fails_the_request(pclient):
+    digest, _, _ = pclient.push_image(unique_name("everything-crash"), "v1")
+    assert digest.startswith("sha256:")
+
+
+def test_hook_ui_panels_adds_panels(tmp_path):
+    registry = Registry(Config(store=str(tmp_path)), make_plugin_manager(plugins_dir=str(PLUGINS_DIR)))
+    assert registry.ui_panels("repository", "library/hello", None) == [
+        {"title": "Everything", "html": "<p>repository library/hello</p>"}]
+
+
+def test_misspelled_hook_implementation_stops_start_up(tmp_path):
+    (tmp_path / "typo.py").write_text("from registry_core.hookspecs import hookimpl\n\n"
+                                      "@hookimpl\ndef track_evnt(event):\n    pass\n")
+    with pytest.raises(PluginError, match="track_evnt"):
+        make_plugin_manager(plugins_dir=str(tmp_path))
+
+
+def test_unknown_plugin_name_stops_start_up():
+    with pytest.raises(PluginError, match="unknown plugin 'no-such-plugin'"):
+        make_plugin_manager(["no-such-plugin"])
+
+
+def test_registry_plugins_lists_plugins_hooks_and_sources():
+    result = CliRunner().invoke(cli.main, ["plugins", "--plugins-dir", str(PLUGINS_DIR), "--json"])
+    assert result.exit_code == 0, result.output
+    listed = {p["name"]: p for p in json.loads(result.output)}
+    assert listed["default_plugins"]["source"] == "default"
+    assert listed["everything"]["source"].startswith("plugins dir")
+    assert "track_event" in listed["everything"]["hooks"]
+
+
+def test_out_of_tree_plugin_package_works_through_its_entry_point(tmp_path):
+    record = tmp_path / "pushes.jsonl"
+    config = tmp_path / "registry.yaml"
+    config.write_text(yaml.safe_dump({"plugins": ["source_policy"],
+                                      "pluginConfig": {"source_policy": {"record": str(record)}}}))
+    server = RunningRegistry(tmp_path / "store", "--empty", "--config", str(config))
+    try:
+        client, name = Client(server.url), unique_name()
+        with pytest.raises(AssertionError) as refused:
+            client.push_image(name, "v1")
+        assert "MANIFEST_INVALID" in str(refused.value)
+        assert "org.opencontainers.image.source" in str(refused.value)
+        digest, _, _ = client.push_image(name, "v2", annotations={
+            "org.opencontainers.image.source": "https://example.test/app"})
+        assert [json.loads(line) for line in record.read_text().splitlines()] == [
+            {"repository": name, "digest": digest, "tag": "v2", "actor": "anonymous"}]
+        listed = CliRunner().invoke(cli.main, ["plugins", "--config", str(config)])
+        assert "source_policy  (entry point registry-source-policy)" in listed.output
+    finally:
+        server.stop()
+
+
+def test_read_only_mode_from_the_default_plugins_refuses_changes_and_serves_pulls(tmp_path):
+    config = tmp_path / "registry.yaml"
+    config.write_text(yaml.safe_dump({"readOnly": True}))
+    server = RunningRegistry(tmp_path / "store", "--empty", "--config", str(config))
+    try:
+        client = Client(server.url)
+        r = client.post(f"/v2/{unique_name()}/blobs/uploads/")
+        assert r.status_code == 405 and error_codes(r) == ["UNSUPPORTED"]
+        assert "read-only" in r.json()["errors"][0]["message"]
+        assert client.get("/v2/").status_code == 200
+    finally:
+        server.stop()

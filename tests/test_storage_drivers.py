@@ -1,0 +1,250 @@
+"""The storage driver contract (registry_core.storage.driver), checked against every driver.
+
+Add a driver by adding a factory to DRIVERS (an S3 driver against a local server, an in-memory
+driver…); every test here then runs against it. Driver-specific checks are at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+
+import pytest
+
+from registry_core.storage.driver import PathNotFound, StorageDriver
+from registry_core.storage.filesystem import FilesystemDriver
+
+
+def filesystem_driver(tmp_path) -> FilesystemDriver:
+    return FilesystemDriver(str(tmp_path / "store"))
+
+
+DRIVERS = [
+    pytest.param(filesystem_driver, id="filesystem"),
+]
+
+
+@pytest.fixture(params=DRIVERS)
+def driver(request, tmp_path) -> StorageDriver:
+    return request.param(tmp_path)
+
+
+DATA = bytes(range(256)) * 4 + b"\x00tail\n"
+
+
+# --- whole content ----------------------------------------------------------------------------
+
+
+def test_put_content_and_get_content_round_trip(driver):
+    driver.put_content("blobs/sha256/ab/abcdef", DATA)
+    assert driver.get_content("blobs/sha256/ab/abcdef") == DATA
+    driver.put_content("empty", b"")
+    assert driver.get_content("empty") == b""
+    driver.put_content("blobs/sha256/ab/abcdef", b"replaced")
+    assert driver.get_content("blobs/sha256/ab/abcdef") == b"replaced"
+
+
+def test_put_content_leaves_no_temporary_files(driver):
+    for i in range(5):
+        driver.put_content("links/a/_blobs/sha256/f", b"x" * i)
+        driver.put_content(f"links/a/_blobs/sha256/g{i}", b"")
+    assert driver.list("links/a/_blobs/sha256") == ["f"] + [f"g{i}" for i in range(5)]
+    local = driver.local_path("links/a/_blobs/sha256")
+    if local is not None:
+        assert sorted(os.listdir(local)) == ["f"] + [f"g{i}" for i in range(5)]
+
+
+def test_a_failed_put_content_keeps_the_old_content_and_leaves_nothing_behind(driver):
+    driver.put_content("folder/doc", b"old")
+    with pytest.raises(TypeError):
+        driver.put_content("folder/doc", "not bytes")  # fails while writing
+    assert driver.get_content("folder/doc") == b"old"
+    assert driver.list("folder") == ["doc"]
+
+
+def test_readers_never_see_a_partly_written_content(driver):
+    size = 1 << 20
+    versions = {b"a" * size, b"b" * size}
+    driver.put_content("blob", b"a" * size)
+    seen, stop = [], threading.Event()
+
+    def read():
+        while not stop.is_set():
+            seen.append(driver.get_content("blob"))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(30):
+            driver.put_content("blob", (b"a", b"b")[i % 2] * size)
+    finally:
+        stop.set()
+        reader.join()
+    assert seen and all(content in versions for content in seen)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def test_reader_from_the_start_and_from_an_offset(driver):
+    driver.put_content("some/blob", DATA)
+    with driver.reader("some/blob") as f:
+        assert f.read() == DATA
+    with driver.reader("some/blob", 1000) as f:
+        assert f.read() == DATA[1000:]
+    with driver.reader("some/blob", 10) as f:
+        assert f.read(5) == DATA[10:15]
+        assert f.read(3) == DATA[15:18]
+    with driver.reader("some/blob", len(DATA)) as f:
+        assert f.read() == b""
+
+
+def test_size_and_exists(driver):
+    assert not driver.exists("some/blob")
+    driver.put_content("some/blob", DATA)
+    assert driver.exists("some/blob")
+    assert driver.size("some/blob") == len(DATA)
+    driver.put_content("zero", b"")
+    assert driver.exists("zero") and driver.size("zero") == 0
+
+
+@pytest.mark.parametrize("operation", ["get_content", "reader", "size"])
+@pytest.mark.parametrize("path", ["missing", "missing/deeper/file", "a-file/below"])
+def test_missing_paths_raise_path_not_found(driver, operation, path):
+    driver.put_content("a-file", b"x")
+    with pytest.raises(PathNotFound):
+        getattr(driver, operation)(path)
+    assert not driver.exists(path)
+
+
+# --- appending --------------------------------------------------------------------------------
+
+
+def test_append_creates_the_file_and_its_folders_and_returns_the_new_size(driver):
+    assert driver.append("uploads/u1/data", iter([b"abc", b"", b"de"])) == 5
+    assert driver.append("uploads/u1/data", (chunk for chunk in [b"fgh"])) == 8
+    assert driver.append("uploads/u1/data", iter([])) == 8
+    assert driver.get_content("uploads/u1/data") == b"abcdefgh"
+    assert driver.size("uploads/u1/data") == 8
+    assert driver.append("uploads/u2/data", iter([])) == 0
+    assert driver.exists("uploads/u2/data")
+
+
+# --- listing ----------------------------------------------------------------------------------
+
+
+def test_list_is_sorted_names_directly_below(driver):
+    for path in ["repo/b", "repo/a", "repo/c/deep/file", "repo/B", "repo/_blobs/x", "other/z"]:
+        driver.put_content(path, b"x")
+    assert driver.list("repo") == ["B", "_blobs", "a", "b", "c"]
+    assert driver.list("repo/c") == ["deep"]
+    assert driver.list("repo/c/deep") == ["file"]
+
+
+def test_list_of_a_missing_path_is_empty(driver):
+    driver.put_content("a-file", b"x")
+    assert driver.list("missing") == []
+    assert driver.list("missing/deeper") == []
+    assert driver.list("a-file") == []
+
+
+# --- moving -----------------------------------------------------------------------------------
+
+
+def test_move_makes_content_visible_and_replaces_the_destination(driver):
+    driver.put_content("uploads/u1/data", b"new content")
+    driver.move("uploads/u1/data", "blobs/sha256/ne/new")  # destination folders are created
+    assert driver.get_content("blobs/sha256/ne/new") == b"new content"
+    assert not driver.exists("uploads/u1/data")
+
+    driver.append("uploads/u2/data", iter([b"newer"]))
+    driver.move("uploads/u2/data", "blobs/sha256/ne/new")
+    assert driver.get_content("blobs/sha256/ne/new") == b"newer"
+    assert driver.list("blobs/sha256/ne") == ["new"]
+    assert not driver.exists("uploads/u2/data")
+
+
+def test_move_of_a_missing_source_raises_path_not_found(driver):
+    driver.put_content("destination", b"kept")
+    with pytest.raises(PathNotFound):
+        driver.move("uploads/missing/data", "destination")
+    assert driver.get_content("destination") == b"kept"
+
+
+def test_readers_see_the_old_or_the_new_content_while_moves_replace_it(driver):
+    size = 1 << 20
+    driver.put_content("blob", b"a" * size)
+    seen, stop = [], threading.Event()
+
+    def read():
+        while not stop.is_set():
+            seen.append(driver.get_content("blob"))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(30):
+            driver.put_content(f"uploads/{i}/data", (b"a", b"b")[i % 2] * size)
+            driver.move(f"uploads/{i}/data", "blob")
+    finally:
+        stop.set()
+        reader.join()
+    assert seen and all(content in (b"a" * size, b"b" * size) for content in seen)
+
+
+# --- deleting ---------------------------------------------------------------------------------
+
+
+def test_delete_a_file(driver):
+    driver.put_content("folder/a", b"1")
+    driver.put_content("folder/b", b"2")
+    driver.delete("folder/a")
+    assert not driver.exists("folder/a")
+    assert driver.list("folder") == ["b"]
+    with pytest.raises(PathNotFound):
+        driver.get_content("folder/a")
+
+
+def test_delete_a_folder_with_everything_below(driver):
+    for path in ["uploads/u1/data", "uploads/u1/started_at", "uploads/u1/deep/er/x", "uploads/u2/data"]:
+        driver.put_content(path, b"x")
+    driver.delete("uploads/u1")
+    assert driver.list("uploads") == ["u2"]
+    assert not driver.exists("uploads/u1/data")
+    assert not driver.exists("uploads/u1/deep/er/x")
+    assert driver.get_content("uploads/u2/data") == b"x"
+
+
+def test_delete_of_a_missing_path_is_not_an_error(driver):
+    driver.put_content("a-file", b"x")
+    driver.delete("missing")
+    driver.delete("missing/deeper")
+    driver.delete("a-file/below")
+    assert driver.get_content("a-file") == b"x"
+
+
+# --- filesystem only --------------------------------------------------------------------------
+
+
+def test_filesystem_local_path_is_the_file_under_the_root(tmp_path):
+    driver = filesystem_driver(tmp_path)
+    driver.put_content("blobs/sha256/ab/abc", b"content")
+    local = driver.local_path("blobs/sha256/ab/abc")
+    assert local == str(tmp_path / "store" / "blobs" / "sha256" / "ab" / "abc")
+    with open(local, "rb") as f:
+        assert f.read() == b"content"
+    with driver.reader("blobs/sha256/ab/abc") as f:
+        assert f.fileno() >= 0  # a real file, so the WSGI server can sendfile it
+
+
+def test_filesystem_files_get_the_same_permissions_however_they_are_written(tmp_path):
+    """put_content must not leave mkstemp's 0600: other processes or users sharing the store read them."""
+    driver = filesystem_driver(tmp_path)
+    driver.put_content("written", b"x")
+    driver.append("appended", iter([b"x"]))
+    driver.put_content("uploads/u/data", b"x")
+    driver.move("uploads/u/data", "moved")
+    modes = {name: stat.S_IMODE(os.stat(driver.local_path(name)).st_mode)
+             for name in ["written", "appended", "moved"]}
+    assert len(set(modes.values())) == 1, modes
