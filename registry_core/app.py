@@ -24,7 +24,7 @@ from registry_core.registry.pullthrough import PullThrough
 from registry_core.registry.referrers import ReferrerService
 from registry_core.registry.repositories import RepositoryService
 from registry_core.registry.uploads import UploadService
-from registry_core.web import error_response, request_context
+from registry_core.web import base_url, error_response, request_context
 
 META_DIR = "meta.git"
 _ACTOR_KEY = "registry_core.actor"
@@ -36,7 +36,7 @@ class Registry:
 
     def __init__(self, config: Config, plugins=None):
         self.config = config
-        self.plugins = plugins or make_plugin_manager(config.plugins, config.plugins_dir)
+        self.plugins = plugins or make_plugin_manager(config.plugins, config.plugins_dir, config.auth.enabled)
         self.check_config(config, self.plugins)
         self.hook = self.plugins.hook
         os.makedirs(config.store, exist_ok=True)
@@ -50,12 +50,28 @@ class Registry:
                                          max_bytes=config.manifest_limit)
         self.referrers = ReferrerService(self.meta, self.repositories)
         self.pull_through = PullThrough(self)
+        self.accounts = self.policy = self.token_issuer = self.token_verifier = None
+        if config.auth.enabled:
+            self._build_index(config)
         # Hooks nobody implements are skipped on the request path, so they cost nothing.
         self._active = {name: has_implementations(self.plugins, name)
                         for name in ("filter_request", "actor_from_request", "track_event", "before_event",
                                      "validate_manifest", "resolve_upstream")}
         self._open_registry = [impl.plugin_name for impl in self.hook.permission_allowed.get_hookimpls()] \
-            == ["default_plugins"]
+            == ["open_access"]
+
+    def _build_index(self, config: Config) -> None:
+        from registry_core.index.accounts import Accounts
+        from registry_core.index.policy import AccessPolicy
+        from registry_core.index.ratelimit import LoginLimiter
+        from registry_core.index.tokens import build_token_service
+
+        if config.role != "registry":
+            limiter = LoginLimiter(os.path.join(config.store, "state", "login-failures"),
+                                   config.auth.login_attempts, config.auth.login_window)
+            self.accounts = Accounts(self.meta, limiter)
+        self.policy = AccessPolicy(self.meta, config.auth.anonymous_pull)
+        self.token_issuer, self.token_verifier = build_token_service(config)
 
     @staticmethod
     def check_config(config: Config, plugins) -> None:
@@ -107,14 +123,37 @@ class Registry:
         return False not in answers and True in answers
 
     def denied(self, actor: Actor | None, name: str | None, action: str) -> RegistryError:
+        """401 with a challenge to the unauthenticated and to token holders (whose token lacks the
+        scope); 403 to users who authenticated directly. The same answer whether or not `name`
+        exists, so a private repository cannot be told from a missing one."""
         target = f" on {name}" if name else ""
-        if actor is None:
-            return RegistryError("UNAUTHORIZED", f"authentication required to {action}{target}: log in first",
-                                 headers={"WWW-Authenticate": 'Basic realm="registry"'})
-        return RegistryError("DENIED", f"{actor.name} may not {action}{target}")
+        message = f"{actor.name if actor else 'anonymous'} may not {action}{target}" + (
+            "" if actor else ": log in first")
+        if actor is None or actor.kind == "jwt":
+            if not self.config.auth.enabled:
+                return RegistryError("UNAUTHORIZED", message, headers={"WWW-Authenticate": 'Basic realm="registry"'})
+            scope = challenge_scope(name, action)
+            error = "insufficient_scope" if actor is not None else None
+            return RegistryError("UNAUTHORIZED", message, headers=self.challenge(bottle.request, scope, error))
+        return RegistryError("DENIED", message)
+
+    def challenge(self, request: bottle.BaseRequest, scope: str | None = None, error: str | None = None) -> dict:
+        """The WWW-Authenticate header that sends clients to the token service."""
+        auth = self.config.auth
+        realm = auth.realm or base_url(request, self.config.public_url) + "/token"
+        parts = [f'realm="{realm}"', f'service="{auth.service}"']
+        if scope:
+            parts.append(f'scope="{scope}"')
+        if error:
+            parts.append(f'error="{error}"')
+        return {"WWW-Authenticate": "Bearer " + ",".join(parts)}
 
     def visible_repositories(self, request: bottle.BaseRequest, names: list[str]) -> list[str]:
+        if self._open_registry:
+            return names
         identity = self.actor(request)
+        if identity is not None and identity.kind == "jwt":  # judge the token's user, not the token
+            identity = self.accounts.actor_for(identity.name) if self.accounts else None
         return [name for name in names if self.may(identity, name, "pull")]
 
     # --- content checks and events ------------------------------------------------------------
@@ -191,12 +230,24 @@ class Registry:
         return True
 
 
+def challenge_scope(name: str | None, action: str) -> str | None:
+    if name is None:
+        return "registry:catalog:*" if action == "catalog" else None
+    actions = {"pull": "pull", "push": "pull,push", "delete": "delete"}.get(action, "pull")
+    return f"repository:{name}:{actions}"
+
+
 def build_app(registry: Registry) -> bottle.Bottle:
-    """The WSGI application of one worker process."""
+    """The WSGI application of one worker process, for the roles in `config.role`."""
     from registry_core.registry.routes import build_registry_app
 
+    role = registry.config.role
     root = bottle.Bottle()
-    root.merge(build_registry_app(registry))
+    if role in ("all", "registry"):
+        root.merge(build_registry_app(registry))
+    if role in ("all", "index") and registry.config.auth.enabled:
+        from registry_core.index.routes import build_index_app
+        root.merge(build_index_app(registry))
     if registry._active["filter_request"]:
         root.add_hook("before_request", lambda: registry.filter_request(bottle.request))
     registry.hook.register_routes(app=root, registry=registry)

@@ -31,7 +31,7 @@ def load_config(config_path: str | None, store: str | None = None,
 
 def plugin_manager(config: config_module.Config):
     try:
-        return make_plugin_manager(config.plugins, config.plugins_dir)
+        return make_plugin_manager(config.plugins, config.plugins_dir, config.auth.enabled)
     except PluginError as e:
         raise click.ClickException(str(e)) from None
 
@@ -111,12 +111,16 @@ def plugins(config_path, plugins_dir, as_json):
 @click.option("--empty", is_flag=True, help="Create a missing store without the demo data.")
 @click.option("--plugins-dir", type=click.Path(file_okay=False, exists=True),
               help="Load every *.py in this folder as a plugin.")
-def serve(store, config_path, host, port, workers, threads, dev, access_log, empty, plugins_dir):
+@click.option("--role", type=click.Choice(["all", "index", "registry"]),
+              help="Serve both roles (all, the default), only accounts/tokens (index), or only /v2/ "
+                   "trusting an Index's certificate (registry).")
+def serve(store, config_path, host, port, workers, threads, dev, access_log, empty, plugins_dir, role):
     """Serve the registry. A store that does not exist yet is created from the bundled sample store."""
     from registry_core.app import Registry, build_app
     from registry_core.serving import serve as run_server
 
     config = load_config(config_path, store, plugins_dir)
+    config.role = role or config.role
     pm = plugin_manager(config)
     try:
         Registry.check_config(config, pm)
@@ -145,7 +149,8 @@ def serve(store, config_path, host, port, workers, threads, dev, access_log, emp
         sys.stdout.flush()
 
     def app_factory():
-        return build_app(Registry(config, make_plugin_manager(config.plugins, config.plugins_dir)))
+        return build_app(Registry(config, make_plugin_manager(config.plugins, config.plugins_dir,
+                                                              config.auth.enabled)))
 
     if dev:
         ready()
@@ -160,16 +165,26 @@ def init(directory, admin_name):
     """Create an empty store in DIRECTORY with an admin account (its password is printed once)."""
     from registry_core.app import Registry
     from registry_core.context import SYSTEM
-    from registry_core.index.users import create_user, generate_password
+    from registry_core.index.accounts import Accounts
+    from registry_core.index.passwords import generate_password
 
     if os.path.exists(os.path.join(directory, "meta.git")):
         raise click.ClickException(f"{directory} already holds a store")
     config = config_module.Config(store=os.path.abspath(directory))
     registry = Registry(config)
     password = generate_password()
-    create_user(registry.meta, SYSTEM, admin_name, password, admin=True)
+    Accounts(registry.meta).create_user(SYSTEM, admin_name, password, admin=True)
     click.echo(f"Created an empty store in {config.store}")
     click.echo(f"Admin login: {admin_name} / {password}  (shown once: keep it now)")
+    if registry.token_issuer is not None:
+        from registry_core.index.keys import CERT_FILE, keys_dir
+        click.echo(f"Token signing certificate (for registries that trust this Index): "
+                   f"{os.path.join(keys_dir(config), CERT_FILE)}")
+
+
+def _register_index_commands() -> None:
+    from registry_core.index.commands import register
+    register(main)
 
 
 def _register_client_commands() -> None:
@@ -177,6 +192,7 @@ def _register_client_commands() -> None:
     register(main)
 
 
+_register_index_commands()
 _register_client_commands()
 
 

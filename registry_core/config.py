@@ -17,6 +17,28 @@ DEFAULT_STORE = "./registry-data"
 
 
 @dataclass
+class AuthConfig:
+    enabled: bool = True
+    issuer: str = "registry-core"
+    service: str = "registry"
+    realm: str | None = None
+    token_lifetime: int = 300
+    keys_dir: str | None = None
+    trust: str | None = None
+    anonymous_pull: bool = True
+    login_attempts: int = 10
+    login_window: int = 300
+
+    @classmethod
+    def from_document(cls, document: dict) -> "AuthConfig":
+        names = {"enabled": "enabled", "issuer": "issuer", "service": "service", "realm": "realm",
+                 "tokenLifetime": "token_lifetime", "keysDir": "keys_dir", "trust": "trust",
+                 "anonymousPull": "anonymous_pull", "loginAttempts": "login_attempts",
+                 "loginWindow": "login_window"}
+        return cls(**{names[key]: value for key, value in document.items()})
+
+
+@dataclass
 class Config:
     store: str = DEFAULT_STORE
     storage_driver: str = "filesystem"
@@ -29,6 +51,8 @@ class Config:
     default_visibility: str = "private"
     manifest_limit: int = 4 * 1024 * 1024
     read_only: bool = False
+    role: str = "all"
+    auth: "AuthConfig" = field(default_factory=lambda: AuthConfig())
     plugins: list[str] = field(default_factory=list)
     plugins_dir: str | None = None
     plugin_config: dict = field(default_factory=dict)
@@ -53,6 +77,8 @@ class Config:
                                                                          config.default_visibility)
         config.manifest_limit = document.get("limits", {}).get("manifestBytes", config.manifest_limit)
         config.read_only = document.get("readOnly", False)
+        config.role = document.get("role", config.role)
+        config.auth = AuthConfig.from_document(document.get("auth", {}))
         config.plugins = list(document.get("plugins", []))
         config.plugins_dir = document.get("pluginsDir")
         config.plugin_config = document.get("pluginConfig", {})

@@ -20,11 +20,3 @@ def before_event(event, registry):
         return RegistryError("UNSUPPORTED", "this registry is in read-only mode (maintenance): pulls "
                              "work, pushes and deletes are refused; try again later", status=405)
     return None
-
-
-@hookimpl
-def permission_allowed(actor, action, repository, registry):
-    """Until an access policy plugin says otherwise, everything is allowed (an open registry).
-
-    When this is the only implementation, Registry.may answers True without calling the hook."""
-    return True

@@ -39,6 +39,11 @@ def check_name(name: str) -> str:
     return name
 
 
+def canonical_name(name: str) -> str:
+    """Short names mean the official namespace, as on Docker Hub: `alpine` is `library/alpine`."""
+    return name if "/" in name or not is_valid_name(name) else f"library/{name}"
+
+
 def is_tag(reference: str) -> bool:
     return TAG_RE.match(reference) is not None
 

@@ -1,7 +1,8 @@
 """The plugin manager: the core's defaults, built-in plugins, entry points, and a plugins dir.
 
 Where plugins come from:
-- the core's defaults (registry_core/default_plugins.py), always registered;
+- the core's defaults (registry_core/default_plugins.py), always registered, and the access
+  policy: registry_core/index/auth.py, or registry_core/open_access.py when auth is off;
 - modules in `--plugins-dir DIR` (every `*.py` there), loaded because the operator pointed at them;
 - names listed under `plugins:` in registry.yaml, each found as (in this order) an installed
   package's entry point in the group `registry_core`, or a built-in module in plugins/.
@@ -27,6 +28,8 @@ from registry_core.meta.documents import DocumentInvalid
 ENTRY_POINT_GROUP = "registry_core"
 BUILTIN_PACKAGE = "registry_core.builtin_plugins"
 DEFAULT_PLUGINS = ("registry_core.default_plugins",)
+# The access policy: the Index's (accounts, tokens, collaborators) or, with auth off, an open one.
+ACCESS_PLUGINS = {True: "registry_core.index.auth", False: "registry_core.open_access"}
 
 
 class PluginError(Exception):
@@ -40,11 +43,11 @@ class PluginInfo:
     hooks: list[str]
 
 
-def make_plugin_manager(enabled=(), plugins_dir: str | None = None) -> pluggy.PluginManager:
+def make_plugin_manager(enabled=(), plugins_dir: str | None = None, auth: bool = True) -> pluggy.PluginManager:
     pm = pluggy.PluginManager("registry_core")
     pm.add_hookspecs(hookspecs)
     pm.sources = {}
-    for module_name in DEFAULT_PLUGINS:
+    for module_name in DEFAULT_PLUGINS + (ACCESS_PLUGINS[auth],):
         _register(pm, importlib.import_module(module_name), module_name.rsplit(".", 1)[-1], "default")
     if plugins_dir:
         for path in sorted(Path(plugins_dir).glob("*.py")):

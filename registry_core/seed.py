@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from registry_core.context import SYSTEM, Context
-from registry_core.index.users import add_user
+from registry_core.index.accounts import Accounts
 from registry_core.meta import paths as meta_paths
 from registry_core.meta.documents import validate
 from registry_core.registry.mediatypes import INDEXES
@@ -31,9 +31,11 @@ def seed(registry, seed_file: Path | None = None) -> dict:
     description = validate(yaml.safe_load(seed_file.read_text()), str(seed_file), kind="seed")
     users = description.get("users", [])
     if users:
+        accounts = Accounts(registry.meta)
+
         def add_users(txn):
             for user in users:
-                add_user(txn, user["name"], user["password"], user.get("email"), user.get("admin", False))
+                accounts.add_user(txn, user["name"], user["password"], user.get("email"), user.get("admin", False))
         registry.meta.transact(add_users, SYSTEM, "Add demo users\n\n" + ", ".join(u["name"] for u in users))
     for repository in description["repositories"]:
         import_layout(registry, repository, seed_file.parent / repository["layout"])

@@ -15,6 +15,7 @@ import bottle
 
 from registry_core.context import Actor, Context
 from registry_core.errors import RegistryError
+from registry_core.names import canonical_name
 
 CHUNK = 1 << 20
 DRAIN_LIMIT = 8 * CHUNK
@@ -108,14 +109,17 @@ def json_response(document, status: int = 200, content_type: str = "application/
 
 
 class RegistryErrors:
-    """Bottle plugin for /v2/ routes: a RegistryError raised by a route becomes the spec's JSON
-    error response, and every response carries the API version header."""
+    """Bottle plugin for /v2/ routes: short repository names become canonical (`alpine` →
+    `library/alpine`), a RegistryError raised by a route becomes the spec's JSON error response,
+    and every response carries the API version header."""
 
     name = "registry_errors"
     api = 2
 
     def apply(self, callback, route):
         def wrapper(*args, **kwargs):
+            if "name" in kwargs:
+                kwargs["name"] = canonical_name(kwargs["name"])
             try:
                 result = callback(*args, **kwargs)
             except RegistryError as error:

@@ -5,13 +5,24 @@ from __future__ import annotations
 import pytest
 
 from tests.support.oci import Client, unique_name
-from tests.support.server import RunningRegistry
+from tests.support.server import RunningRegistry, open_config
 
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory):
-    """A registry started the way `make run` starts it: a new store seeded from sample_store/."""
-    server = RunningRegistry(tmp_path_factory.mktemp("registry") / "store")
+    """An open registry (auth.enabled: false) on a new store seeded from sample_store/: the
+    protocol tests and the real clients talk to it without credentials."""
+    root = tmp_path_factory.mktemp("registry")
+    server = RunningRegistry(root / "store", "--config", open_config(root))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def secured_registry(tmp_path_factory):
+    """A registry started the way `make run` starts it: the default configuration (accounts,
+    tokens, access control) on a new store seeded from sample_store/ (demo users admin, alice, bob)."""
+    server = RunningRegistry(tmp_path_factory.mktemp("secured") / "store")
     yield server
     server.stop()
 

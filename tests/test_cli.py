@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from registry_core import config as config_module
 from registry_core.cli import main
-from registry_core.index.users import password_matches
+from registry_core.index.passwords import password_matches
 from registry_core.meta.documents import DocumentInvalid
 from registry_core.meta.store import BRANCH
 

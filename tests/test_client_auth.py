@@ -12,7 +12,7 @@ import stat
 import pytest
 
 from registry_core.client.credentials import Credential, CredentialStore
-from tests.test_client_support import (Skopeo, TokenService, cli, distribution, home,  # noqa: F401
+from tests.support.client import (Skopeo, TokenService, cli, distribution, home,  # noqa: F401
                                        htpasswd_line, layout_blobs, unique, write_layout)
 
 USER, PASSWORD = "alice", "wonderland-2024"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.test_client_support import (FaultyProxy, cli, home, layout_blobs, plain_distribution,  # noqa: F401
+from tests.support.client import (FaultyProxy, cli, home, layout_blobs, plain_distribution,  # noqa: F401
                                        unique, write_layout)
 
 LAYER = 8 << 20

@@ -11,8 +11,8 @@ import pytest
 
 from registry_core.client.manifests import host_platform
 from registry_core.client.session import RegistrySession
-from tests.support.engines import docker_engine, docker_missing
-from tests.test_client_support import (FaultyProxy, Skopeo, cli, home, layout_blobs,  # noqa: F401
+from tests.support.engines import docker_engine
+from tests.support.client import (FaultyProxy, Skopeo, cli, home, layout_blobs,  # noqa: F401
                                        plain_distribution, tagged_digest, unique, write_layout)
 
 
@@ -122,8 +122,6 @@ def test_pull_into_a_docker_archive_that_skopeo_and_docker_load_read(registry, t
     seen = json.loads(skopeo.run("inspect", f"docker-archive:{archive}").stdout)
     assert (seen["Architecture"], seen["Os"], seen["Layers"]) == ("amd64", "linux", config["rootfs"]["diff_ids"])
     skopeo.run("copy", f"docker-archive:{archive}", f"oci:{tmp_path / 'via-skopeo'}:1")
-    if docker_missing():
-        pytest.skip(docker_missing())
     with docker_engine(tmp_path / "docker") as docker:
         assert f"Loaded image: {ref}" in docker.run("load", "-i", str(archive)).stdout
         image_id = docker.run("image", "inspect", "--format", "{{.Id}}", ref).stdout.strip()

@@ -149,16 +149,19 @@ def test_the_console_script_runs(installed):
 def test_serve_empty_answers_the_base_endpoint(installed, tmp_path):
     with Served(installed, tmp_path / "store", "--empty") as server:
         r = requests.get(server.url + "/v2/", timeout=10)
-        assert r.status_code == 200
+        assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer ")
         assert r.headers["Docker-Distribution-Api-Version"] == "registry/2.0"
         assert requests.get(server.url + "/v2/_catalog", timeout=10).json()["repositories"] == []
+    assert (tmp_path / "store" / "keys").is_dir()  # the token signing key, outside meta.git
     assert (tmp_path / "store" / "meta.git").is_dir()
 
 
 def test_serve_seeds_a_new_store_from_the_installed_sample_store(installed, tmp_path):
     with Served(installed, tmp_path / "store") as server:
         catalog = requests.get(server.url + "/v2/_catalog", timeout=10).json()["repositories"]
-        assert {"library/hello", "library/busybox-lite", "alice/notes"} <= set(catalog)
+        assert {"library/hello", "library/busybox-lite"} <= set(catalog) and "alice/notes" not in catalog
+        as_alice = requests.get(server.url + "/v2/_catalog", timeout=10, auth=("alice", "alice-demo"))
+        assert "alice/notes" in as_alice.json()["repositories"]
         tags = requests.get(server.url + "/v2/library/hello/tags/list", timeout=10).json()["tags"]
         assert tags == ["1.0", "latest"]
         r = requests.get(server.url + "/v2/library/busybox-lite/manifests/latest", timeout=10,

@@ -33,6 +33,7 @@ def plugged(tmp_path_factory, registry):
     log = root / "events.jsonl"
     config = root / "registry.yaml"
     config.write_text(yaml.safe_dump({
+        "auth": {"enabled": False},
         "storage": {"driver": "everything-fs"},
         "pluginConfig": {"everything": {"log": str(log), "upstream": registry.url}}}))
     server = RunningRegistry(root / "store", "--empty", "--config", str(config), "--plugins-dir", str(PLUGINS_DIR))
@@ -48,7 +49,7 @@ def pclient(plugged) -> Client:
 
 def test_hook_plugin_config_schema_rejects_a_section_that_does_not_match(tmp_path):
     config = tmp_path / "registry.yaml"
-    config.write_text(yaml.safe_dump({"pluginConfig": {"everything": {"log": 5}}}))
+    config.write_text(yaml.safe_dump({"auth": {"enabled": False}, "pluginConfig": {"everything": {"log": 5}}}))
     result = subprocess.run([REGISTRY, "serve", "--store", str(tmp_path / "s"), "--config", str(config),
                              "--plugins-dir", str(PLUGINS_DIR), "--port", str(free_port())],
                             capture_output=True, text=True, timeout=60)
@@ -162,7 +163,7 @@ def test_hook_track_event_failure_never_fails_the_request(pclient):
 
 
 def test_hook_ui_panels_adds_panels(tmp_path):
-    registry = Registry(Config(store=str(tmp_path)), make_plugin_manager(plugins_dir=str(PLUGINS_DIR)))
+    registry = Registry(Config(store=str(tmp_path)), make_plugin_manager(plugins_dir=str(PLUGINS_DIR), auth=False))
     assert registry.ui_panels("repository", "library/hello", None) == [
         {"title": "Everything", "html": "<p>repository library/hello</p>"}]
 
@@ -191,7 +192,7 @@ def test_registry_plugins_lists_plugins_hooks_and_sources():
 def test_out_of_tree_plugin_package_works_through_its_entry_point(tmp_path):
     record = tmp_path / "pushes.jsonl"
     config = tmp_path / "registry.yaml"
-    config.write_text(yaml.safe_dump({"plugins": ["source_policy"],
+    config.write_text(yaml.safe_dump({"auth": {"enabled": False}, "plugins": ["source_policy"],
                                       "pluginConfig": {"source_policy": {"record": str(record)}}}))
     server = RunningRegistry(tmp_path / "store", "--empty", "--config", str(config))
     try:
@@ -212,7 +213,7 @@ def test_out_of_tree_plugin_package_works_through_its_entry_point(tmp_path):
 
 def test_read_only_mode_from_the_default_plugins_refuses_changes_and_serves_pulls(tmp_path):
     config = tmp_path / "registry.yaml"
-    config.write_text(yaml.safe_dump({"readOnly": True}))
+    config.write_text(yaml.safe_dump({"auth": {"enabled": False}, "readOnly": True}))
     server = RunningRegistry(tmp_path / "store", "--empty", "--config", str(config))
     try:
         client = Client(server.url)

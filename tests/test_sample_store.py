@@ -13,7 +13,7 @@ import yaml
 
 from registry_core.app import Registry
 from registry_core.config import Config
-from registry_core.index.users import password_matches
+from registry_core.index.passwords import password_matches
 from registry_core.meta import paths as meta_paths
 from registry_core.meta.store import BRANCH
 from registry_core.seed import REF_NAME, seed

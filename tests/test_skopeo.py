@@ -16,42 +16,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.oci import OCI_INDEX, OCI_MANIFEST, unique_name
-from tests.support.server import RunningRegistry
+from tests.support.server import RunningRegistry, open_config
+from tests.support.skopeo import Skopeo
 
 SAMPLE_LAYOUTS = Path(__file__).resolve().parent.parent / "sample_store" / "layouts"
-SKOPEO = shutil.which("skopeo") or "skopeo"
-
-
-class Skopeo:
-    def __init__(self, home: Path):
-        home.mkdir(parents=True, exist_ok=True)
-        self.policy = home / "policy.json"
-        self.policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
-        self.registries_d = home / "registries.d"
-        self.registries_d.mkdir(exist_ok=True)
-        registries_conf = home / "registries.conf"
-        registries_conf.write_text('unqualified-search-registries = []\nshort-name-mode = "permissive"\n')
-        self.authfile = home / "auth.json"
-        self.authfile.write_text('{"auths": {}}\n')
-        self.env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                    "HOME": str(home), "REGISTRY_AUTH_FILE": str(self.authfile),
-                    "CONTAINERS_REGISTRIES_CONF": str(registries_conf),
-                    "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
-
-    def run(self, command: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        tls = {"copy": ["--src-tls-verify=false", "--dest-tls-verify=false"],
-               "sync": ["--src-tls-verify=false", "--dest-tls-verify=false"]}.get(command, ["--tls-verify=false"])
-        argv = [SKOPEO, "--policy", str(self.policy), "--registries.d", str(self.registries_d),
-                command, "--authfile", str(self.authfile), *tls, *args]
-        result = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=120,
-                                stdin=subprocess.DEVNULL)
-        if check and result.returncode != 0:
-            pytest.fail(f"{' '.join(argv)} exited with {result.returncode}\n--- stdout ---\n"
-                        f"{result.stdout}\n--- stderr ---\n{result.stderr}")
-        return result
-
-    def raw(self, reference: str) -> bytes:
-        return self.run("inspect", "--raw", reference).stdout.encode()
 
 
 @pytest.fixture
@@ -176,7 +144,8 @@ def test_delete_removes_the_manifest(skopeo, registry, client):
 @pytest.fixture(scope="module")
 def logged_registry(tmp_path_factory):
     """A second registry process with an access log, to see which requests a client made."""
-    server = RunningRegistry(tmp_path_factory.mktemp("logged") / "store", "--empty", "--access-log")
+    root = tmp_path_factory.mktemp("logged")
+    server = RunningRegistry(root / "store", "--empty", "--access-log", "--config", open_config(root))
     yield server
     server.stop()
 

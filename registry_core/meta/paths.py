@@ -1,6 +1,8 @@
 """Where each metadata document lives in the git tree. One function per document kind.
 
     users/<user>.yaml
+    users/<user>/tokens/<id>.yaml                      personal access and refresh tokens (hashes)
+    orgs/<org>.yaml
     repositories/<ns…>/<name>/_repository.yaml
       …/_collaborators/<user>.yaml
       …/_tags/<tag>.yaml
@@ -16,6 +18,18 @@ REPOSITORY_DOC = "_repository.yaml"
 
 def user(name: str) -> str:
     return f"users/{name}.yaml"
+
+
+def tokens_dir(user_name: str) -> str:
+    return f"users/{user_name}/tokens"
+
+
+def token(user_name: str, token_id: str) -> str:
+    return f"users/{user_name}/tokens/{token_id}.yaml"
+
+
+def org(name: str) -> str:
+    return f"orgs/{name}.yaml"
 
 
 def repository_dir(name: str) -> str:

@@ -706,10 +706,17 @@ def push_oci_layout(
 
 @contextlib.contextmanager
 def distribution_registry(
-    tmp_path: os.PathLike[str] | str, *, start_timeout: float = 20.0
+    tmp_path: os.PathLike[str] | str,
+    *,
+    start_timeout: float = 20.0,
+    auth: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Iterator[str]:
     """Run ``docker-registry`` (Distribution 2.8) on 127.0.0.1:<free port>
     with filesystem storage under ``tmp_path``; yield ``"127.0.0.1:<port>"``.
+
+    ``auth`` is the registry's ``auth:`` section, one access controller and
+    its options, e.g. ``{"token": {"realm": ..., "service": ..., "issuer":
+    ..., "rootcertbundle": ...}}``; without it the registry is open.
     """
     binary = _which("docker-registry", "/usr/bin/docker-registry")
     if not binary:
@@ -726,6 +733,7 @@ def distribution_registry(
         f"  filesystem:\n    rootdirectory: {base / 'storage'}\n"
         "  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n  secret: tests-support-engines\n"
+        + _auth_section(auth)
     )
     log_path = base / "registry.log"
     with open(log_path, "ab") as log:
@@ -744,6 +752,16 @@ def distribution_registry(
         yield f"127.0.0.1:{port}"
     finally:
         _stop_daemon(proc, 10)
+
+
+def _auth_section(auth: Mapping[str, Mapping[str, str]] | None) -> str:
+    if not auth:
+        return ""
+    lines = ["auth:"]
+    for controller, options in auth.items():
+        lines.append(f"  {controller}:")
+        lines += [f"    {key}: {json.dumps(str(value))}" for key, value in options.items()]
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------

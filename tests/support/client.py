@@ -8,7 +8,7 @@
   against the certificate in its `rootcertbundle`.
 - `FaultyProxy`: a loopback TCP relay that drops one connection mid-upload, or flips one byte of a
   download, once.
-- `Skopeo`: skopeo isolated from the host's policy, registries and auth files.
+- `Skopeo` (from tests/support/skopeo.py): skopeo isolated from the host's policy, registries and auth files.
 - `write_layout(...)`: OCI layouts of random layers, single-image or multi-platform.
 """
 
@@ -37,6 +37,7 @@ from click.testing import CliRunner
 
 from registry_core.cli import main
 from tests.support.engines import _stop_daemon, free_port, wait_for_port
+from tests.support.skopeo import Skopeo  # noqa: F401  (re-exported for the client tests)
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -271,42 +272,6 @@ class FaultyProxy:
     def close(self) -> None:
         self._closed = True
         self.listener.close()
-
-
-# --- skopeo ---------------------------------------------------------------------------------------
-
-class Skopeo:
-    """`authfile=None` with `runtime_dir`: no --authfile, so skopeo uses its default,
-    $XDG_RUNTIME_DIR/containers/auth.json, as podman does."""
-
-    def __init__(self, home: Path, authfile: Path | None = None, runtime_dir: Path | None = None):
-        home.mkdir(parents=True, exist_ok=True)
-        self.policy = home / "policy.json"
-        self.policy.write_text(json.dumps({"default": [{"type": "insecureAcceptAnything"}]}))
-        self.registries_d = home / "registries.d"
-        self.registries_d.mkdir(exist_ok=True)
-        conf = home / "registries.conf"
-        conf.write_text('unqualified-search-registries = []\nshort-name-mode = "permissive"\n')
-        self.authfile = None if runtime_dir else authfile or home / "auth.json"
-        if self.authfile and not self.authfile.exists():
-            self.authfile.write_text('{"auths": {}}\n')
-        self.env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home),
-                    "CONTAINERS_REGISTRIES_CONF": str(conf), "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
-        if runtime_dir:
-            self.env["XDG_RUNTIME_DIR"] = str(runtime_dir)
-
-    def run(self, command: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        tls = {"copy": ["--src-tls-verify=false", "--dest-tls-verify=false"]}.get(command, ["--tls-verify=false"])
-        if command == "login":
-            tls = ["--tls-verify=false"]
-        authfile = ["--authfile", str(self.authfile)] if self.authfile else []
-        argv = [SKOPEO, "--policy", str(self.policy), "--registries.d", str(self.registries_d), command,
-                *authfile, *tls, *map(str, args)]
-        result = subprocess.run(argv, capture_output=True, text=True, env=self.env, timeout=120,
-                                stdin=subprocess.DEVNULL if command != "login" else None)
-        if check and result.returncode != 0:
-            pytest.fail(f"{' '.join(argv)} exited {result.returncode}\n{result.stdout}\n{result.stderr}")
-        return result
 
 
 # --- images ---------------------------------------------------------------------------------------

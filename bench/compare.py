@@ -1,0 +1,698 @@
+"""Our registry against CNCF Distribution 2.8, side by side, same loads, alternating (issue 6).
+
+    .venv/bin/python bench/compare.py [--quick] [--runs N] [--only SECTION[,SECTION…]]
+                                      [--auth auto|on|off] [--workdir DIR] [--stores DIR] [--no-write]
+
+Starts `registry serve` (gunicorn, default workers and threads) and Debian's docker-registry on
+127.0.0.1, each on a fresh store per run, and measures for each:
+
+  push          blob push, monolithic (POST + PUT) and chunked (8 MiB PATCHes), 4 × 128 MiB
+  pull          blob GET of 128 MiB (curl), and 1 MiB Range reads at random offsets
+  manifest-get  manifest GET by tag at 1, 16 and 64 connections (wrk: req/s, p50, p99); ours both
+                with auth on (Bearer token) and open, for the cost of auth
+  tag-push      1,000 new tags pushed one after the other on one connection
+  large-store   start-up time, catalog and tags list on stores of 1,000 and 100,000 tags
+                (100 and 10,000 repositories), and their ratio 100k/1k (flatness)
+
+plus the peak resident memory of each server's whole process tree in every section. Each figure
+is the median over the runs. Prints a table (figure, ours, reference, ours/reference, target, met?)
+and writes bench/RESULTS.md (machine, command, table, per-run figures, notes, profiles found in
+bench/profiles/). `--quick`: one run, 3 s per wrk point, 200 tag pushes, 64 Range reads.
+
+Auth: `auto` (the default) runs ours as deployed, with auth on, when its token service answers
+(GET /token with Basic admin:admin-demo), and falls back to an open registry otherwise, saying why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import bigstore  # noqa: E402
+import loads  # noqa: E402
+from loads import MiB, Client  # noqa: E402
+from servers import DISTRIBUTION, Distribution, OurRegistry, distribution_version  # noqa: E402
+
+SECTIONS = ("push", "pull", "manifest-get", "tag-push", "large-store")
+CONNECTIONS = (1, 16, 64)
+DEMO_USER, DEMO_PASSWORD = "admin", "admin-demo"
+APP, BLOBS = "bench/app", "bench/blobs"
+SEARCH_PATHS = ("/api/v1/search?q=app", "/v1/search?q=app")
+
+
+# --- figures ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figure:
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool = True
+    target: Callable | None = None  # (ours, reference) -> (text, met)
+    digits: int = 1
+
+
+def at_least(ratio: float):
+    def target(ours, ref):
+        met = None if ours is None or not ref else ours / ref >= ratio
+        return f"≥ {ratio:g}× ref", met
+    return target
+
+
+def under(limit: float, unit: str):
+    def target(ours, ref):
+        return f"< {limit:g} {unit}", None if ours is None else ours < limit
+    return target
+
+
+FIGURES = [
+    Figure("push_mono", "blob push, monolithic POST+PUT, 4 × 128 MiB", "MiB/s", target=at_least(1.0)),
+    Figure("push_chunked", "blob push, chunked (8 MiB PATCHes), 4 × 128 MiB", "MiB/s", target=at_least(1.0)),
+    Figure("pull", "blob pull, GET 128 MiB (curl), 4 blobs", "MiB/s", target=at_least(1.0)),
+    Figure("range_rps", "blob Range reads, 1 MiB at random offsets", "reads/s", target=at_least(1.0)),
+    Figure("range_p50", "blob Range read p50", "ms", higher_is_better=False, digits=2),
+]
+for c in CONNECTIONS:
+    FIGURES += [
+        Figure(f"mget_rps_c{c}", f"manifest GET by tag, {c} conn", "req/s",
+               target=at_least(2.0) if c == 64 else None, digits=0),
+        Figure(f"mget_p50_c{c}", f"manifest GET p50, {c} conn", "ms", higher_is_better=False, digits=2),
+        Figure(f"mget_p99_c{c}", f"manifest GET p99, {c} conn", "ms", higher_is_better=False, digits=2),
+    ]
+FIGURES += [
+    Figure("tags_per_s", "tag pushes (PUT manifest, new tag), 1 conn", "tags/s", target=at_least(1.0)),
+]
+LARGE_FIGURES = [
+    ("startup", "start-up until GET /v2/ answers", "s", 2),
+    ("catalog_cold", "catalog n=100, first request after start", "ms", 1),
+    ("catalog_warm", "catalog n=100, warm (median)", "ms", 2),
+    ("catalog_walk", "catalog, all pages of n=1000", "ms", 1),
+    ("tags_small", "tags list, 9-tag repository", "ms", 2),
+    ("tags_big", "tags list, biggest repository, all tags", "ms", 1),
+    ("tags_big_page", "tags list, biggest repository, n=100", "ms", 2),
+    ("search", "search q=app", "ms", 2),
+]
+for size in ("1k", "100k"):
+    for key, label, unit, digits in LARGE_FIGURES:
+        FIGURES.append(Figure(f"{key}_{size}", f"{label} ({size} tags)", unit, higher_is_better=False,
+                              digits=digits))
+MEMORY_SECTIONS = ("push", "pull", "manifest-get", "tag-push", "large-store-1k", "large-store-100k")
+for section in MEMORY_SECTIONS:
+    FIGURES.append(Figure(f"mem_{section}", f"peak RSS, {section}", "MiB", higher_is_better=False, digits=0))
+FIGURES.append(Figure("mem_push_pull", "peak RSS while pushing and pulling 1 GiB", "MiB",
+                      higher_is_better=False, target=under(150, "MiB"), digits=0))
+FIGURES.append(Figure("pss_push_pull", "peak PSS while pushing and pulling 1 GiB", "MiB",
+                      higher_is_better=False, digits=0))
+BY_KEY = {f.key: f for f in FIGURES}
+
+
+class Results:
+    """figure key -> variant -> list of per-run values."""
+
+    def __init__(self):
+        self.values: dict[str, dict[str, list[float]]] = {}
+        self.errors: list[str] = []
+
+    def add(self, key: str, variant: str, value: float | None) -> None:
+        if value is not None:
+            self.values.setdefault(key, {}).setdefault(variant, []).append(value)
+
+    def median(self, key: str, variant: str) -> float | None:
+        values = self.values.get(key, {}).get(variant)
+        return statistics.median(values) if values else None
+
+
+# --- the harness -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Variant:
+    name: str          # "ours", "ours-alt", "reference"
+    kind: str          # "ours" or "reference"
+    auth: bool = False
+    sections: tuple = SECTIONS
+
+    @property
+    def label(self) -> str:
+        if self.kind == "reference":
+            return "Distribution 2.8"
+        return "ours (auth on)" if self.auth else "ours (open)"
+
+
+@dataclass
+class Settings:
+    runs: int
+    wrk_seconds: float
+    tag_pushes: int
+    range_reads: int
+    blob_mib: int = 128
+    blob_count: int = 4
+    chunk_mib: int = 8
+    sections: tuple = SECTIONS
+    workdir: Path = Path(".")
+    stores: Path | None = None
+    notes: list = field(default_factory=list)
+
+
+class Harness:
+    def __init__(self, settings: Settings, variants: list[Variant]):
+        self.s = settings
+        self.variants = variants
+        self.results = Results()
+        self.payload = None
+        self.image = loads.Image.make()
+
+    def log(self, message: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+    # --- servers ----------------------------------------------------------------------------------
+
+    def server(self, variant: Variant, store: Path, log_name: str):
+        logs = self.s.workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        if variant.kind == "reference":
+            return Distribution(store, logs / f"{log_name}.log", self.s.workdir)
+        return OurRegistry(store, logs / f"{log_name}.log", variant.auth, self.s.workdir)
+
+    def headers(self, variant: Variant, server, scopes: list[str]) -> dict:
+        if not variant.auth:
+            return {}
+        return {"Authorization": "Bearer " + loads.fetch_token(server.url, scopes, DEMO_USER, DEMO_PASSWORD)}
+
+    # --- one run ----------------------------------------------------------------------------------
+
+    def run(self, number: int) -> None:
+        order = self.variants[number % len(self.variants):] + self.variants[:number % len(self.variants)]
+        fresh_sections = [s for s in self.s.sections if s != "large-store"]
+        for variant in order:
+            sections = [s for s in fresh_sections if s in variant.sections]
+            if sections:
+                self.fresh_store_run(number, variant, sections)
+        if "large-store" in self.s.sections:
+            for shape, size in ((bigstore.SMALL, "1k"), (bigstore.LARGE, "100k")):
+                for variant in order:
+                    if "large-store" in variant.sections:
+                        self.guarded(f"large-store {size} {variant.label}",
+                                     lambda v=variant: self.large_store(number, v, shape, size))
+
+    def guarded(self, what: str, action: Callable) -> None:
+        try:
+            action()
+        except Exception as e:  # one failed load must not lose the other figures
+            message = f"run {self.run_number}: {what}: {type(e).__name__}: {e}"
+            self.results.errors.append(message)
+            self.log("FAILED " + message)
+            traceback.print_exc()
+
+    def fresh_store_run(self, number: int, variant: Variant, sections: list[str]) -> None:
+        store = self.s.workdir / f"run{number}-{variant.name}"
+        server = self.server(variant, store, f"run{number}-{variant.name}")
+        self.log(f"run {number + 1}: {variant.label}: starting on a fresh store")
+        try:
+            server.start()
+            scopes = [f"repository:{APP}:pull,push", f"repository:{BLOBS}:pull,push"]
+            loads.push_image(server.url, self.headers(variant, server, scopes), APP, self.image)
+            state = {}
+            for section in sections:
+                with server.sampler.section(section):
+                    self.guarded(f"{section} {variant.label}",
+                                 lambda s=section: getattr(self, "load_" + s.replace("-", "_"))(
+                                     number, variant, server, scopes, state))
+            for section, (rss, pss) in server.sampler.sections.items():
+                self.results.add(f"mem_{section}", variant.name, rss / MiB)
+            if "push" in server.sampler.sections or "pull" in server.sampler.sections:
+                rss = max(server.sampler.sections.get(s, (0, 0))[0] for s in ("push", "pull"))
+                pss = max(server.sampler.sections.get(s, (0, 0))[1] for s in ("push", "pull"))
+                self.results.add("mem_push_pull", variant.name, rss / MiB)
+                self.results.add("pss_push_pull", variant.name, pss / MiB)
+        except Exception as e:
+            self.results.errors.append(f"run {number + 1}: {variant.label}: {type(e).__name__}: {e}")
+            self.log(f"FAILED {variant.label}: {e}")
+            traceback.print_exc()
+        finally:
+            server.stop()
+            shutil.rmtree(store, ignore_errors=True)
+
+    # --- loads ------------------------------------------------------------------------------------
+
+    def blob_labels(self, number: int, variant: Variant, kind: str) -> list[tuple[bytes, str]]:
+        return [self.payload.blob(f"{number}-{variant.name}-{kind}-{i}") for i in range(self.s.blob_count)]
+
+    def load_push(self, number, variant, server, scopes, state) -> None:
+        headers = self.headers(variant, server, scopes)
+        total = self.s.blob_count * self.payload.size / MiB
+        mono = self.blob_labels(number, variant, "mono")
+        seconds = sum(loads.push_monolithic(server.url, headers, BLOBS, self.payload, tail, digest)
+                      for tail, digest in mono)
+        self.results.add("push_mono", variant.name, total / seconds)
+        chunked = self.blob_labels(number, variant, "chunked")
+        seconds = sum(loads.push_chunked(server.url, headers, BLOBS, self.payload, tail, digest,
+                                         self.s.chunk_mib * MiB) for tail, digest in chunked)
+        self.results.add("push_chunked", variant.name, total / seconds)
+        state["pushed"] = mono
+        self.log(f"  push: monolithic {BY_KEY['push_mono'].label}: "
+                 f"{self.results.values['push_mono'][variant.name][-1]:.0f} MiB/s, chunked "
+                 f"{self.results.values['push_chunked'][variant.name][-1]:.0f} MiB/s")
+
+    def load_pull(self, number, variant, server, scopes, state) -> None:
+        headers = self.headers(variant, server, scopes)
+        blobs = state.get("pushed")
+        if not blobs:  # --only pull: push the blobs first, unmeasured
+            blobs = self.blob_labels(number, variant, "mono")
+            for tail, digest in blobs:
+                loads.push_monolithic(server.url, headers, BLOBS, self.payload, tail, digest)
+        seconds = sum(loads.pull_curl(server.url, headers, BLOBS, digest, self.payload.size)
+                      for _, digest in blobs)
+        self.results.add("pull", variant.name, len(blobs) * self.payload.size / MiB / seconds)
+        tail, digest = blobs[0]
+        ranges = loads.range_reads(server.url, headers, BLOBS, digest, self.payload, tail,
+                                   self.s.range_reads, seed=number)
+        self.results.add("range_rps", variant.name, ranges["per_s"])
+        self.results.add("range_p50", variant.name, ranges["p50_ms"])
+        self.log(f"  pull: {self.results.values['pull'][variant.name][-1]:.0f} MiB/s; Range reads "
+                 f"{ranges['per_s']:.0f}/s, p50 {ranges['p50_ms']:.2f} ms")
+
+    def load_manifest_get(self, number, variant, server, scopes, state) -> None:
+        headers = {**self.headers(variant, server, scopes), "Accept": loads.OCI_MANIFEST}
+        url = f"{server.url}/v2/{APP}/manifests/latest"
+        for c in CONNECTIONS:
+            figures = loads.wrk(url, headers, c, self.s.wrk_seconds, self.s.workdir)
+            if figures["errors"]:
+                raise loads.LoadError(f"wrk at {c} connections: {figures['errors']} errors of "
+                                      f"{figures['requests']} requests")
+            self.results.add(f"mget_rps_c{c}", variant.name, figures["rps"])
+            self.results.add(f"mget_p50_c{c}", variant.name, figures["p50_ms"])
+            self.results.add(f"mget_p99_c{c}", variant.name, figures["p99_ms"])
+            self.log(f"  manifest GET, {c:>2} conn: {figures['rps']:8.0f} req/s  p50 {figures['p50_ms']:.2f} ms"
+                     f"  p99 {figures['p99_ms']:.2f} ms")
+
+    def load_tag_push(self, number, variant, server, scopes, state) -> None:
+        headers = self.headers(variant, server, scopes)
+        rate = loads.push_tags(server.url, headers, APP, self.image, self.s.tag_pushes)
+        self.results.add("tags_per_s", variant.name, rate)
+        self.log(f"  {self.s.tag_pushes} tag pushes: {rate:.0f} tags/s")
+
+    # --- large stores -----------------------------------------------------------------------------
+
+    def large_store(self, number: int, variant: Variant, shape: bigstore.Shape, size: str) -> None:
+        store = self.large_store_path(variant, shape, size)
+        server = self.server(variant, store, f"run{number}-{variant.name}-large-{size}")
+        try:
+            server.start()
+            section = f"large-store-{size}"
+            with server.sampler.section(section):
+                scopes = [f"repository:{shape.big}:pull", f"repository:{shape.small}:pull",
+                          f"repository:{APP}:pull", "registry:catalog:*"]
+                client = Client(server.url, self.headers(variant, server, scopes))
+                add = lambda key, value: self.results.add(f"{key}_{size}", variant.name, value)  # noqa: E731
+                add("startup", server.startup)
+                seconds, _, data = loads.timed_get(client, "/v2/_catalog?n=100")
+                assert len(json.loads(data)["repositories"]) == 100
+                add("catalog_cold", seconds * 1000)
+                count = 10 if self.s.wrk_seconds < 10 else 30
+                add("catalog_warm", loads.median_get_ms(client, "/v2/_catalog?n=100", count))
+                seconds, seen = loads.walk_pages(client, "/v2/_catalog?n=1000", "repositories")
+                if seen < shape.repositories:
+                    raise loads.LoadError(f"the catalog listed {seen} of {shape.repositories} repositories")
+                add("catalog_walk", seconds * 1000)
+
+                def tags_of(count_expected):
+                    def check(document):
+                        if len(document["tags"]) != count_expected:
+                            raise loads.LoadError(f"tags list: {len(document['tags'])} tags, "
+                                                  f"expected {count_expected}")
+                    return check
+                add("tags_small", loads.median_get_ms(client, f"/v2/{shape.small}/tags/list", count,
+                                                      tags_of(bigstore.TAGS_PER_REPOSITORY)))
+                add("tags_big", loads.median_get_ms(client, f"/v2/{shape.big}/tags/list", count,
+                                                    tags_of(shape.tag_count(0))))
+                add("tags_big_page", loads.median_get_ms(client, f"/v2/{shape.big}/tags/list?n=100", count))
+                search = self.search_path(client)
+                if search:
+                    add("search", loads.median_get_ms(client, search, count))
+                client.close()
+            rss, _ = server.sampler.sections[section]
+            self.results.add(f"mem_{section}", variant.name, rss / MiB)
+            self.log(f"  {variant.label}, {size} tags: start-up {server.startup:.2f} s, catalog cold "
+                     f"{self.results.values[f'catalog_cold_{size}'][variant.name][-1]:.1f} ms")
+        finally:
+            server.stop()
+
+    def search_path(self, client: Client) -> str | None:
+        for path in SEARCH_PATHS:
+            try:
+                client.request("GET", path)
+                return path
+            except (loads.LoadError, OSError):
+                continue
+        return None
+
+    def large_store_path(self, variant: Variant, shape: bigstore.Shape, size: str) -> Path:
+        base = self.s.stores or self.s.workdir
+        name = f"{'distribution' if variant.kind == 'reference' else 'ours-auth' if variant.auth else 'ours-open'}-{size}"
+        path = base / name
+        marker = base / f"{name}.done"
+        if marker.exists():
+            return path
+        shutil.rmtree(path, ignore_errors=True)
+        self.log(f"building the {size}-tag store for {variant.label} in {path}")
+        if variant.kind == "reference":
+            info = bigstore.build_distribution(path, shape, self.image)
+        else:
+            info = bigstore.build_ours(path, shape, self.image, auth=variant.auth)
+        self.log(f"  built in {info['seconds']:.1f} s")
+        marker.write_text(json.dumps(info))
+        return path
+
+    def run_all(self) -> None:
+        if any(s in self.s.sections for s in ("push", "pull")):
+            self.log(f"generating {self.s.blob_mib} MiB of random bytes")
+            self.payload = loads.Payload(self.s.blob_mib * MiB)
+        for number in range(self.s.runs):
+            self.run_number = number + 1
+            self.run(number)
+
+
+# --- auth probe ------------------------------------------------------------------------------------
+
+
+def auth_available(workdir: Path) -> tuple[bool, str]:
+    """Whether ours, started as deployed, issues a token that /v2/ accepts; and why not."""
+    store = workdir / "auth-probe"
+    server = OurRegistry(store, workdir / "logs" / "auth-probe.log", auth=True, config_dir=workdir)
+    try:
+        try:
+            server.start(timeout=60)
+        except RuntimeError as e:
+            lines = [line for line in str(e).splitlines() if line.strip()]
+            return False, f"`registry serve` with the default config did not start: {lines[-1] if lines else e}"
+        try:
+            token = loads.fetch_token(server.url, [f"repository:{APP}:pull,push"], DEMO_USER, DEMO_PASSWORD)
+        except Exception as e:
+            return False, f"GET /token?service=registry with Basic {DEMO_USER}: {e}"
+        client = Client(server.url, {"Authorization": f"Bearer {token}"})
+        try:
+            client.request("GET", "/v2/")
+        except Exception as e:
+            return False, f"GET /v2/ with the Bearer token: {e}"
+        finally:
+            client.close()
+        return True, "token service answers"
+    finally:
+        server.stop()
+        shutil.rmtree(store, ignore_errors=True)
+
+
+# --- report ----------------------------------------------------------------------------------------
+
+
+def fmt(value: float | None, digits: int) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def table_rows(results: Results, main: str, alt: Variant | None) -> list[list[str]]:
+    """The table: each figure for ours (variant `main`) and the reference; then ours' other auth
+    mode (`alt`) for manifest GET and the req/s lost to auth; then the flatness ratios."""
+    rows = []
+    for figure in FIGURES:
+        ours, ref = results.median(figure.key, main), results.median(figure.key, "reference")
+        if ours is None and ref is None:
+            continue
+        ratio = f"{ours / ref:.2f}" if ours is not None and ref else "n/a"
+        target, met = figure.target(ours, ref) if figure.target else ("", None)
+        rows.append([f"{figure.label} [{figure.unit}]", fmt(ours, figure.digits), fmt(ref, figure.digits),
+                     ratio, target, "" if not figure.target else ("yes" if met else "NO" if met is False else "?")])
+    if alt is not None:
+        for c in CONNECTIONS:
+            key = f"mget_rps_c{c}"
+            other, ref = results.median(key, alt.name), results.median(key, "reference")
+            if other is None:
+                continue
+            rows.append([f"manifest GET by tag, {c} conn, {alt.label} [req/s]", fmt(other, 0), fmt(ref, 0),
+                         f"{other / ref:.2f}" if ref else "n/a", "", ""])
+        with_auth, without = (alt.name, main) if alt.auth else (main, alt.name)
+        for c in CONNECTIONS:
+            auth_rps = results.median(f"mget_rps_c{c}", with_auth)
+            open_rps = results.median(f"mget_rps_c{c}", without)
+            if auth_rps is None or open_rps is None:
+                continue
+            drop = (open_rps - auth_rps) / open_rps * 100
+            target = "< 20 %" if c == 64 else ""
+            met = ("yes" if drop < 20 else "NO") if c == 64 else ""
+            rows.append([f"manifest GET req/s drop with auth on, {c} conn [%]", f"{drop:.1f}", "", "", target, met])
+    for key, label, unit, digits in LARGE_FIGURES:
+        small_ours, large_ours = results.median(f"{key}_1k", main), results.median(f"{key}_100k", main)
+        small_ref, large_ref = results.median(f"{key}_1k", "reference"), results.median(f"{key}_100k", "reference")
+        flat_ours = large_ours / small_ours if small_ours and large_ours is not None else None
+        flat_ref = large_ref / small_ref if small_ref and large_ref is not None else None
+        if flat_ours is None and flat_ref is None:
+            continue
+        expected_to_grow = key in ("catalog_walk", "tags_big")  # the answer itself is 100× longer
+        target = "(grows with the answer)" if expected_to_grow else "≤ 2 (flat)"
+        met = "" if expected_to_grow or flat_ours is None else ("yes" if flat_ours <= 2 else "NO")
+        rows.append([f"flatness 100k/1k: {label}", fmt(flat_ours, 2), fmt(flat_ref, 2), "", target, met])
+    return rows
+
+
+def render_table(rows: list[list[str]], headers: list[str], markdown: bool) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
+    out = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)),
+           "  ".join("-" * w for w in widths)]
+    for row in rows:
+        out.append("  ".join((cell.ljust(w) if i == 0 else cell.rjust(w)) if i < 4 else cell.ljust(w)
+                             for i, (cell, w) in enumerate(zip(row, widths))))
+    return "\n".join(out)
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    memory = "unknown"
+    try:
+        with open("/proc/meminfo") as f:
+            kib = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
+            memory = f"{kib / 1024 / 1024:.1f} GiB"
+    except (OSError, StopIteration):
+        pass
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=ROOT).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                           text=True, cwd=ROOT).stdout.strip()
+    versions = {}
+    for name in ("gunicorn", "pygit2", "bottle"):
+        try:
+            from importlib.metadata import version
+            versions[name] = version(name)
+        except Exception:
+            versions[name] = "?"
+    wrk_version = subprocess.run([loads.WRK, "-v"], capture_output=True, text=True).stdout.splitlines()
+    return {"nproc": os.cpu_count(), "cpu": cpu, "memory": memory, "kernel": platform.release(),
+            "python": platform.python_version(), "commit": commit + (" (with uncommitted changes)" if dirty else ""),
+            "distribution": distribution_version(), "wrk": wrk_version[0] if wrk_version else "?",
+            **versions}
+
+
+def per_run_table(results: Results, variants: list[Variant]) -> str:
+    lines = ["| figure | " + " | ".join(v.label for v in variants) + " |",
+             "|---|" + "|".join("---" for _ in variants) + "|"]
+    for figure in FIGURES:
+        cells = []
+        for v in variants:
+            values = results.values.get(figure.key, {}).get(v.name)
+            cells.append(", ".join(fmt(x, figure.digits) for x in values) if values else "")
+        if any(cells):
+            lines.append(f"| {figure.label} [{figure.unit}] | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def profiles_section() -> str:
+    directory = BENCH / "profiles"
+    parts = sorted(directory.glob("*.md")) if directory.exists() else []
+    if not parts:
+        return ("No profile yet: run `.venv/bin/python bench/profile_manifest_get.py` (py-spy on the gunicorn "
+                "workers under wrk) and re-run this script.")
+    return "\n\n".join(p.read_text().strip() for p in parts)
+
+
+def write_results(path: Path, command: str, info: dict, rows, headers, results: Results,
+                  variants: list[Variant], settings: Settings, started: float, auth_note: str) -> None:
+    ours_label = next(v.label for v in variants if v.name == "ours")
+    if results.values.get("search_1k"):
+        search_note = f"- Search: ours only (the first of {', '.join(SEARCH_PATHS)} that answered 200)."
+    else:
+        search_note = f"- Search: not measured: none of {', '.join(SEARCH_PATHS)} answered 200 on ours."
+    search_note += " Distribution has no search API."
+    text = f"""# Benchmark: registry-core against CNCF Distribution 2.8
+
+Written by `bench/compare.py` on {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; {settings.runs} run(s),
+every figure the median over the runs, the servers alternating within each run. Took
+{(time.time() - started) / 60:.1f} min.
+
+## Machine
+
+- CPU: {info['nproc']} × {info['cpu']}; memory {info['memory']}; Linux {info['kernel']}
+- Python {info['python']}; gunicorn {info['gunicorn']}, pygit2 {info['pygit2']}, bottle {info['bottle']}
+- commit {info['commit']}
+- reference: `{info['distribution']}` (Debian package docker-registry)
+- load: {info['wrk']}; curl; Python http.client (the client shares the 2 cores with the server)
+
+## Command
+
+```
+{command}
+```
+
+## Figures
+
+"ours" is `registry serve` (gunicorn gthread, default 2 workers × 8 threads): **{ours_label}**.
+{auth_note}
+
+{render_table(rows, headers, markdown=True)}
+
+## Per-run figures
+
+{per_run_table(results, variants)}
+
+## Notes
+
+- Distribution 2.8 is configured with filesystem storage in a temporary directory, delete enabled,
+  **no auth**, log level warn, access log off, and the in-memory blob-descriptor cache that Debian's
+  shipped config enables; it listens on 127.0.0.1 at a free port.
+- Ours runs the production server (gunicorn) with its defaults; each run starts both servers on fresh
+  stores (the large stores are built once per invocation and reused by the runs).
+- Blob bodies: os.urandom once ({settings.blob_mib} MiB), each blob with a unique 32-byte tail (no
+  deduplication), sent from memory with http.client; pulls with curl to /dev/null. Range reads:
+  {settings.range_reads} × 1 MiB at random offsets on one keep-alive connection, content checked.
+- Manifest GET: wrk, {settings.wrk_seconds:g} s per point, 2 threads (1 at 1 connection), Accept
+  the OCI manifest type; figures with any non-2xx answer or socket error are discarded.
+- Tag pushes: {settings.tag_pushes} PUTs of the same manifest under new tags, one connection.
+- Memory: VmRSS summed over the server's whole process tree (gunicorn master + workers), sampled
+  every 50 ms, peak per section. RSS counts the pages forked workers share with the master once per
+  process; PSS (also shown) shares them out.
+- Large stores: 100 repositories / 1,000 tags and 10,000 repositories / 100,000 tags (the biggest
+  repository holds 109 / 10,009 tags, the others 9), written directly on disk (bench/bigstore.py).
+  "Cold" is the first request after start-up: ours builds its catalog index lazily per worker.
+  Distribution 2.8 does not paginate tag lists: `n=100` still returns every tag.
+{search_note}
+"""
+    if results.errors:
+        text += "\n## Failures\n\n" + "\n".join(f"- {e}" for e in results.errors) + "\n"
+    text += f"\n## Profiles (hottest path: manifest GET by tag)\n\n{profiles_section()}\n"
+    path.write_text(text)
+
+
+# --- main ------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--quick", action="store_true", help="one run, short loads")
+    parser.add_argument("--runs", type=int, help="runs; figures are medians [3, --quick: 1]")
+    parser.add_argument("--only", help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    parser.add_argument("--auth", choices=("auto", "on", "off"), default="auto",
+                        help="ours as deployed (on), open (off), or on if its token service works [auto]")
+    parser.add_argument("--workdir", type=Path, help="stores and logs [a temporary directory, removed]")
+    parser.add_argument("--stores", type=Path,
+                        help="keep the large stores here and reuse them across invocations")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md", help="[bench/RESULTS.md]")
+    args = parser.parse_args()
+
+    sections = SECTIONS
+    if args.only:
+        sections = tuple(s.strip() for s in args.only.split(","))
+        unknown = [s for s in sections if s not in SECTIONS]
+        if unknown:
+            parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    for tool in (loads.WRK, loads.CURL, DISTRIBUTION):
+        if not os.access(tool, os.X_OK):
+            sys.exit(f"{tool} is missing: apt-get install -y wrk curl docker-registry")
+
+    started = time.time()
+    temporary = None
+    workdir = args.workdir
+    if workdir is None:
+        temporary = workdir = Path(tempfile.mkdtemp(prefix="registry-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "logs").mkdir(exist_ok=True)
+    if args.stores:
+        args.stores.mkdir(parents=True, exist_ok=True)
+    settings = Settings(runs=args.runs or (1 if args.quick else 3), wrk_seconds=3 if args.quick else 10,
+                        tag_pushes=200 if args.quick else 1000, range_reads=64 if args.quick else 256,
+                        sections=sections, workdir=workdir, stores=args.stores)
+
+    print(f"working in {workdir}")
+    auth_ok, why = (False, "not tried (--auth off)") if args.auth == "off" else auth_available(workdir)
+    if args.auth == "on" and not auth_ok:
+        sys.exit(f"--auth on, but auth does not work: {why}")
+    main_auth = auth_ok and args.auth != "off"
+    if main_auth:
+        auth_note = ("Auth on: every request carries a Bearer token from GET /token (Basic admin:admin-demo), "
+                     "fetched once per section. Manifest GET is also measured on an open registry "
+                     "(`auth: {enabled: false}`), for the cost of auth.")
+    elif args.auth == "off":
+        auth_note = "Auth off (`auth: {enabled: false}`), as asked with --auth off."
+        if auth_ok:
+            auth_note += " Manifest GET is also measured with auth on (Bearer token)."
+    else:
+        auth_note = (f"**Auth off** (`auth: {{enabled: false}}`): the auth variant could not run: {why}. "
+                     "Re-run with `--auth on` once the token service works.")
+    print(auth_note)
+
+    variants = [Variant("ours", "ours", auth=main_auth), Variant("reference", "reference")]
+    if auth_ok and "manifest-get" in sections:
+        variants.insert(1, Variant("ours-alt", "ours", auth=not main_auth, sections=("manifest-get",)))
+
+    harness = Harness(settings, variants)
+    try:
+        harness.run_all()
+    finally:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+
+    alt = next((v for v in variants if v.name == "ours-alt"), None)
+    rows = table_rows(harness.results, "ours", alt)
+    headers = ["figure", variants[0].label, "Distribution 2.8", "ours/ref", "target", "met?"]
+    print()
+    print(render_table(rows, headers, markdown=False))
+    if harness.results.errors:
+        print("\nFailures:\n" + "\n".join("  " + e for e in harness.results.errors))
+    if not args.no_write:
+        command = ".venv/bin/python bench/compare.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        write_results(args.results, command.strip(), machine(), rows, headers, harness.results, variants,
+                      settings, started, auth_note)
+        print(f"\nwrote {args.results}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Real clients through the token flow of the default configuration (auth on): skopeo with a
+password and with personal access tokens, anonymous pulls of public repositories."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+
+import pytest
+import requests
+
+from registry_core.context import Context
+from registry_core.index.accounts import Accounts
+from registry_core.meta.store import MetaStore
+from tests.support.engines import make_oci_layout
+from tests.support.skopeo import Skopeo
+
+
+@pytest.fixture
+def skopeo(tmp_path) -> Skopeo:
+    return Skopeo(tmp_path / "skopeo-home")
+
+
+@pytest.fixture
+def accounts(secured_registry) -> Accounts:
+    return Accounts(MetaStore(str(secured_registry.store / "meta.git"), create=False))
+
+
+def test_skopeo_pushes_and_pulls_with_creds_through_the_token_flow(skopeo, secured_registry, tmp_path):
+    index_digest = make_oci_layout(tmp_path / "source", "1")
+    ref = f"docker://{secured_registry.host}/alice/app-{uuid.uuid4().hex[:6]}:1"
+    skopeo.run("copy", "--all", "--dest-creds", "alice:alice-demo", f"oci:{tmp_path / 'source'}:1", ref)
+    skopeo.run("copy", "--all", "--src-creds", "alice:alice-demo", ref, f"oci:{tmp_path / 'back'}:1")
+    assert json.loads((tmp_path / "back" / "index.json").read_text())["manifests"][0]["digest"] == index_digest
+    # the new repository is private by default: bob cannot see it, anonymous cannot either
+    assert skopeo.run("inspect", "--raw", "--creds", "bob:bob-demo", ref, check=False).returncode != 0
+    assert skopeo.run("inspect", "--raw", ref, check=False).returncode != 0
+
+
+def test_skopeo_cannot_push_outside_its_namespaces(skopeo, secured_registry, tmp_path):
+    make_oci_layout(tmp_path / "source", "1")
+    refused = skopeo.run("copy", "--all", "--dest-creds", "bob:bob-demo", f"oci:{tmp_path / 'source'}:1",
+                         f"docker://{secured_registry.host}/alice/not-bobs:1", check=False)
+    assert refused.returncode != 0 and ("denied" in refused.stderr or "unauthorized" in refused.stderr)
+
+
+def test_personal_access_tokens_work_as_skopeo_passwords_within_their_scope(skopeo, secured_registry,
+                                                                           accounts, tmp_path):
+    make_oci_layout(tmp_path / "source", "1")
+    alice = Context(actor="alice")
+    pull_only, _ = accounts.create_token(alice, "alice", description="ci pull", actions=["pull"])
+    push_pull, _ = accounts.create_token(alice, "alice", description="ci push", actions=["pull", "push"])
+    ref = f"docker://{secured_registry.host}/alice/ci-{uuid.uuid4().hex[:6]}:1"
+    refused = skopeo.run("copy", "--all", "--dest-creds", f"alice:{pull_only}", f"oci:{tmp_path / 'source'}:1",
+                         ref, check=False)
+    assert refused.returncode != 0
+    skopeo.run("copy", "--all", "--dest-creds", f"alice:{push_pull}", f"oci:{tmp_path / 'source'}:1", ref)
+    assert skopeo.run("inspect", "--raw", "--creds", f"alice:{pull_only}", ref).returncode == 0
+
+
+def test_anonymous_pull_of_a_public_repository_needs_no_credentials(skopeo, secured_registry, tmp_path):
+    skopeo.run("copy", "--all", f"docker://{secured_registry.host}/library/hello:latest", f"oci:{tmp_path / 'hello'}:latest")
+    assert len(json.loads((tmp_path / "hello" / "index.json").read_text())["manifests"]) == 1
+    assert skopeo.run("inspect", "--raw", f"docker://{secured_registry.host}/alice/notes:v1", check=False).returncode != 0
+
+
+def test_token_endpoint_grants_the_intersection_of_asked_and_allowed(secured_registry):
+    def granted(auth, scope):
+        answer = requests.get(secured_registry.url + "/token", params={"service": "registry", "scope": scope},
+                              auth=auth)
+        assert answer.status_code == 200, answer.text
+        token = answer.json()["token"]
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return {a["name"]: sorted(a["actions"]) for a in claims["access"]}
+    assert granted(("bob", "bob-demo"), "repository:alice/notes:pull,push") == {"alice/notes": ["pull"]}
+    assert granted(None, "repository:alice/notes:pull") == {"alice/notes": []}
+    assert granted(None, "repository:hello:pull") == {"library/hello": ["pull"]}
+    assert granted(("alice", "alice-demo"), "repository:alice/notes:pull,push,delete") == {
+        "alice/notes": ["delete", "pull", "push"]}
+
+
+def test_a_token_without_the_scope_gets_insufficient_scope(secured_registry):
+    token = requests.get(secured_registry.url + "/token", params={
+        "service": "registry", "scope": "repository:alice/notes:pull"}, auth=("bob", "bob-demo")).json()["token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    assert requests.get(secured_registry.url + "/v2/alice/notes/manifests/v1", headers=headers).status_code == 200
+    refused = requests.post(secured_registry.url + "/v2/alice/notes/blobs/uploads/", headers=headers)
+    assert refused.status_code == 401
+    assert 'error="insufficient_scope"' in refused.headers["WWW-Authenticate"]
+    assert 'scope="repository:alice/notes:pull,push"' in refused.headers["WWW-Authenticate"]
