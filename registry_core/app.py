@@ -6,6 +6,7 @@ decisions that go through plugin hooks (who is acting, what they may do, what ha
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 
@@ -237,6 +238,15 @@ def challenge_scope(name: str | None, action: str) -> str | None:
     return f"repository:{name}:{actions}"
 
 
+def _json_error(error: bottle.HTTPError) -> str:
+    """Unrouted requests answer in the spec's JSON too (bottle would send an HTML page)."""
+    code, message = ("UNSUPPORTED", f"{bottle.request.method} is not supported on {bottle.request.path}") \
+        if error.status_code == 405 else ("NOT_FOUND", f"nothing is served at {bottle.request.path}")
+    bottle.response.content_type = "application/json; charset=utf-8"
+    bottle.response.set_header("Docker-Distribution-Api-Version", "registry/2.0")
+    return json.dumps({"errors": [{"code": code, "message": message}]})
+
+
 def build_app(registry: Registry) -> bottle.Bottle:
     """The WSGI application of one worker process, for the roles in `config.role`."""
     from registry_core.registry.routes import build_registry_app
@@ -250,6 +260,8 @@ def build_app(registry: Registry) -> bottle.Bottle:
         root.merge(build_index_app(registry))
     if registry._active["filter_request"]:
         root.add_hook("before_request", lambda: registry.filter_request(bottle.request))
+    for status in (404, 405):
+        root.error(status)(_json_error)
     registry.hook.register_routes(app=root, registry=registry)
     registry.hook.startup(registry=registry)
     return root

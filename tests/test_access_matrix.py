@@ -216,3 +216,23 @@ def test_wrong_password_is_401_and_repeated_failures_are_rate_limited(secured_re
     assert limited.status_code == 429 and error_codes(limited) == ["TOOMANYREQUESTS"]
     assert int(limited.headers["Retry-After"]) > 0
     assert requests.get(url, auth=("alice", "alice-demo")).status_code == 200  # other users are not affected
+
+
+def test_the_first_pusher_creates_a_private_repository_and_becomes_its_admin(secured_registry):
+    meta = MetaStore(str(secured_registry.store / "meta.git"), create=False)
+    accounts = Accounts(meta)
+    suffix = uuid.uuid4().hex[:6]
+    owner, maintainer, org = f"po-{suffix}", f"pm-{suffix}", f"porg{suffix}"
+    for user in (owner, maintainer):
+        accounts.create_user(Context(actor="admin"), user, PASSWORD)
+    accounts.create_org(Context(actor=owner), org, owner)
+    accounts.set_member(Context(actor=owner), org, maintainer, "maintainer")
+    session = requests.Session()
+    session.auth = (maintainer, PASSWORD)
+    client = Client(secured_registry.url, session)
+    digest, _, _ = client.push_image(f"{org}/new", "v1")
+    document = meta.snapshot().get(meta_paths.repository(f"{org}/new"))
+    assert document["visibility"] == "private" and document["owner"] == maintainer
+    assert client.delete(f"/v2/{org}/new/manifests/{digest}").status_code == 202  # admin, not just write
+    other = Client(secured_registry.url)
+    assert other.get(f"/v2/{org}/new/tags/list").status_code == 401

@@ -39,3 +39,11 @@ def test_unknown_repository_is_name_unknown(client):
     r = client.get("/v2/nobody/nothing/tags/list")
     assert r.status_code == 404
     assert error_codes(r) == ["NAME_UNKNOWN"]
+
+
+def test_unrouted_requests_answer_spec_json_not_html(client):
+    r = client.patch("/v2/some/repo/blobs/uploads/")
+    assert r.status_code == 405 and r.headers["Content-Type"].startswith("application/json")
+    assert error_codes(r) == ["UNSUPPORTED"]
+    r = client.get("/nothing/here")
+    assert r.status_code == 404 and r.json()["errors"][0]["code"] == "NOT_FOUND"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 
 import pytest
@@ -90,3 +91,19 @@ def test_a_token_without_the_scope_gets_insufficient_scope(secured_registry):
     assert refused.status_code == 401
     assert 'error="insufficient_scope"' in refused.headers["WWW-Authenticate"]
     assert 'scope="repository:alice/notes:pull,push"' in refused.headers["WWW-Authenticate"]
+
+
+def test_an_expired_bearer_token_is_refused_with_invalid_token(secured_registry):
+    from registry_core.index import keys
+    from registry_core.index.tokens import TokenIssuer
+
+    key = keys.load_or_create(str(secured_registry.store / "keys"))
+    an_hour_ago = lambda: time.time() - 3600  # noqa: E731
+    expired = TokenIssuer(key.private_key, key.certificate, "registry-core", "registry", lifetime=300,
+                          clock=an_hour_ago).issue("alice", [{"type": "repository", "name": "alice/notes",
+                                                              "actions": ["pull"]}])
+    refused = requests.get(secured_registry.url + "/v2/alice/notes/tags/list",
+                           headers={"Authorization": f"Bearer {expired.token}"})
+    assert refused.status_code == 401
+    assert 'error="invalid_token"' in refused.headers["WWW-Authenticate"]
+    assert "expired" in refused.json()["errors"][0]["message"]

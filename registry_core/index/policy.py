@@ -3,7 +3,8 @@
 - Registry admins may do everything; `library/…` is theirs.
 - A user owns the namespace of their name; an organisation's members get a role on all its
   repositories: owner → admin, maintainer → write, member → read (private ones included).
-- Collaborators get read, write or admin on one repository.
+- Collaborators get read, write or admin on one repository; the user who created a repository by
+  pushing to it first (its `owner`) is its admin.
 - Public repositories may be pulled by anyone (anonymously too, unless `auth.anonymousPull` is off).
 - A robot acts with write at most, in its owner's namespace only.
 - A credential with scopes (a personal access token or a robot token) narrows all of this to its
@@ -54,6 +55,9 @@ class AccessPolicy:
                 collaborator = snapshot.get(meta_paths.collaborator(repository, actor.name))
                 if collaborator and _RANK[collaborator["role"]] > _RANK[role]:
                     role = collaborator["role"]
+                document = snapshot.get(meta_paths.repository(repository))
+                if document is not None and document.get("owner") == actor.name:
+                    role = "admin"  # whoever created it by pushing first
             actions = set(ROLE_ACTIONS.get(role, ()))
         actions = narrowed(actions, actor, repository)
         if document_is_public(snapshot, repository) and (actor is not None or self.anonymous_pull):

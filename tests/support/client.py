@@ -17,15 +17,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import gzip
-import hashlib
 import http.server
-import io
 import json
 import os
 import shutil
 import socket
 import subprocess
-import tarfile
 import threading
 import time
 import uuid
@@ -36,7 +33,7 @@ import pytest
 from click.testing import CliRunner
 
 from registry_core.cli import main
-from tests.support.engines import _stop_daemon, free_port, wait_for_port
+from tests.support.engines import _stop_daemon, free_port, reproducible_tar, sha256_digest, wait_for_port
 from tests.support.skopeo import Skopeo  # noqa: F401  (re-exported for the client tests)
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -276,18 +273,8 @@ class FaultyProxy:
 
 # --- images ---------------------------------------------------------------------------------------
 
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def layer_tar(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), 0, 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+_sha256 = sha256_digest
+layer_tar = reproducible_tar
 
 
 def write_layout(path: Path, tag: str = "1", platforms=("linux/amd64",), layer_sizes=(1024,),

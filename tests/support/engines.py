@@ -553,11 +553,11 @@ def podman_engine(
 # test images without a network
 
 
-def _sha256(data: bytes) -> str:
+def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _tar(entries: Mapping[str, bytes]) -> bytes:
+def reproducible_tar(entries: Mapping[str, bytes]) -> bytes:
     """A reproducible tar (fixed mtime/owner) of regular files."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -598,15 +598,15 @@ def make_docker_archive(
     for the same inputs.  Returns ``path``.
     """
     files = files or {"hello.txt": b"hello from tests.support.engines\n"}
-    layer = _tar(files)
-    config = _image_config(architecture, os_name, [_sha256(layer)])
-    config_name = _sha256(config).split(":", 1)[1] + ".json"
+    layer = reproducible_tar(files)
+    config = _image_config(architecture, os_name, [sha256_digest(layer)])
+    config_name = sha256_digest(config).split(":", 1)[1] + ".json"
     manifest = json.dumps(
         [{"Config": config_name, "RepoTags": [repo_tag], "Layers": ["layer0/layer.tar"]}]
     ).encode()
     out = Path(path)
     out.write_bytes(
-        _tar({config_name: config, "layer0/layer.tar": layer, "manifest.json": manifest})
+        reproducible_tar({config_name: config, "layer0/layer.tar": layer, "manifest.json": manifest})
     )
     return out
 
@@ -633,16 +633,16 @@ def make_oci_layout(
     blobs.mkdir(parents=True, exist_ok=True)
 
     def put(data: bytes) -> dict:
-        digest = _sha256(data)
+        digest = sha256_digest(data)
         (blobs / digest.split(":", 1)[1]).write_bytes(data)
         return {"digest": digest, "size": len(data)}
 
     manifests = []
     for plat in platforms:
         os_name, arch, *variant = plat.split("/")
-        layer = _tar({"platform.txt": plat.encode() + b"\n"})
+        layer = reproducible_tar({"platform.txt": plat.encode() + b"\n"})
         layer_desc = put(gzip.compress(layer, mtime=0))
-        config_desc = put(_image_config(arch, os_name, [_sha256(layer)]))
+        config_desc = put(_image_config(arch, os_name, [sha256_digest(layer)]))
         manifest = json.dumps(
             {
                 "schemaVersion": 2,
