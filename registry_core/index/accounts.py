@@ -113,13 +113,12 @@ class Accounts:
     def authenticate(self, name: str, secret: str, client_addr: str | None = None) -> Actor | None:
         """The actor whose password or token secret this is; None when wrong (the failure counts
         towards the rate limit); TOOMANYREQUESTS while the limit is reached."""
-        if self.limiter:
-            self.limiter.check(name, client_addr)
+        failures_on_record = self.limiter.check(name, client_addr) if self.limiter else False
         actor = self._verify(name, secret)
         if self.limiter:
             if actor is None:
                 self.limiter.failed(name, client_addr)
-            else:
+            elif failures_on_record:
                 self.limiter.succeeded(name, client_addr)
         return actor
 

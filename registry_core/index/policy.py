@@ -4,7 +4,7 @@
 - A user owns the namespace of their name; an organisation's members get a role on all its
   repositories: owner → admin, maintainer → write, member → read (private ones included).
 - Collaborators get read, write or admin on one repository; the user who created a repository by
-  pushing to it first (its `owner`) is its admin.
+  pushing to it first (its `owner`) is its admin for as long as they may write there.
 - Public repositories may be pulled by anyone (anonymously too, unless `auth.anonymousPull` is off).
 - A robot acts with write at most, in its owner's namespace only.
 - A credential with scopes (a personal access token or a robot token) narrows all of this to its
@@ -56,8 +56,8 @@ class AccessPolicy:
                 if collaborator and _RANK[collaborator["role"]] > _RANK[role]:
                     role = collaborator["role"]
                 document = snapshot.get(meta_paths.repository(repository))
-                if document is not None and document.get("owner") == actor.name:
-                    role = "admin"  # whoever created it by pushing first
+                if document is not None and document.get("owner") == actor.name and _RANK[role] >= _RANK["write"]:
+                    role = "admin"  # who created it by pushing first, while they may still write there
             actions = set(ROLE_ACTIONS.get(role, ()))
         actions = narrowed(actions, actor, repository)
         if document_is_public(snapshot, repository) and (actor is not None or self.anonymous_pull):

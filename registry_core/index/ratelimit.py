@@ -38,11 +38,12 @@ class LoginLimiter:
                 stamps.append(stamp)
         return stamps
 
-    def check(self, user: str, address: str | None) -> None:
-        """Raise TOOMANYREQUESTS while `user` from `address` has used up its failed attempts."""
+    def check(self, user: str, address: str | None) -> bool:
+        """Raise TOOMANYREQUESTS while `user` from `address` has used up its failed attempts;
+        otherwise tell whether there are recent failures on record."""
         path = self._path(user, address)
         if not os.path.exists(path):
-            return
+            return False
         now = time.time()
         with open(path, "r") as f:
             stamps = self._recent(f, now)
@@ -50,6 +51,7 @@ class LoginLimiter:
             retry_after = max(1, int(self.window - (now - min(stamps))) + 1)
             raise RegistryError("TOOMANYREQUESTS", f"too many failed logins for {user} from this address: "
                                 f"try again in {retry_after} seconds", headers={"Retry-After": str(retry_after)})
+        return True
 
     def failed(self, user: str, address: str | None) -> None:
         path = self._path(user, address)

@@ -13,6 +13,7 @@ Readers use a `Snapshot` of one tip; documents are parsed once per blob id (see 
 from __future__ import annotations
 
 import copy
+import os
 import random
 import threading
 import time
@@ -212,6 +213,7 @@ class MetaStore:
 
     def __init__(self, path: str, create: bool = True):
         self.path = path
+        self._ref_path = os.path.join(path, *BRANCH.split("/"))
         self._local = threading.local()
         try:
             pygit2.Repository(path, _OPEN_FLAGS)
@@ -238,13 +240,27 @@ class MetaStore:
             return None
 
     def snapshot(self) -> Snapshot:
+        """The current state, as of this call.
+
+        Every commit replaces the branch's ref file by rename (a new inode), so a stat of that file
+        tells whether the cached snapshot is still current: the ref is read again only when the
+        stat changed (or the ref is packed). Other processes' and nodes' commits are seen at once.
+        """
+        stamp = self._ref_stamp()
         cached = getattr(self._local, "snapshot", None)
-        repo = self.repo
-        tip = self._tip(repo)
-        if cached is not None and tip is not None and cached.tip == tip.id:
+        if cached is not None and stamp is not None and self._local.stamp == stamp:
             return cached
-        snapshot = self._local.snapshot = Snapshot(repo, tip)
+        repo = self.repo
+        snapshot = Snapshot(repo, self._tip(repo))
+        self._local.snapshot, self._local.stamp = snapshot, stamp
         return snapshot
+
+    def _ref_stamp(self) -> tuple | None:
+        try:
+            status = os.stat(self._ref_path)
+        except FileNotFoundError:
+            return None
+        return status.st_ino, status.st_mtime_ns, status.st_size
 
     def transact(self, change: Callable[[Transaction], T], context: Context, message: str,
                  attempts: int = 100) -> T:
