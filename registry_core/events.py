@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass
 class Event:
-    action: str                      # push, pull, delete, mount, tag, untag, repository-created, …
+    action: str                      # push, pull, delete, mount, tag, untag, star, comment, …
     repository: str | None = None
     digest: str | None = None
     tag: str | None = None
@@ -22,6 +22,7 @@ class Event:
     request_id: str | None = None
     previous_digest: str | None = None     # for a tag move: where the tag pointed before
     source_repository: str | None = None   # for a mount: where the blob came from
+    comment_id: str | None = None          # for comment and comment-deleted: which comment
     timestamp: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat())
 
     def to_dict(self) -> dict:

@@ -1,4 +1,5 @@
-"""Client commands of the `registry` CLI: login, logout, push, pull, copy, tags, inspect, delete, graph.
+"""Client commands of the `registry` CLI: login, logout, push, pull, copy, tags, inspect, delete, graph,
+and the Index's community commands: search, star, unstar, comment.
 
 Every command takes `--json` (one JSON document on stdout, errors as `{"error": {…}}`) and exits
 with the statuses listed in registry_core/client/errors.py. Images are named as docker names them
@@ -15,6 +16,7 @@ import sys
 
 import click
 
+from registry_core.client import community as community_api
 from registry_core.client import graph as graph_module
 from registry_core.client import manifests as mf
 from registry_core.client import transfer
@@ -24,7 +26,7 @@ from registry_core.client.errors import ClientError, Interrupted, NotFound, Usag
 from registry_core.client.layout import LayoutDestination, LayoutSource
 from registry_core.client.progress import Progress
 from registry_core.client.references import (ArchiveLocation, LayoutLocation, Reference, normalize_host,
-                                             parse_location, parse_repository)
+                                             parse, parse_location, parse_repository)
 from registry_core.client.remote import RegistryDestination, RegistrySource
 from registry_core.client.session import RegistrySession
 from registry_core.client.uploads import DEFAULT_CHUNK_SIZE
@@ -418,7 +420,116 @@ def graph(options: Options, image, no_referrers):
          lambda: graph_module.render(root, str(location)))
 
 
-COMMANDS = (login, logout, push, pull, copy, tags, inspect, delete, graph)
+# --- the Index's community commands (they speak /api/v1/, with the stored login as Basic credentials)
+
+def repository_reference(text: str) -> Reference:
+    """HOST/NAME (a tag or digest is allowed and ignored: stars and comments belong to the repository)."""
+    reference = parse(text)
+    return Reference(reference.host, reference.repository)
+
+
+def _stars(count) -> str:
+    return "" if count is None else f" ({count} star{'' if count == 1 else 's'})"
+
+
+@click.command(epilog=EXIT_STATUSES)
+@click.argument("host")
+@click.argument("term")
+@click.option("--limit", type=click.IntRange(1, 100), default=25, show_default=True,
+              help="At most this many results.")
+@common
+def search(options: Options, host, term, limit):
+    """Search the registry HOST for repositories whose name or description holds every word of
+    TERM, among those you may pull (with your stored login for HOST, or anonymously)."""
+    host = normalize_host(host)
+    found = community_api.search(options.session(Reference(host, "library/x")), term, limit)
+    results = found.get("results") or []
+    document = {"host": host, "query": term, "num_results": found.get("num_results", len(results)),
+                "results": results}
+    emit(options, document, lambda: search_lines(host, term, document))
+
+
+def search_lines(host: str, term: str, document: dict) -> list[str]:
+    results = document["results"]
+    if not results:
+        return [f"No repository on {host} matches {term!r}"]
+    width = max(len("NAME"), *(len(r["name"]) for r in results))
+    lines = [f"{'NAME':<{width}}  {'DESCRIPTION':<45}  {'STARS':>5}  OFFICIAL"]
+    for result in results:
+        description = " ".join((result.get("description") or "").split())
+        if len(description) > 45:
+            description = description[:44] + "…"
+        lines.append(f"{result['name']:<{width}}  {description:<45}  {result.get('star_count', 0):>5}  "
+                     f"{'[OK]' if result.get('is_official') else ''}".rstrip())
+    if document["num_results"] > len(results):
+        lines.append(f"({len(results)} of {document['num_results']}; more with --limit)")
+    return lines
+
+
+@click.command(epilog=EXIT_STATUSES)
+@click.argument("repository")
+@common
+def star(options: Options, repository):
+    """Star REPOSITORY (HOST/NAME) as the user logged in to HOST (`registry login HOST` first)."""
+    reference = repository_reference(repository)
+    answer = community_api.star(options.session(reference), reference.repository)
+    where = f"{reference.host}/{answer.get('name', reference.repository)}"
+    emit(options, {"repository": where, **answer}, [f"Starred {where}{_stars(answer.get('star_count'))}"])
+
+
+@click.command(epilog=EXIT_STATUSES)
+@click.argument("repository")
+@common
+def unstar(options: Options, repository):
+    """Take back your star on REPOSITORY (HOST/NAME)."""
+    reference = repository_reference(repository)
+    answer = community_api.unstar(options.session(reference), reference.repository)
+    where = f"{reference.host}/{answer.get('name', reference.repository)}"
+    emit(options, {"repository": where, **answer}, [f"Unstarred {where}{_stars(answer.get('star_count'))}"])
+
+
+@click.command(epilog=EXIT_STATUSES)
+@click.argument("repository")
+@click.argument("text", required=False)
+@click.option("--list", "list_comments", is_flag=True, help="List the comments, oldest first.")
+@click.option("--delete", "delete_id", metavar="ID",
+              help="Delete the comment ID (your own, or any on a repository you administer).")
+@common
+def comment(options: Options, repository, text, list_comments, delete_id):
+    """Comment on REPOSITORY (HOST/NAME) with TEXT ('-' reads it from standard input), list its
+    comments with --list, or delete one with --delete ID. Comments are at most 4096 characters."""
+    if sum((text is not None, list_comments, delete_id is not None)) != 1:
+        raise UsageError("give either TEXT, --list or --delete ID")
+    reference = repository_reference(repository)
+    session = options.session(reference)
+    if list_comments:
+        name, found = community_api.comments(session, reference.repository)
+        where = f"{reference.host}/{name}"
+        emit(options, {"repository": where, "comments": found}, lambda: comment_lines(where, found))
+        return
+    if delete_id is not None:
+        community_api.delete_comment(session, reference.repository, delete_id)
+        where = f"{reference.host}/{reference.repository}"
+        emit(options, {"repository": where, "deleted": delete_id}, [f"Deleted comment {delete_id} on {where}"])
+        return
+    if text == "-":
+        text = sys.stdin.read().rstrip("\r\n")
+    added = community_api.add_comment(session, reference.repository, text)
+    where = f"{reference.host}/{reference.repository}"
+    emit(options, {"repository": where, **added}, [f"Commented on {where} ({added['id']})"])
+
+
+def comment_lines(where: str, found: list[dict]) -> list[str]:
+    if not found:
+        return [f"No comments on {where}"]
+    lines = []
+    for entry in found:
+        lines.append(f"{entry['createdAt']}  {entry['author']}  {entry['id']}")
+        lines += [f"    {line}" for line in entry["body"].splitlines() or [""]]
+    return lines
+
+
+COMMANDS = (login, logout, push, pull, copy, tags, inspect, delete, graph, search, star, unstar, comment)
 
 
 def register(cli) -> None:

@@ -20,7 +20,7 @@ from requests.adapters import HTTPAdapter
 from registry_core import __version__ as VERSION  # noqa: N812
 from registry_core.client import manifests as mf
 from registry_core.client.auth import Authenticator, repository_scope
-from registry_core.client.credentials import CredentialStore
+from registry_core.client.credentials import IDENTITY_TOKEN_USER, CredentialStore
 from registry_core.client.errors import (AuthError, ClientError, NetworkError, NotFound,
                                          RegistryResponseError, VerificationError)
 from registry_core.client.references import is_loopback
@@ -215,6 +215,47 @@ class RegistrySession:
         self.request("DELETE", f"/v2/{repository}/manifests/{reference}",
                      [repository_scope(repository, "delete")], expect=(202, 200, 204),
                      what=f"deleting {repository}@{reference}")
+
+    # --- the Index's JSON API (/api/v1/) -------------------------------------------------------
+
+    def api_request(self, method: str, path: str, *, document=None, params=None, expect=(200,),
+                    what: str = "") -> requests.Response:
+        """A request to the Index's JSON API (`/api/v1/…`), with the stored login for this host sent
+        up front as Basic credentials: that API wants a user's own login, not a registry token, so
+        there is no challenge to answer. Without a login the request goes anonymously. GET, PUT and
+        DELETE are retried on dropped connections and 429/5xx, like `request`."""
+        url = self.url(path)
+        credential = self.auth.credential
+        auth = None
+        if credential is not None and credential.username != IDENTITY_TOKEN_USER:
+            auth = (credential.username, credential.password)
+        retry = method in ("GET", "PUT", "DELETE")
+        attempt = 0
+        while True:
+            try:
+                with self._count_lock:
+                    self.requests_made += 1
+                response = self.http.request(method, url, json=document, params=params, auth=auth,
+                                             headers={"Accept": "application/json"}, timeout=(10, self.timeout))
+            except (requests.ConnectionError, requests.Timeout) as e:
+                attempt += 1
+                if not retry or attempt > RETRIES or _refused(e):
+                    raise NetworkError(f"{method} {url}: {_reason(e)}") from None
+                time.sleep(min(0.2 * 2 ** attempt, 3))
+                continue
+            if response.status_code in TRANSIENT_STATUSES and retry and attempt < RETRIES:
+                attempt += 1
+                delay = _retry_after(response) or min(0.2 * 2 ** attempt, 3)
+                response.close()
+                time.sleep(delay)
+                continue
+            if response.status_code in expect:
+                return response
+            if response.status_code == 401 and auth is None:
+                response.close()
+                raise AuthError(f"{what or f'{method} {urlsplit(url).path}'}: the registry needs a login: "
+                                f"run `registry login {self.host}` first")
+            raise self._error(method, url, response, what)
 
     # --- listings -----------------------------------------------------------------------------
 

@@ -48,6 +48,24 @@ def bad_request(message: str) -> RegistryError:
     return RegistryError("UNSUPPORTED", message, status=400)
 
 
+def json_body(fields: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
+    """The request's body: a JSON object with only `fields`, and all of `required`."""
+    raw = read_body(bottle.request.environ, BODY_LIMIT, "SIZE_INVALID")
+    try:
+        document = json.loads(raw) if raw.strip() else {}
+    except ValueError:
+        raise bad_request("the request body is not JSON") from None
+    if not isinstance(document, dict):
+        raise bad_request("the request body must be a JSON object")
+    unknown = sorted(set(document) - set(fields))
+    if unknown:
+        raise bad_request(f"unknown field {', '.join(unknown)}: expected {', '.join(fields)}")
+    missing = [key for key in required if document.get(key) is None]
+    if missing:
+        raise bad_request(f"missing field {', '.join(missing)}")
+    return document
+
+
 # --- checks shared with the command line (registry_core/index/commands.py) ----------------------
 
 def check_password(password) -> str:
@@ -192,22 +210,7 @@ class AccountsApi:
 
     # --- request bodies -----------------------------------------------------------------------
 
-    @staticmethod
-    def _body(fields: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
-        raw = read_body(bottle.request.environ, BODY_LIMIT, "SIZE_INVALID")
-        try:
-            document = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            raise bad_request("the request body is not JSON") from None
-        if not isinstance(document, dict):
-            raise bad_request("the request body must be a JSON object")
-        unknown = sorted(set(document) - set(fields))
-        if unknown:
-            raise bad_request(f"unknown field {', '.join(unknown)}: expected {', '.join(fields)}")
-        missing = [key for key in required if document.get(key) is None]
-        if missing:
-            raise bad_request(f"missing field {', '.join(missing)}")
-        return document
+    _body = staticmethod(json_body)
 
     @staticmethod
     def _field(document: dict, key: str, kind: type, limit: int | None = None):

@@ -1,4 +1,5 @@
-"""The Index role's HTTP surface: the token service and the accounts API (/api/v1/)."""
+"""The Index role's HTTP surface: the token service, the accounts API (/api/v1/), and the
+community API (stars, comments, search; also Docker's /v1/search)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from registry_core.web import RegistryErrors
 
 def build_index_app(registry) -> bottle.Bottle:
     from registry_core.index.api import register_api_routes
+    from registry_core.index.community_routes import register_community_routes
     from registry_core.index.token_routes import register_token_routes
 
     app = bottle.Bottle()
     app.install(RegistryErrors())
     register_token_routes(app, registry)
     register_api_routes(app, registry)
+    register_community_routes(app, registry)  # after the accounts API: its <name:path> routes come first
     return app

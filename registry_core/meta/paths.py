@@ -8,6 +8,8 @@
       …/_tags/<tag>.yaml
       …/_manifests/<alg>/<hex>.yaml                    the image graph node
       …/_referrers/<alg>/<subject-hex>/<alg>-<hex>.yaml  the referrers index
+      …/_stars/<user>.yaml                             one user's star
+      …/_comments/<id>.yaml                            one comment (ids sort by time)
 """
 
 from registry_core.names import split_digest
@@ -65,3 +67,19 @@ def referrers_dir(name: str, subject: str) -> str:
 def referrer(name: str, subject: str, digest: str) -> str:
     algorithm, encoded = split_digest(digest)
     return f"{referrers_dir(name, subject)}/{algorithm}-{encoded}.yaml"
+
+
+def stars_dir(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_stars"
+
+
+def star(name: str, user_name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_stars/{user_name}.yaml"
+
+
+def comments_dir(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_comments"
+
+
+def comment(name: str, comment_id: str) -> str:
+    return f"{REPOSITORIES}/{name}/_comments/{comment_id}.yaml"

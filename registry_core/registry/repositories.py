@@ -17,6 +17,7 @@ import pygit2
 from registry_core.context import Context, now_iso
 from registry_core.errors import RegistryError
 from registry_core.meta import paths as meta_paths
+from registry_core.meta.diffs import DiffView, present
 from registry_core.meta.store import MetaStore, Snapshot, Transaction
 from registry_core.names import check_name
 
@@ -76,6 +77,10 @@ class RepositoryService:
     def catalog(self, n: int | None = None, last: str | None = None) -> tuple[list[str], bool]:
         return paginate(self._catalog.names(self.meta.snapshot()), n if n is not None else DEFAULT_PAGE, last)
 
+    def names(self, snapshot: Snapshot | None = None) -> list[str]:
+        """Every repository's name, sorted, from the catalog index (do not modify the list)."""
+        return self._catalog.names(snapshot or self.meta.snapshot())
+
 
 def paginate(names: list[str], n: int | None, last: str | None) -> tuple[list[str], bool]:
     """The page of sorted `names` after `last`, at most `n` long; and whether more follow."""
@@ -86,41 +91,37 @@ def paginate(names: list[str], n: int | None, last: str | None) -> tuple[list[st
     return names[start:start + n], start + n < len(names)
 
 
-class CatalogIndex:
-    """The sorted names of all repositories, kept current from git diffs."""
+class CatalogIndex(DiffView):
+    """The sorted names of all repositories, kept current from git diffs (meta/diffs.py)."""
 
     def __init__(self):
-        self._tree: pygit2.Tree | None = None
+        super().__init__(meta_paths.REPOSITORIES)
         self._names: list[str] = []
-        self._lock = threading.Lock()
 
     def names(self, snapshot: Snapshot) -> list[str]:
-        tree = snapshot.tree(meta_paths.REPOSITORIES)
-        with self._lock:
-            if tree is None:
-                self._tree, self._names = None, []
-            elif self._tree is None:
-                self._names = sorted(_walk(tree, ""))
-                self._tree = tree
-            elif self._tree.id != tree.id:
-                self._apply_diff(self._tree, tree)
-                self._tree = tree
+        """The sorted names; the list returned is never changed afterwards (updates replace it)."""
+        with self.lock:
+            self.sync(snapshot)
             return self._names
 
-    def _apply_diff(self, old: pygit2.Tree, new: pygit2.Tree) -> None:
+    def clear(self) -> None:
+        self._names = []
+
+    def rebuild(self, snapshot: Snapshot) -> None:
+        self._names = sorted(_walk(snapshot.tree(meta_paths.REPOSITORIES), ""))
+
+    def apply(self, repo: pygit2.Repository, delta: pygit2.DiffDelta) -> None:
+        path = "/" + (delta.new_file.path if present(delta) else delta.old_file.path)
+        if not path.endswith(_REPOSITORY_SUFFIX):
+            return
+        name = path[1:-len(_REPOSITORY_SUFFIX)]
         names = list(self._names)
-        for delta in old.diff_to_tree(new).deltas:
-            for file, present in ((delta.old_file, False), (delta.new_file, True)):
-                path = "/" + file.path
-                if not path.endswith(_REPOSITORY_SUFFIX):
-                    continue
-                name = path[1:-len(_REPOSITORY_SUFFIX)]
-                index = bisect.bisect_left(names, name)
-                found = index < len(names) and names[index] == name
-                if present and not found and delta.status != pygit2.GIT_DELTA_DELETED:
-                    names.insert(index, name)
-                elif not present and found and delta.status == pygit2.GIT_DELTA_DELETED:
-                    del names[index]
+        index = bisect.bisect_left(names, name)
+        found = index < len(names) and names[index] == name
+        if present(delta) and not found:
+            names.insert(index, name)
+        elif not present(delta) and found:
+            del names[index]
         self._names = names
 
 

@@ -1,0 +1,203 @@
+"""The Index's community API: repository summaries, stars, comments and search.
+
+    GET    /api/v1/search?q=&n=&page=                           repositories the caller may pull
+    GET    /v1/search?q=&n=&page=                               the same, shaped as Docker's v1 search
+    GET    /api/v1/users/<user>/starred?n=&last=                the caller's own stars
+    GET    /api/v1/repositories/<name>                          summary: stars, tags, starred by the caller
+    PUT    /api/v1/repositories/<name>/star                     star it (again: no change)
+    DELETE /api/v1/repositories/<name>/star                     take the star back
+    GET    /api/v1/repositories/<name>/comments?n=&last=        oldest first
+    POST   /api/v1/repositories/<name>/comments                 {"body": "…"}
+    GET    /api/v1/repositories/<name>/comments/<id>
+    DELETE /api/v1/repositories/<name>/comments/<id>            its author, or an admin of the repository
+
+Who may: reading (summary, comments) needs `pull` on the repository, as the access policy and its
+plugins decide; a private repository and a missing one answer alike (401 with the challenge to the
+anonymous, 403 DENIED to others, as everywhere in the registry). Starring and commenting need
+`pull` too, and a user's own login (a password), like managing accounts: access tokens, robot
+tokens and registry tokens are for pushing and pulling. A user may always take back their own
+star, even from a repository they can no longer see. Search shows, and counts, only repositories
+the caller may pull; `docker search` asks anonymously, so it finds the public ones.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import bottle
+
+from registry_core.context import Context
+from registry_core.errors import RegistryError
+from registry_core.index.accounts import not_found
+from registry_core.index.api import PREFIX, bad_request, json_body
+from registry_core.index.community import Comments, Stars, comment_unknown, comment_view
+from registry_core.index.search import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Search, SearchPage
+from registry_core.meta import paths as meta_paths
+from registry_core.names import check_name
+from registry_core.registry.repositories import DEFAULT_PAGE, paginate
+from registry_core.registry.routes import next_link, page_query
+from registry_core.web import json_response
+
+
+def register_community_routes(app: bottle.Bottle, registry) -> None:
+    api = CommunityApi(registry)
+    route = app.route
+    route(f"{PREFIX}/search", "GET", api.search, name="api_search")
+    route("/v1/search", "GET", api.docker_search, name="docker_search")
+    route(f"{PREFIX}/users/<user>/starred", "GET", api.starred, name="api_starred")
+    # After the accounts API's routes (registry_core/index/api.py), more specific ones first:
+    # `<name:path>` would otherwise swallow the rest of the path.
+    route(f"{PREFIX}/repositories/<name:path>/star", "PUT", api.star, name="api_star")
+    route(f"{PREFIX}/repositories/<name:path>/star", "DELETE", api.unstar)
+    route(f"{PREFIX}/repositories/<name:path>/comments/<comment_id>", "GET", api.get_comment, name="api_comment")
+    route(f"{PREFIX}/repositories/<name:path>/comments/<comment_id>", "DELETE", api.delete_comment)
+    route(f"{PREFIX}/repositories/<name:path>/comments", "GET", api.list_comments, name="api_comments")
+    route(f"{PREFIX}/repositories/<name:path>/comments", "POST", api.add_comment)
+    route(f"{PREFIX}/repositories/<name:path>", "GET", api.summary, name="api_repository_summary")
+
+
+class CommunityApi:
+    def __init__(self, registry):
+        self.registry = registry
+        self.meta = registry.meta
+        self.repositories = registry.repositories
+        self.stars = Stars(registry.meta, registry.repositories, guard=registry.check, notify=registry.notify)
+        self.comments = Comments(registry.meta, guard=registry.check, notify=registry.notify)
+        self.search_service = Search(registry.meta, registry.repositories, self.stars.count)
+
+    # --- who is asking ------------------------------------------------------------------------
+
+    def _reader(self, name: str) -> Context:
+        """The context of a caller who may pull `name`; raises 401/403 (alike for missing names)."""
+        check_name(name)
+        return self.registry.authorize(bottle.request, name, "pull")
+
+    def _member(self, what: str) -> Context:
+        """The context of a user who logged in with their own password; 401 for the anonymous."""
+        context = self.registry.authorize(bottle.request, None, "login")
+        identity = context.identity
+        if identity.kind != "user" or identity.scopes is not None:
+            raise RegistryError("DENIED", f"{what} needs a user's own login (password): access tokens, robot "
+                                "tokens and registry tokens are for pushing and pulling")
+        return context
+
+    # --- search -------------------------------------------------------------------------------
+
+    def _search(self) -> SearchPage:
+        query = bottle.request.query
+        text = query.getunicode("q", default="") or ""
+        n = _positive(query.get("n"), "n", DEFAULT_PAGE_SIZE)
+        if n > MAX_PAGE_SIZE:
+            raise bad_request(f"n={n} is over the limit of {MAX_PAGE_SIZE} results per page")
+        page = _positive(query.get("page"), "page", 1)
+        return self.search_service.query(
+            text, lambda names: self.registry.visible_repositories(bottle.request, names), page, n)
+
+    def search(self):
+        found = self._search()
+        return json_response({"query": found.query, "page": found.page, "page_size": found.page_size,
+                              "num_pages": found.num_pages, "num_results": found.num_results,
+                              "results": found.results})
+
+    def docker_search(self):
+        """Docker's v1 search (what `docker search HOST/TERM` asks for), as Docker Hub answered it."""
+        found = self._search()
+        return json_response({"num_results": found.num_results, "num_pages": found.num_pages,
+                              "page": found.page, "page_size": found.page_size, "query": found.query,
+                              "results": [{"name": r["name"], "description": r["description"],
+                                           "star_count": r["star_count"], "is_official": r["is_official"],
+                                           "is_automated": False} for r in found.results]})
+
+    # --- repositories and stars ---------------------------------------------------------------
+
+    def summary(self, name: str):
+        context = self._reader(name)
+        snapshot = self.meta.snapshot()
+        document = self.repositories.require(name, snapshot)
+        tags = snapshot.tree(meta_paths.tags_dir(name))
+        identity = context.identity
+        starred = identity is not None and identity.kind in ("user", "jwt") and \
+            self.stars.get(name, identity.name, snapshot) is not None
+        return json_response({"name": name, "visibility": document["visibility"],
+                              "description": document.get("description", ""), "owner": document.get("owner"),
+                              "star_count": self.stars.count(name, snapshot),
+                              "tag_count": len(tags) if tags is not None else 0, "starred": starred})
+
+    def star(self, name: str):
+        context = self._member("starring")
+        self._reader(name)
+        document, _ = self.stars.star(context, name)
+        return json_response({"name": name, "starred": True, "starredAt": document["starredAt"],
+                              "star_count": self.stars.count(name)})
+
+    def unstar(self, name: str):
+        context = self._member("unstarring")
+        check_name(name)
+        may_pull = self.registry.may(context.identity, name, "pull")
+        if not may_pull and self.stars.get(name, context.actor) is None:
+            raise self.registry.denied(context.identity, name, "pull")
+        self.stars.unstar(context, name)
+        answer = {"name": name, "starred": False}
+        if may_pull:
+            answer["star_count"] = self.stars.count(name)
+        return json_response(answer)
+
+    def starred(self, user: str):
+        context = self._member("listing stars")
+        admin = self.registry.may(context.identity, None, "admin")
+        if user != context.actor and not admin:
+            raise RegistryError("DENIED", f"{context.actor} may not list the stars of {user}: only their own")
+        if admin and self.registry.accounts.user(user) is None:
+            raise not_found(f"no user {user}")
+        n, last = page_query()
+        snapshot = self.meta.snapshot()
+        names = self.registry.visible_repositories(bottle.request, self.stars.starred_by(user, snapshot))
+        chosen, more = paginate(names, n if n is not None else DEFAULT_PAGE, last)
+        starred = []
+        for name in chosen:
+            document = self.stars.get(name, user, snapshot)
+            starred.append({"name": name, "starredAt": document["starredAt"] if document else None})
+        headers = {"Link": next_link(f"{PREFIX}/users/{user}/starred", n, chosen[-1])} if more and chosen else {}
+        return json_response({"user": user, "repositories": starred}, headers=headers)
+
+    # --- comments -----------------------------------------------------------------------------
+
+    def list_comments(self, name: str):
+        self._reader(name)
+        n, last = page_query()
+        comments, more = self.comments.page(name, n, last)
+        headers = {}
+        if more and comments:
+            headers["Link"] = next_link(f"{PREFIX}/repositories/{name}/comments", n, comments[-1]["id"])
+        return json_response({"name": name, "comments": [comment_view(c) for c in comments]}, headers=headers)
+
+    def add_comment(self, name: str):
+        context = self._member("commenting")
+        self._reader(name)
+        body = json_body(("body",), required=("body",))
+        document = self.comments.add(context, name, body["body"])
+        location = quote(f"{PREFIX}/repositories/{name}/comments/{document['id']}")
+        return json_response(comment_view(document), 201, headers={"Location": location})
+
+    def get_comment(self, name: str, comment_id: str):
+        self._reader(name)
+        self.repositories.require(name)
+        document = self.comments.get(name, comment_id)
+        if document is None:
+            raise comment_unknown(name, comment_id)
+        return json_response(comment_view(document))
+
+    def delete_comment(self, name: str, comment_id: str):
+        context = self._member("deleting comments")
+        self._reader(name)
+        moderator = self.registry.may(context.identity, name, "admin")
+        self.comments.delete(context, name, comment_id, moderator)
+        return bottle.HTTPResponse(status=204)
+
+
+def _positive(value: str | None, key: str, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if not value.isdigit() or int(value) < 1:
+        raise bad_request(f"{key}={value!r} is not a whole number from 1 up")
+    return int(value)
