@@ -119,17 +119,22 @@ def serve(store, config_path, host, port, workers, threads, dev, access_log, emp
     from registry_core.app import Registry, build_app
     from registry_core.serving import serve as run_server
 
-    config = load_config(config_path, store, plugins_dir)
-    config.role = role or config.role
-    pm = plugin_manager(config)
+    def effective_config():
+        """registry.yaml (read again at each reload) with the command line's overrides."""
+        loaded = load_config(config_path, store, plugins_dir)
+        loaded.role = role or loaded.role
+        loaded.host = host or loaded.host
+        loaded.port = port if port is not None else loaded.port
+        loaded.workers = workers or loaded.workers
+        loaded.threads = threads or loaded.threads
+        Registry.check_config(loaded, plugin_manager(loaded))
+        return loaded
+
     try:
-        Registry.check_config(config, pm)
+        config = effective_config()
     except DocumentInvalid as e:
         raise click.ClickException(f"invalid configuration: {e}") from None
-    config.host = host or config.host
-    config.port = port if port is not None else config.port
-    config.workers = workers or config.workers
-    config.threads = threads or config.threads
+    pm = plugin_manager(config)
     created = not os.path.exists(os.path.join(config.store, "meta.git"))
     description = None
     if created:
@@ -149,13 +154,20 @@ def serve(store, config_path, host, port, workers, threads, dev, access_log, emp
         sys.stdout.flush()
 
     def app_factory():
-        return build_app(Registry(config, make_plugin_manager(config.plugins, config.plugins_dir,
-                                                              config.auth.enabled)))
+        current = effective_config() if config_path else config
+        return build_app(Registry(current, make_plugin_manager(current.plugins, current.plugins_dir,
+                                                               current.auth.enabled)))
+
+    def ready_and_watching():
+        ready()
+        if config_path:
+            from registry_core.reload import watch_config
+            watch_config(config_path, effective_config)
 
     if dev:
         ready()
     run_server(app_factory, config.host, config.port, config.workers, config.threads, dev=dev,
-               access_log=access_log, on_ready=None if dev else ready)
+               access_log=access_log, on_ready=None if dev else ready_and_watching)
 
 
 @main.command()

@@ -1,0 +1,43 @@
+"""A changed registry.yaml reloads the workers (watchdog + SIGHUP); an invalid one is ignored."""
+
+from __future__ import annotations
+
+import time
+
+import yaml
+
+from tests.support.oci import Client, error_codes, unique_name
+from tests.support.server import RunningRegistry
+
+
+def wait_until(condition, timeout: float = 20) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_changed_config_is_applied_without_a_restart_and_a_broken_one_is_ignored(tmp_path):
+    config = tmp_path / "registry.yaml"
+    config.write_text(yaml.safe_dump({"auth": {"enabled": False}}))
+    server = RunningRegistry(tmp_path / "store", "--empty", "--config", str(config))
+    try:
+        client, name = Client(server.url), unique_name()
+        assert client.post(f"/v2/{name}/blobs/uploads/").status_code == 202
+        master = server.process.pid
+
+        config.write_text(yaml.safe_dump({"auth": {"enabled": False}, "readOnly": True}))
+        assert wait_until(lambda: client.post(f"/v2/{name}/blobs/uploads/").status_code == 405)
+        refused = client.post(f"/v2/{name}/blobs/uploads/")
+        assert error_codes(refused) == ["UNSUPPORTED"]
+
+        config.write_text("auth: [this is not: valid\n")
+        time.sleep(2)
+        assert server.process.poll() is None and server.process.pid == master
+        assert client.post(f"/v2/{name}/blobs/uploads/").status_code == 405  # the last good config
+        assert client.get("/v2/").status_code == 200
+        assert "not reloading" in server.log()
+    finally:
+        server.stop()
