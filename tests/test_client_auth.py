@@ -178,3 +178,18 @@ def test_the_auth_file_keeps_what_other_tools_wrote(home):
     store.store("docker.io", Credential("hub", "pw"))
     assert "https://index.docker.io/v1/" in json.loads(path.read_text())["auths"]
     assert store.get("docker.io").username == "hub"
+
+
+def test_login_at_our_token_service_then_push_and_pull_with_bearer_tokens(secured_registry, layout, tmp_path, home):
+    """Our own Index: `registry login` answers its Bearer challenge, and push/pull get tokens there."""
+    host = secured_registry.host
+    result = cli("login", "--json", host, "-u", "alice", "--password-stdin", input="alice-demo\n").json()
+    assert result["challenge"] == "bearer"
+    ref = f"{host}/alice/client-{unique().split('/')[-1]}:1"
+    cli("push", f"oci:{layout}:1", ref)
+    cli("pull", ref, f"oci:{tmp_path / 'back'}")
+    assert layout_blobs(tmp_path / "back") == layout_blobs(layout)
+    # the pushed repository is alice's and private: without her login it cannot be pulled
+    cli("logout", host)
+    cli("pull", "--json", ref, f"oci:{tmp_path / 'again'}", expect=3)
+    assert cli("login", host, "-u", "alice", "--password-stdin", input="wrong\n", expect=3)

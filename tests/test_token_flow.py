@@ -107,3 +107,14 @@ def test_an_expired_bearer_token_is_refused_with_invalid_token(secured_registry)
     assert refused.status_code == 401
     assert 'error="invalid_token"' in refused.headers["WWW-Authenticate"]
     assert "expired" in refused.json()["errors"][0]["message"]
+
+
+def test_no_secret_is_ever_committed(secured_registry):
+    """The metadata history holds hashes only: no demo password, no key, no token secret."""
+    import subprocess
+
+    history = subprocess.run(["git", "--git-dir", str(secured_registry.store / "meta.git"), "log", "-p", "--all"],
+                             capture_output=True, text=True, check=True).stdout
+    assert "passwordHash: $argon2id$" in history
+    for secret in ("admin-demo", "alice-demo", "bob-demo", "PRIVATE KEY", "rct_"):
+        assert secret not in history, secret
