@@ -204,8 +204,14 @@ def _register_client_commands() -> None:
     register(main)
 
 
+def _register_maintenance_commands() -> None:
+    from registry_core.maintenance.commands import register
+    register(main)
+
+
 _register_index_commands()
 _register_client_commands()
+_register_maintenance_commands()
 
 
 if __name__ == "__main__":

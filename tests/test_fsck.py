@@ -1,0 +1,173 @@
+"""`registry fsck`: a seeded store is clean; corrupt and missing blobs, invalid documents, dangling
+tags, missing links and broken referrer entries are found with their paths; --repair fixes what
+can be fixed without a person, as commits by the acting user."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from registry_core.cli import main
+from registry_core.maintenance.inventory import RepositoryGraph
+from registry_core.seed import seed
+from tests.support.oci import meta_commits, meta_tip
+from tests.support.store import blob_path, commit_by_hand, link_path, open_registry
+
+VALID_TAG = b"""kind: tag
+schemaVersion: 1
+name: ghost
+digest: sha256:%s
+mediaType: application/vnd.oci.image.manifest.v1+json
+"""
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("REGISTRY_CONFIG", "REGISTRY_PLUGINS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("getpass.getuser", lambda: "operator")
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    """A store seeded from sample_store/ once; each test works on a copy."""
+    path = tmp_path_factory.mktemp("fsck-seeded") / "store"
+    seed(open_registry(path))
+    return path
+
+
+@pytest.fixture
+def store(seeded, tmp_path):
+    return shutil.copytree(seeded, tmp_path / "store", symlinks=True)
+
+
+@pytest.fixture
+def local(store):
+    return open_registry(store)
+
+
+def fsck(store, *args, expect: int) -> dict:
+    result = CliRunner().invoke(main, ["fsck", "--store", str(store), *args, "--json"])
+    assert result.exit_code == expect, result.output
+    return json.loads(result.output)
+
+
+def problems(report: dict) -> set[tuple[str, str]]:
+    return {(p["code"], p["path"]) for p in report["problems"]}
+
+
+def image(local, name: str, tag: str = "latest") -> dict:
+    """The manifest document of an image (the first child, for an index)."""
+    document = local.manifests.resolve(name, tag)
+    if "manifests" in document:
+        document = local.manifests.resolve(name, document["manifests"][0]["digest"])
+    return document
+
+
+def referrer_of(local, name: str) -> dict:
+    graph = RepositoryGraph.read(local.meta.snapshot(), name)
+    return next(document for document in graph.manifests.values() if "subject" in document)
+
+
+def test_a_freshly_seeded_store_is_clean(store):
+    report = fsck(store, expect=0)
+    assert report["clean"] and report["problems"] == []
+    assert report["checked"]["blobs"] >= 10 and report["checked"]["repositories"] == 3
+    assert report["checked"]["referrers"] == 1
+    result = CliRunner().invoke(main, ["fsck", "--store", str(store)])
+    assert result.exit_code == 0 and "no problems" in result.output
+
+
+def test_a_corrupted_blob_is_found_with_its_path_and_the_images_that_use_it(local, store):
+    layer = image(local, "library/busybox-lite")["layers"][0]["digest"]
+    path = store / blob_path(layer)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+    report = fsck(store, expect=1)
+
+    assert problems(report) == {("blob-corrupt", blob_path(layer))}
+    [problem] = report["problems"]
+    assert "library/busybox-lite@sha256:" in problem["message"] and not problem["repairable"]
+    assert "move the file out of the store" in problem["action"]
+    result = CliRunner().invoke(main, ["fsck", "--store", str(store)])
+    assert result.exit_code == 1
+    assert f"PROBLEM blob-corrupt: {blob_path(layer)}" in result.output and "1 problem" in result.output
+
+
+def test_a_missing_blob_is_found(local, store):
+    document = image(local, "library/hello")
+    config = document["config"]["digest"]
+    (store / blob_path(config)).unlink()
+
+    report = fsck(store, expect=1)
+
+    assert problems(report) == {("blob-missing", blob_path(config))}
+    assert f"library/hello@{document['digest']}" in report["problems"][0]["message"]
+    assert "push the image again" in report["problems"][0]["action"]
+
+
+def test_invalid_documents_written_directly_with_git_are_found(store):
+    commit_by_hand(store, {
+        "repositories/library/hello/_tags/broken.yaml": b"kind: tag\nschemaVersion: 1\nname: broken\n",
+        "users/mallory.yaml": b"kind: user\nname: [unclosed\n",
+        "repositories/library/hello/_tags/wrong-kind.yaml": b"kind: star\nschemaVersion: 1\n",
+    })
+
+    report = fsck(store, expect=1)
+
+    assert {"meta.git:repositories/library/hello/_tags/broken.yaml", "meta.git:users/mallory.yaml",
+            "meta.git:repositories/library/hello/_tags/wrong-kind.yaml"} == \
+        {p["path"] for p in report["problems"] if p["code"] == "document-invalid"}
+    broken = next(p for p in report["problems"] if p["path"].endswith("broken.yaml"))
+    assert "digest" in broken["message"] and "git --git-dir" in broken["action"]
+
+
+def test_a_dangling_tag_is_found_and_repair_removes_it_as_a_commit_by_the_acting_user(local, store):
+    commit_by_hand(store, {"repositories/library/hello/_tags/ghost.yaml": VALID_TAG % (b"0" * 64)})
+    report = fsck(store, expect=1)
+    assert problems(report) == {("tag-dangling", "meta.git:repositories/library/hello/_tags/ghost.yaml")}
+    tip = meta_tip(store)
+
+    repaired = fsck(store, "--repair", "--as", "fixer", expect=1)
+
+    assert [p["repaired"] for p in repaired["problems"]] == [True]
+    [commit] = meta_commits(store, since=tip)
+    assert commit.author.name == "fixer" and "Actor: fixer" in commit.message
+    assert "Repair library/hello" in commit.message and "_tags/ghost.yaml" in commit.message
+    assert "ghost" not in local.repositories.tags("library/hello")[0]
+    fsck(store, expect=0)
+
+
+def test_repair_links_blobs_again_and_mends_the_referrers_index_but_leaves_what_needs_a_person(local, store):
+    layer = image(local, "library/busybox-lite")["layers"][0]["digest"]
+    (store / link_path("library/busybox-lite", layer)).unlink()
+    sbom = referrer_of(local, "library/hello")
+    subject, entry = sbom["subject"]["digest"], f"repositories/library/hello/_referrers/sha256/"
+    entry += f"{subject[7:]}/sha256-{sbom['digest'][7:]}.yaml"
+    bogus = f"repositories/library/hello/_referrers/sha256/{subject[7:]}/sha256-{'1' * 64}.yaml"
+    commit_by_hand(store, {entry: None, bogus: b"kind: referrer\nschemaVersion: 1\ndescriptor:\n"
+                           b"  mediaType: application/vnd.oci.image.manifest.v1+json\n"
+                           b"  digest: sha256:" + b"1" * 64 + b"\n  size: 10\n",
+                           "repositories/library/hello/_tags/ghost.yaml": VALID_TAG % (b"0" * 64)})
+    alice = image(local, "alice/notes", "v1")["layers"][0]["digest"]
+    (store / blob_path(alice)).write_bytes(b"not what it was")
+    assert local.referrers.referrers("library/hello", subject)["manifests"][0]["digest"] == "sha256:" + "1" * 64
+    tip = meta_tip(store)
+
+    report = fsck(store, "--repair", "--as", "fixer", expect=1)
+
+    assert {(p["code"], p["repaired"]) for p in report["problems"]} == {
+        ("link-missing", True), ("referrer-missing", True), ("referrer-dangling", True),
+        ("tag-dangling", True), ("blob-corrupt", False)}
+    assert local.blobs.is_linked("library/busybox-lite", layer)
+    assert [d["digest"] for d in local.referrers.referrers("library/hello", subject)["manifests"]] == [sbom["digest"]]
+    commits = meta_commits(store, since=tip)
+    assert len(commits) == 1 and commits[0].author.name == "fixer", "one commit per repository"
+    after = fsck(store, expect=1)
+    assert problems(after) == {("blob-corrupt", blob_path(alice))}
