@@ -17,7 +17,10 @@ anonymous, 403 DENIED to others, as everywhere in the registry). Starring and co
 `pull` too, and a user's own login (a password), like managing accounts: access tokens, robot
 tokens and registry tokens are for pushing and pulling. A user may always take back their own
 star, even from a repository they can no longer see. Search shows, and counts, only repositories
-the caller may pull; `docker search` asks anonymously, so it finds the public ones.
+the caller may pull; `docker search` asks anonymously, so it finds the public ones. Search decides
+access only until its page and one more result are found (registry_core/index/search.py), so
+`num_results` counts what was found so far: exact when `more` is false, else a lower bound that
+says another page follows (`num_pages` is then the page asked for plus one).
 """
 
 from __future__ import annotations
@@ -97,10 +100,11 @@ class CommunityApi:
         found = self._search()
         return json_response({"query": found.query, "page": found.page, "page_size": found.page_size,
                               "num_pages": found.num_pages, "num_results": found.num_results,
-                              "results": found.results})
+                              "more": found.more, "results": found.results})
 
     def docker_search(self):
-        """Docker's v1 search (what `docker search HOST/TERM` asks for), as Docker Hub answered it."""
+        """Docker's v1 search (what `docker search HOST/TERM` asks for), as Docker Hub answered it
+        (its shape has no `more`: `num_pages` past the page asked for says the same)."""
         found = self._search()
         return json_response({"num_results": found.num_results, "num_pages": found.num_pages,
                               "page": found.page, "page_size": found.page_size, "query": found.query,

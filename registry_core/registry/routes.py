@@ -238,8 +238,8 @@ class Api:
     def catalog(self):
         self._context(None, "catalog")
         n, last = page_query()
-        names, more = self.repositories.catalog(n, last)
-        names = self.registry.visible_repositories(bottle.request, names)
+        names, more = self.repositories.catalog(
+            n, last, lambda page: self.registry.visible_repositories(bottle.request, page))
         headers = {}
         if more and names:
             headers["Link"] = next_link("/v2/_catalog", n, names[-1])
