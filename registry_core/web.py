@@ -7,8 +7,10 @@ spool large ones to a temporary file.
 
 from __future__ import annotations
 
+import itertools
 import json
-import uuid
+import os
+import secrets
 from typing import Iterator
 
 import bottle
@@ -131,8 +133,24 @@ class RegistryErrors:
         return wrapper
 
 
+def _new_process_ids() -> None:
+    global _process_tag, _request_ids
+    _process_tag = f"{os.getpid():x}-{secrets.token_hex(3)}"
+    _request_ids = itertools.count(1)
+
+
+_new_process_ids()
+os.register_at_fork(after_in_child=_new_process_ids)  # gunicorn workers are forked after import
+
+
+def new_request_id() -> str:
+    """Unique per store (a random tag per process, and a counter), and far cheaper than a uuid4
+    on every request."""
+    return f"{_process_tag}-{next(_request_ids):x}"
+
+
 def request_context(request: bottle.BaseRequest, identity: Actor | None = None) -> Context:
-    request_id = request.environ.get("HTTP_X_REQUEST_ID") or uuid.uuid4().hex
+    request_id = request.environ.get("HTTP_X_REQUEST_ID") or new_request_id()
     return Context(actor=identity.name if identity else "anonymous", identity=identity,
                    client_addr=request.environ.get("REMOTE_ADDR"), request_id=request_id,
                    user_agent=request.environ.get("HTTP_USER_AGENT"))

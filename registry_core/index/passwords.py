@@ -9,7 +9,10 @@ import secrets
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-_hasher = PasswordHasher()
+# OWASP's argon2id setting (19 MiB, 2 passes, 1 lane) rather than argon2-cffi's default (64 MiB):
+# each check is held in a worker's memory, and several workers may check at once. Hashes made
+# with other parameters still verify (they carry their own).
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 
 def hash_password(password: str) -> str:
