@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/compare.py [--quick] [--runs N] [--only SECTION[,SECTION…]]
                                       [--auth auto|on|off] [--workdir DIR] [--stores DIR] [--no-write]
+                                      [--patience SECONDS]
+    .venv/bin/python bench/compare.py --render-only    (RESULTS.md again from bench/results.json)
 
 Starts `registry serve` (gunicorn, default workers and threads) and Debian's docker-registry on
 127.0.0.1, each on a fresh store per run, and measures for each:
@@ -17,7 +19,11 @@ Starts `registry serve` (gunicorn, default workers and threads) and Debian's doc
 plus the peak resident memory of each server's whole process tree in every section. Each figure
 is the median over the runs. Prints a table (figure, ours, reference, ours/reference, target, met?)
 and writes bench/RESULTS.md (machine, command, table, per-run figures, notes, profiles found in
-bench/profiles/). `--quick`: one run, 3 s per wrk point, 200 tag pushes, 64 Range reads.
+bench/profiles/) and the raw figures to bench/results.json. `--quick`: one run, 3 s per wrk point,
+200 tag pushes, 64 Range reads.
+
+The machine may be shared: before each section the script waits (at most --patience seconds)
+until other processes use under 10 % of the CPU, and records what they used during the section.
 
 Auth: `auto` (the default) runs ours as deployed, with auth on, when its token service answers
 (GET /token with Basic admin:admin-demo), and falls back to an open registry otherwise, saying why.
@@ -49,7 +55,8 @@ sys.path.insert(0, str(BENCH))
 import bigstore  # noqa: E402
 import loads  # noqa: E402
 from loads import MiB, Client  # noqa: E402
-from servers import DISTRIBUTION, Distribution, OurRegistry, distribution_version  # noqa: E402
+from servers import (DISTRIBUTION, Distribution, ForeignLoad, OurRegistry, distribution_version,  # noqa: E402
+                     wait_for_quiet)
 
 SECTIONS = ("push", "pull", "manifest-get", "tag-push", "large-store")
 CONNECTIONS = (1, 16, 64)
@@ -69,6 +76,7 @@ class Figure:
     higher_is_better: bool = True
     target: Callable | None = None  # (ours, reference) -> (text, met)
     digits: int = 1
+    in_table: bool = True  # False: only in the per-run figures
 
 
 def at_least(ratio: float):
@@ -109,19 +117,25 @@ LARGE_FIGURES = [
     ("tags_small", "tags list, 9-tag repository", "ms", 2),
     ("tags_big", "tags list, biggest repository, all tags", "ms", 1),
     ("tags_big_page", "tags list, biggest repository, n=100", "ms", 2),
-    ("search", "search q=app", "ms", 2),
+    ("search", "search q=app (matches every repository)", "ms", 2),
+    ("search_one", "search for one repository by name", "ms", 2),
 ]
 for size in ("1k", "100k"):
     for key, label, unit, digits in LARGE_FIGURES:
         FIGURES.append(Figure(f"{key}_{size}", f"{label} ({size} tags)", unit, higher_is_better=False,
                               digits=digits))
-MEMORY_SECTIONS = ("push", "pull", "manifest-get", "tag-push", "large-store-1k", "large-store-100k")
+MEMORY_SECTIONS = ("token", "push", "pull", "manifest-get", "tag-push", "large-store-1k", "large-store-100k")
+MEMORY_LABELS = {"token": "one token request (Basic: a password check)"}
 for section in MEMORY_SECTIONS:
-    FIGURES.append(Figure(f"mem_{section}", f"peak RSS, {section}", "MiB", higher_is_better=False, digits=0))
+    FIGURES.append(Figure(f"mem_{section}", f"peak RSS, {MEMORY_LABELS.get(section, section)}", "MiB",
+                          higher_is_better=False, digits=0))
 FIGURES.append(Figure("mem_push_pull", "peak RSS while pushing and pulling 1 GiB", "MiB",
                       higher_is_better=False, target=under(150, "MiB"), digits=0))
 FIGURES.append(Figure("pss_push_pull", "peak PSS while pushing and pulling 1 GiB", "MiB",
                       higher_is_better=False, digits=0))
+for section in MEMORY_SECTIONS:
+    FIGURES.append(Figure(f"foreign_{section}", f"CPU used by other processes, {section}", "% of machine",
+                          higher_is_better=False, digits=0, in_table=False))
 BY_KEY = {f.key: f for f in FIGURES}
 
 
@@ -170,7 +184,7 @@ class Settings:
     sections: tuple = SECTIONS
     workdir: Path = Path(".")
     stores: Path | None = None
-    notes: list = field(default_factory=list)
+    patience: float = 90
 
 
 class Harness:
@@ -230,13 +244,22 @@ class Harness:
         try:
             server.start()
             scopes = [f"repository:{APP}:pull,push", f"repository:{BLOBS}:pull,push"]
+            if variant.auth:  # what one token request costs (the password check), on its own
+                self.quiet()
+                with server.sampler.section("token"):
+                    self.headers(variant, server, scopes)
             loads.push_image(server.url, self.headers(variant, server, scopes), APP, self.image)
             state = {}
             for section in sections:
+                self.quiet()
+                # a fresh token for each section, fetched outside the section's memory figure
+                headers = self.headers(variant, server, scopes)
+                load = ForeignLoad()
                 with server.sampler.section(section):
                     self.guarded(f"{section} {variant.label}",
                                  lambda s=section: getattr(self, "load_" + s.replace("-", "_"))(
-                                     number, variant, server, scopes, state))
+                                     number, variant, server, headers, state))
+                self.results.add(f"foreign_{section}", variant.name, load.share() * 100)
             for section, (rss, pss) in server.sampler.sections.items():
                 self.results.add(f"mem_{section}", variant.name, rss / MiB)
             if "push" in server.sampler.sections or "pull" in server.sampler.sections:
@@ -251,14 +274,14 @@ class Harness:
         finally:
             server.stop()
             shutil.rmtree(store, ignore_errors=True)
+            os.sync()  # no write-back of this server's gigabyte while the next one is measured
 
     # --- loads ------------------------------------------------------------------------------------
 
     def blob_labels(self, number: int, variant: Variant, kind: str) -> list[tuple[bytes, str]]:
         return [self.payload.blob(f"{number}-{variant.name}-{kind}-{i}") for i in range(self.s.blob_count)]
 
-    def load_push(self, number, variant, server, scopes, state) -> None:
-        headers = self.headers(variant, server, scopes)
+    def load_push(self, number, variant, server, headers, state) -> None:
         total = self.s.blob_count * self.payload.size / MiB
         mono = self.blob_labels(number, variant, "mono")
         seconds = sum(loads.push_monolithic(server.url, headers, BLOBS, self.payload, tail, digest)
@@ -269,12 +292,10 @@ class Harness:
                                          self.s.chunk_mib * MiB) for tail, digest in chunked)
         self.results.add("push_chunked", variant.name, total / seconds)
         state["pushed"] = mono
-        self.log(f"  push: monolithic {BY_KEY['push_mono'].label}: "
-                 f"{self.results.values['push_mono'][variant.name][-1]:.0f} MiB/s, chunked "
+        self.log(f"  push: monolithic {self.results.values['push_mono'][variant.name][-1]:.0f} MiB/s, chunked "
                  f"{self.results.values['push_chunked'][variant.name][-1]:.0f} MiB/s")
 
-    def load_pull(self, number, variant, server, scopes, state) -> None:
-        headers = self.headers(variant, server, scopes)
+    def load_pull(self, number, variant, server, headers, state) -> None:
         blobs = state.get("pushed")
         if not blobs:  # --only pull: push the blobs first, unmeasured
             blobs = self.blob_labels(number, variant, "mono")
@@ -291,8 +312,8 @@ class Harness:
         self.log(f"  pull: {self.results.values['pull'][variant.name][-1]:.0f} MiB/s; Range reads "
                  f"{ranges['per_s']:.0f}/s, p50 {ranges['p50_ms']:.2f} ms")
 
-    def load_manifest_get(self, number, variant, server, scopes, state) -> None:
-        headers = {**self.headers(variant, server, scopes), "Accept": loads.OCI_MANIFEST}
+    def load_manifest_get(self, number, variant, server, headers, state) -> None:
+        headers = {**headers, "Accept": loads.OCI_MANIFEST}
         url = f"{server.url}/v2/{APP}/manifests/latest"
         for c in CONNECTIONS:
             figures = loads.wrk(url, headers, c, self.s.wrk_seconds, self.s.workdir)
@@ -305,8 +326,7 @@ class Harness:
             self.log(f"  manifest GET, {c:>2} conn: {figures['rps']:8.0f} req/s  p50 {figures['p50_ms']:.2f} ms"
                      f"  p99 {figures['p99_ms']:.2f} ms")
 
-    def load_tag_push(self, number, variant, server, scopes, state) -> None:
-        headers = self.headers(variant, server, scopes)
+    def load_tag_push(self, number, variant, server, headers, state) -> None:
         rate = loads.push_tags(server.url, headers, APP, self.image, self.s.tag_pushes)
         self.results.add("tags_per_s", variant.name, rate)
         self.log(f"  {self.s.tag_pushes} tag pushes: {rate:.0f} tags/s")
@@ -316,13 +336,15 @@ class Harness:
     def large_store(self, number: int, variant: Variant, shape: bigstore.Shape, size: str) -> None:
         store = self.large_store_path(variant, shape, size)
         server = self.server(variant, store, f"run{number}-{variant.name}-large-{size}")
+        section = f"large-store-{size}"
         try:
+            self.quiet()
+            load = ForeignLoad()
             server.start()
-            section = f"large-store-{size}"
+            scopes = [f"repository:{shape.big}:pull", f"repository:{shape.small}:pull",
+                      f"repository:{APP}:pull", "registry:catalog:*"]
+            client = Client(server.url, self.headers(variant, server, scopes))
             with server.sampler.section(section):
-                scopes = [f"repository:{shape.big}:pull", f"repository:{shape.small}:pull",
-                          f"repository:{APP}:pull", "registry:catalog:*"]
-                client = Client(server.url, self.headers(variant, server, scopes))
                 add = lambda key, value: self.results.add(f"{key}_{size}", variant.name, value)  # noqa: E731
                 add("startup", server.startup)
                 seconds, _, data = loads.timed_get(client, "/v2/_catalog?n=100")
@@ -349,13 +371,19 @@ class Harness:
                 search = self.search_path(client)
                 if search:
                     add("search", loads.median_get_ms(client, search, count))
+                    add("search_one", loads.median_get_ms(client, search.replace("q=app", "q=ns000%2Fapp042"), count))
                 client.close()
             rss, _ = server.sampler.sections[section]
             self.results.add(f"mem_{section}", variant.name, rss / MiB)
+            self.results.add(f"foreign_{section}", variant.name, load.share() * 100)
             self.log(f"  {variant.label}, {size} tags: start-up {server.startup:.2f} s, catalog cold "
                      f"{self.results.values[f'catalog_cold_{size}'][variant.name][-1]:.1f} ms")
         finally:
             server.stop()
+
+    def quiet(self) -> None:
+        """Let other people's processes (a shared machine) finish their burst before measuring."""
+        wait_for_quiet(limit=0.10, patience=self.s.patience, log=self.log)
 
     def search_path(self, client: Client) -> str | None:
         for path in SEARCH_PATHS:
@@ -437,9 +465,9 @@ def table_rows(results: Results, main: str, alt: Variant | None) -> list[list[st
     rows = []
     for figure in FIGURES:
         ours, ref = results.median(figure.key, main), results.median(figure.key, "reference")
-        if ours is None and ref is None:
+        if ours is None and ref is None or not figure.in_table:
             continue
-        ratio = f"{ours / ref:.2f}" if ours is not None and ref else "n/a"
+        ratio = f"{ours / ref:.{3 if figure.target else 2}f}" if ours is not None and ref else "n/a"
         target, met = figure.target(ours, ref) if figure.target else ("", None)
         rows.append([f"{figure.label} [{figure.unit}]", fmt(ours, figure.digits), fmt(ref, figure.digits),
                      ratio, target, "" if not figure.target else ("yes" if met else "NO" if met is False else "?")])
@@ -515,10 +543,25 @@ def machine() -> dict:
         except Exception:
             versions[name] = "?"
     wrk_version = subprocess.run([loads.WRK, "-v"], capture_output=True, text=True).stdout.splitlines()
+    versions["write"] = write_speed(Path(tempfile.gettempdir()))
     return {"nproc": os.cpu_count(), "cpu": cpu, "memory": memory, "kernel": platform.release(),
             "python": platform.python_version(), "commit": commit + (" (with uncommitted changes)" if dirty else ""),
             "distribution": distribution_version(), "wrk": wrk_version[0] if wrk_version else "?",
             **versions}
+
+
+def write_speed(directory: Path, size: int = 1024 * MiB) -> str:
+    """How fast this machine writes a file (no fsync): what bounds the blob pushes of both servers."""
+    data = os.urandom(MiB)
+    fd, path = tempfile.mkstemp(dir=directory)
+    try:
+        started = time.perf_counter()
+        with os.fdopen(fd, "wb") as f:
+            for _ in range(size // MiB):
+                f.write(data)
+        return f"a {size // MiB} MiB file (no fsync) at {size / MiB / (time.perf_counter() - started):.0f} MiB/s"
+    finally:
+        os.unlink(path)
 
 
 def per_run_table(results: Results, variants: list[Variant]) -> str:
@@ -536,15 +579,30 @@ def per_run_table(results: Results, variants: list[Variant]) -> str:
 
 def profiles_section() -> str:
     directory = BENCH / "profiles"
-    parts = sorted(directory.glob("*.md")) if directory.exists() else []
+    parts = sorted((p for p in directory.glob("*.md") if p.name != "notes.md"),
+                   key=lambda p: p.stat().st_mtime) if directory.exists() else []
     if not parts:
-        return ("No profile yet: run `.venv/bin/python bench/profile_manifest_get.py` (py-spy on the gunicorn "
+        return ("No profile yet: run `.venv/bin/python bench/profile_load.py` (py-spy on the gunicorn "
                 "workers under wrk) and re-run this script.")
-    return "\n\n".join(p.read_text().strip() for p in parts)
+    notes = directory / "notes.md"  # written by hand: what the profiles say, what was changed
+    return "\n\n".join(p.read_text().strip() for p in ([notes] if notes.exists() else []) + parts)
 
 
-def write_results(path: Path, command: str, info: dict, rows, headers, results: Results,
-                  variants: list[Variant], settings: Settings, started: float, auth_note: str) -> None:
+def foreign_note(results: Results) -> str:
+    shares = [(key[len("foreign_"):], variant, max(values)) for key, by_variant in results.values.items()
+              if key.startswith("foreign_") for variant, values in by_variant.items()]
+    if not shares:
+        return ""
+    worst = max(shares, key=lambda s: s[2])
+    return (f"- Other processes on this (shared) machine: before each section the script waits until they use "
+            f"under 10 % of the CPU (at most 90 s), then measures what they used during the section "
+            f"(per-run figures, \"CPU used by other processes\"); the worst was {worst[2]:.0f} % of the machine "
+            f"({worst[0]}, {worst[1]}).")
+
+
+def write_results(path: Path, record: dict, rows, headers, results: Results, variants: list[Variant],
+                  settings: Settings) -> None:
+    info, command, auth_note = record["info"], record["command"], record["auth_note"]
     ours_label = next(v.label for v in variants if v.name == "ours")
     if results.values.get("search_1k"):
         search_note = f"- Search: ours only (the first of {', '.join(SEARCH_PATHS)} that answered 200)."
@@ -553,9 +611,10 @@ def write_results(path: Path, command: str, info: dict, rows, headers, results: 
     search_note += " Distribution has no search API."
     text = f"""# Benchmark: registry-core against CNCF Distribution 2.8
 
-Written by `bench/compare.py` on {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')}; {settings.runs} run(s),
-every figure the median over the runs, the servers alternating within each run. Took
-{(time.time() - started) / 60:.1f} min.
+Written by `bench/compare.py` on {record['finished']}; {settings.runs} run(s), every figure the median
+over the runs, the servers alternating within each run. Took {record['minutes']:.1f} min. The raw
+figures are in bench/results.json (`compare.py --render-only` rewrites this page from it, e.g.
+after a new profile).
 
 ## Machine
 
@@ -564,6 +623,10 @@ every figure the median over the runs, the servers alternating within each run. 
 - commit {info['commit']}
 - reference: `{info['distribution']}` (Debian package docker-registry)
 - load: {info['wrk']}; curl; Python http.client (the client shares the 2 cores with the server)
+- file writes: {info['write']}. A blob push is mostly the server's write() into the upload file
+  (py-spy on our workers: 69 % of the upload threads' samples in `FilesystemDriver.append`, 17 %
+  hashing): both servers' pushes are bound by this machine's file system (it throttles sustained
+  writes to 200–300 MiB/s once dirty pages pile up; the first 128 MiB blob often goes at ~500)
 
 ## Command
 
@@ -587,13 +650,13 @@ every figure the median over the runs, the servers alternating within each run. 
 - Distribution 2.8 is configured with filesystem storage in a temporary directory, delete enabled,
   **no auth**, log level warn, access log off, and the in-memory blob-descriptor cache that Debian's
   shipped config enables; it listens on 127.0.0.1 at a free port.
-- Ours runs the production server (gunicorn) with its defaults; each run starts both servers on fresh
-  stores (the large stores are built once per invocation and reused by the runs).
+- Ours runs the production server (gunicorn) with its defaults; each run starts every server on a
+  fresh store (the large stores are built once and reused by the runs).
 - Blob bodies: os.urandom once ({settings.blob_mib} MiB), each blob with a unique 32-byte tail (no
   deduplication), sent from memory with http.client; pulls with curl to /dev/null. Range reads:
   {settings.range_reads} × 1 MiB at random offsets on one keep-alive connection, content checked.
 - Manifest GET: wrk, {settings.wrk_seconds:g} s per point, 2 threads (1 at 1 connection), Accept
-  the OCI manifest type; figures with any non-2xx answer or socket error are discarded.
+  the OCI manifest type; a point with any non-2xx answer or socket error is discarded.
 - Tag pushes: {settings.tag_pushes} PUTs of the same manifest under new tags, one connection.
 - Memory: VmRSS summed over the server's whole process tree (gunicorn master + workers), sampled
   every 50 ms, peak per section. RSS counts the pages forked workers share with the master once per
@@ -603,11 +666,46 @@ every figure the median over the runs, the servers alternating within each run. 
   "Cold" is the first request after start-up: ours builds its catalog index lazily per worker.
   Distribution 2.8 does not paginate tag lists: `n=100` still returns every tag.
 {search_note}
+{foreign_note(results)}
 """
     if results.errors:
         text += "\n## Failures\n\n" + "\n".join(f"- {e}" for e in results.errors) + "\n"
-    text += f"\n## Profiles (hottest path: manifest GET by tag)\n\n{profiles_section()}\n"
+    text += f"\n## Profiles\n\n{profiles_section()}\n"
     path.write_text(text)
+
+
+def save_record(path: Path, record: dict, results: Results, variants: list[Variant], settings: Settings) -> None:
+    record = {**record, "values": results.values, "errors": results.errors,
+              "variants": [{"name": v.name, "kind": v.kind, "auth": v.auth, "sections": list(v.sections)}
+                           for v in variants],
+              "settings": {"runs": settings.runs, "wrk_seconds": settings.wrk_seconds,
+                           "tag_pushes": settings.tag_pushes, "range_reads": settings.range_reads,
+                           "blob_mib": settings.blob_mib, "blob_count": settings.blob_count,
+                           "chunk_mib": settings.chunk_mib, "sections": list(settings.sections)}}
+    path.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def report(record: dict, results: Results, variants: list[Variant], settings: Settings,
+           results_path: Path | None) -> None:
+    alt = next((v for v in variants if v.name == "ours-alt"), None)
+    rows = table_rows(results, "ours", alt)
+    headers = ["figure", variants[0].label, "Distribution 2.8", "ours/ref", "target", "met?"]
+    print()
+    print(render_table(rows, headers, markdown=False))
+    if results.errors:
+        print("\nFailures:\n" + "\n".join("  " + e for e in results.errors))
+    if results_path is not None:
+        write_results(results_path, record, rows, headers, results, variants, settings)
+        print(f"\nwrote {results_path}")
+
+
+def render_only(record_path: Path, results_path: Path) -> None:
+    record = json.loads(record_path.read_text())
+    results = Results()
+    results.values, results.errors = record["values"], record["errors"]
+    variants = [Variant(v["name"], v["kind"], v["auth"], tuple(v["sections"])) for v in record["variants"]]
+    settings = Settings(**{**record["settings"], "sections": tuple(record["settings"]["sections"])})
+    report(record, results, variants, settings, results_path)
 
 
 # --- main ------------------------------------------------------------------------------------------
@@ -626,7 +724,16 @@ def main() -> None:
                         help="keep the large stores here and reuse them across invocations")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     parser.add_argument("--results", type=Path, default=BENCH / "RESULTS.md", help="[bench/RESULTS.md]")
+    parser.add_argument("--record", type=Path, default=BENCH / "results.json",
+                        help="the raw figures, written after a run, read by --render-only [bench/results.json]")
+    parser.add_argument("--render-only", action="store_true",
+                        help="measure nothing: rewrite RESULTS.md from --record (new profiles, notes)")
+    parser.add_argument("--patience", type=float, default=90,
+                        help="seconds to wait, before each section, for other processes to go quiet [90]")
     args = parser.parse_args()
+    if args.render_only:
+        render_only(args.record, args.results)
+        return
 
     sections = SECTIONS
     if args.only:
@@ -649,7 +756,7 @@ def main() -> None:
         args.stores.mkdir(parents=True, exist_ok=True)
     settings = Settings(runs=args.runs or (1 if args.quick else 3), wrk_seconds=3 if args.quick else 10,
                         tag_pushes=200 if args.quick else 1000, range_reads=64 if args.quick else 256,
-                        sections=sections, workdir=workdir, stores=args.stores)
+                        sections=sections, workdir=workdir, stores=args.stores, patience=args.patience)
 
     print(f"working in {workdir}")
     auth_ok, why = (False, "not tried (--auth off)") if args.auth == "off" else auth_available(workdir)
@@ -658,8 +765,8 @@ def main() -> None:
     main_auth = auth_ok and args.auth != "off"
     if main_auth:
         auth_note = ("Auth on: every request carries a Bearer token from GET /token (Basic admin:admin-demo), "
-                     "fetched once per section. Manifest GET is also measured on an open registry "
-                     "(`auth: {enabled: false}`), for the cost of auth.")
+                     "fetched before each section (outside its memory figure). Manifest GET is also measured "
+                     "on an open registry (`auth: {enabled: false}`), for the cost of auth.")
     elif args.auth == "off":
         auth_note = "Auth off (`auth: {enabled: false}`), as asked with --auth off."
         if auth_ok:
@@ -676,22 +783,18 @@ def main() -> None:
     harness = Harness(settings, variants)
     try:
         harness.run_all()
+        command = ".venv/bin/python bench/compare.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        record = {"command": command.strip(), "info": machine(), "auth_note": auth_note,
+                  "finished": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+                  "minutes": (time.time() - started) / 60}
+        if not args.no_write:
+            save_record(args.record, record, harness.results, variants, settings)
+        report(record, harness.results, variants, settings, None if args.no_write else args.results)
     finally:
         if temporary is not None:
+            # the 100,000-tag Distribution store is ~600,000 files: minutes to delete on a slow disk
+            print(f"removing {temporary}", flush=True)
             shutil.rmtree(temporary, ignore_errors=True)
-
-    alt = next((v for v in variants if v.name == "ours-alt"), None)
-    rows = table_rows(harness.results, "ours", alt)
-    headers = ["figure", variants[0].label, "Distribution 2.8", "ours/ref", "target", "met?"]
-    print()
-    print(render_table(rows, headers, markdown=False))
-    if harness.results.errors:
-        print("\nFailures:\n" + "\n".join("  " + e for e in harness.results.errors))
-    if not args.no_write:
-        command = ".venv/bin/python bench/compare.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        write_results(args.results, command.strip(), machine(), rows, headers, harness.results, variants,
-                      settings, started, auth_note)
-        print(f"\nwrote {args.results}")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ class Server:
             started = time.perf_counter()
             self.process = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True,
-                                            env=self.env())
+                                            env=self.env(), cwd=self.cwd())
         self.sampler = MemorySampler(self.process.pid)
         self.sampler.start()
         deadline = started + timeout
@@ -85,6 +85,9 @@ class Server:
             time.sleep(0.02)
         self.stop()
         raise RuntimeError(f"{self.label} did not answer GET /v2/ within {timeout}s:\n{self.log_tail()}")
+
+    def cwd(self) -> str | None:
+        return None
 
     def env(self) -> dict:
         env = dict(os.environ)
@@ -120,12 +123,16 @@ class Server:
 
 
 class OurRegistry(Server):
+    """`registry serve`; with `source` (see export_source), the code of that tree instead of the
+    installed one, for profiles and figures before and after a change."""
+
     kind = "ours"
 
-    def __init__(self, store: Path, log_path: Path, auth: bool, config_dir: Path):
+    def __init__(self, store: Path, log_path: Path, auth: bool, config_dir: Path, source: Path | None = None):
         super().__init__(log_path)
         self.store = Path(store)
         self.auth = auth
+        self.source = source
         self.label = "ours (auth on)" if auth else "ours (open)"
         self.config = None
         if not auth:
@@ -133,7 +140,8 @@ class OurRegistry(Server):
             self.config.write_text("auth:\n  enabled: false\n")
 
     def argv(self) -> list[str]:
-        argv = [REGISTRY, "serve", "--store", str(self.store), "--host", HOST, "--port", str(self.port)]
+        command = [sys.executable, "-m", "registry_core.cli"] if self.source else [REGISTRY]
+        argv = command + ["serve", "--store", str(self.store), "--host", HOST, "--port", str(self.port)]
         if self.config is not None:
             argv += ["--config", str(self.config)]
             if not (self.store / "meta.git").exists():
@@ -144,7 +152,14 @@ class OurRegistry(Server):
         env = super().env()
         env.pop("REGISTRY_CONFIG", None)  # the default config, unless we pass --config
         env.pop("REGISTRY_PLUGINS_DIR", None)
+        if self.source:
+            env["PYTHONPATH"] = str(self.source)
         return env
+
+    def cwd(self) -> str | None:
+        # `python -m` puts the working directory first on sys.path: run in the exported tree, or the
+        # checkout this script lives in would be imported instead
+        return str(self.source) if self.source else None
 
     def workers(self) -> list[int]:
         return [pid for pid in self.pids() if pid != self.process.pid]
@@ -163,6 +178,19 @@ class Distribution(Server):
 
     def argv(self) -> list[str]:
         return [DISTRIBUTION, "serve", str(self.config)]
+
+
+def export_source(rev: str, dest: Path, repository: Path) -> Path:
+    """The tree of commit `rev` in `dest`, importable with PYTHONPATH=dest: `git archive`, plus the
+    package-dir mapping of pyproject.toml (schemas/, plugins/, sample_store/ inside the package)."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", rev], cwd=repository, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    for inside, outside in (("schemas", "schemas"), ("builtin_plugins", "plugins"), ("sample_store", "sample_store")):
+        link = dest / "registry_core" / inside
+        if not link.exists() and (dest / outside).exists():
+            link.symlink_to(Path("..") / outside)
+    return dest
 
 
 def distribution_config(root: Path, port: int) -> str:
@@ -280,3 +308,65 @@ class MemorySampler:
                 rss, pss = self._open.pop(name)
                 old = self.sections.get(name, (0, 0))
                 self.sections[name] = (max(old[0], rss), max(old[1], pss))
+
+
+# --- the rest of the machine ---------------------------------------------------------------------
+
+
+def _busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all cores)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int, reaped: bool) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    used = int(fields[11]) + int(fields[12])
+    if reaped:
+        used += int(fields[13]) + int(fields[14])
+    return used / os.sysconf("SC_CLK_TCK")
+
+
+def our_cpu_seconds() -> float:
+    """CPU seconds used by this process, everything it started (servers, wrk, curl), and what those
+    reaped: exited children are counted in their parent's cutime/cstime."""
+    return sum(_cpu_seconds(pid, reaped=True) for pid in process_tree(os.getpid()))
+
+
+class ForeignLoad:
+    """The share of the machine's CPU used by processes that are not ours, between start and stop."""
+
+    def __init__(self):
+        self.started = time.perf_counter()
+        self.busy = _busy_seconds()
+        self.ours = our_cpu_seconds()
+
+    def share(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        foreign = (_busy_seconds() - self.busy) - (our_cpu_seconds() - self.ours)
+        return max(foreign, 0.0) / (elapsed * (os.cpu_count() or 1)) if elapsed > 0 else 0.0
+
+
+def wait_for_quiet(limit: float = 0.10, patience: float = 90, log=print) -> float:
+    """Wait (at most `patience` seconds) until other processes use under `limit` of the machine's
+    CPU over one second; return the last share seen. The machine may be shared (other people's test
+    runs), and a benchmark measured next to them measures them too."""
+    deadline = time.perf_counter() + patience
+    warned = False
+    while True:
+        probe = ForeignLoad()
+        time.sleep(1.0)
+        share = probe.share()
+        if share < limit or time.perf_counter() > deadline:
+            if share >= limit:
+                log(f"  other processes still use {share:.0%} of the CPU; measuring anyway")
+            return share
+        if not warned:
+            log(f"  other processes use {share:.0%} of the CPU: waiting for them (up to {patience:.0f} s)")
+            warned = True
