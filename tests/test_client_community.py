@@ -71,7 +71,7 @@ def test_search_shows_what_the_login_may_pull(bob):
     login(bob, *ALICE)
     assert cli("search", "--json", bob.host, term).json()["num_results"] == 2
     limited = cli("search", bob.host, term, "--limit", "1").stdout.splitlines()
-    assert len(limited) == 3 and limited[2] == "(1 of 2; more with --limit)"
+    assert len(limited) == 3 and limited[2] == "(1 shown; more match: raise --limit)"
     assert {r["name"] for r in cli("search", "--json", bob.host, term, "--limit", "2").json()["results"]} == \
         {public, private}
     nothing = f"{term}-nothing"

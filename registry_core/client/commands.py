@@ -444,8 +444,9 @@ def search(options: Options, host, term, limit):
     host = normalize_host(host)
     found = community_api.search(options.session(Reference(host, "library/x")), term, limit)
     results = found.get("results") or []
+    more = found.get("more", found.get("num_results", len(results)) > len(results))
     document = {"host": host, "query": term, "num_results": found.get("num_results", len(results)),
-                "results": results}
+                "more": bool(more), "results": results}
     emit(options, document, lambda: search_lines(host, term, document))
 
 
@@ -461,8 +462,8 @@ def search_lines(host: str, term: str, document: dict) -> list[str]:
             description = description[:44] + "…"
         lines.append(f"{result['name']:<{width}}  {description:<45}  {result.get('star_count', 0):>5}  "
                      f"{'[OK]' if result.get('is_official') else ''}".rstrip())
-    if document["num_results"] > len(results):
-        lines.append(f"({len(results)} of {document['num_results']}; more with --limit)")
+    if document["more"]:  # the registry stops counting after the page: num_results is a lower bound
+        lines.append(f"({len(results)} shown; more match: raise --limit)")
     return lines
 
 

@@ -53,27 +53,31 @@ def acting_user() -> str:
         return "registry"
 
 
-def on_store(function):
-    """--store/--config/--as for a command that works on a store; it gets `store` (a Store).
-    Errors become one line on stderr and exit status 1."""
-    @click.option("--store", "store_dir", type=click.Path(file_okay=False),
-                  help="Store root [default: the config's store, else ./registry-data].")
-    @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
-                  help="registry.yaml naming the store.")
-    @click.option("--as", "acting", metavar="NAME", help="Author the change as NAME [default: your login name].")
-    @functools.wraps(function)
-    def wrapper(store_dir, config_path, acting, **kwargs):
-        from registry_core.cli import load_config
+def store_command(open_store):
+    """A decorator for commands that work on a store: --store/--config/--as, and the command gets
+    `store = open_store(config, acting_user_name)`. Errors become one line on stderr, exit 1."""
+    def decorate(function):
+        @click.option("--store", "store_dir", type=click.Path(file_okay=False),
+                      help="Store root [default: the config's store, else ./registry-data].")
+        @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
+                      help="registry.yaml naming the store (and its storage driver).")
+        @click.option("--as", "acting", metavar="NAME", help="Author the commits as NAME [default: your login name].")
+        @functools.wraps(function)
+        def wrapper(store_dir, config_path, acting, **kwargs):
+            from registry_core.cli import load_config
 
-        config = load_config(config_path, store_dir)
-        store = Store(config.store, acting or acting_user())
-        try:
-            return function(store=store, **kwargs)
-        except RegistryError as e:
-            raise click.ClickException(e.message) from None
-        except DocumentInvalid as e:
-            raise click.ClickException(f"invalid document: {e}") from None
-    return wrapper
+            store = open_store(load_config(config_path, store_dir), acting or acting_user())
+            try:
+                return function(store=store, **kwargs)
+            except RegistryError as e:
+                raise click.ClickException(e.message) from None
+            except DocumentInvalid as e:
+                raise click.ClickException(f"invalid document: {e}") from None
+        return wrapper
+    return decorate
+
+
+on_store = store_command(lambda config, acting: Store(config.store, acting))
 
 
 def read_password(password_stdin: bool, prompt: str = "Password") -> str:

@@ -7,16 +7,15 @@ commits they make (default: your login name).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 
 import click
 
 from registry_core.context import Context
-from registry_core.errors import RegistryError
 from registry_core.meta.store import MetaStore
 from registry_core.maintenance.fsck import Checker
+from registry_core.index.commands import store_command
 from registry_core.maintenance.gc import HOUR, GarbageCollectionRefused, GarbageCollector, Options
 
 META_DIR = "meta.git"
@@ -50,24 +49,7 @@ def open_driver(config, plugins):
     return factory(root=config.store, options=config.storage_options)
 
 
-def on_store(function):
-    """--store/--config/--as for a maintenance command; it gets `store` (a MaintainedStore)."""
-    @click.option("--store", "store_dir", type=click.Path(file_okay=False),
-                  help="Store root [default: the config's store, else ./registry-data].")
-    @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
-                  help="registry.yaml naming the store and its storage driver.")
-    @click.option("--as", "acting", metavar="NAME", help="Author the commits as NAME [default: your login name].")
-    @functools.wraps(function)
-    def wrapper(store_dir, config_path, acting, **kwargs):
-        from registry_core.cli import load_config
-        from registry_core.index.commands import acting_user
-
-        store = MaintainedStore(load_config(config_path, store_dir), acting or acting_user())
-        try:
-            return function(store=store, **kwargs)
-        except RegistryError as e:
-            raise click.ClickException(e.message) from None
-    return wrapper
+on_store = store_command(MaintainedStore)
 
 
 @click.command("garbage-collect")
