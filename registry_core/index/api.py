@@ -181,13 +181,7 @@ class AccountsApi:
     # --- who is asking ------------------------------------------------------------------------
 
     def _login(self, what: str) -> Context:
-        """The context of a user who logged in with their own password; 401 for the anonymous."""
-        context = self.registry.authorize(bottle.request, None, "login")
-        identity = context.identity
-        if identity.kind != "user" or identity.scopes is not None:
-            raise RegistryError("DENIED", f"{what} needs a user's own login (password): access tokens, "
-                                "robot tokens and registry tokens cannot manage accounts")
-        return context
+        return own_login(self.registry, what, "cannot manage accounts")
 
     def _is_admin(self, context: Context) -> bool:
         return self.registry.may(context.identity, None, "admin")
@@ -443,3 +437,14 @@ class AccountsApi:
 
 def collaborator_view(document: dict) -> dict:
     return {key: document[key] for key in ("user", "role", "addedBy", "addedAt") if key in document}
+
+
+def own_login(registry, what: str, tokens_are: str) -> Context:
+    """The context of a user who logged in with their own password; 401 for the anonymous, 403
+    for access, robot and registry tokens (`tokens_are` says what they are for instead)."""
+    context = registry.authorize(bottle.request, None, "login")
+    identity = context.identity
+    if identity.kind != "user" or identity.scopes is not None:
+        raise RegistryError("DENIED", f"{what} needs a user's own login (password): access tokens, "
+                            f"robot tokens and registry tokens {tokens_are}")
+    return context

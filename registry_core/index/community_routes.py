@@ -32,7 +32,7 @@ import bottle
 from registry_core.context import Context
 from registry_core.errors import RegistryError
 from registry_core.index.accounts import not_found
-from registry_core.index.api import PREFIX, bad_request, json_body
+from registry_core.index.api import PREFIX, bad_request, json_body, own_login
 from registry_core.index.community import Comments, Stars, comment_unknown, comment_view
 from registry_core.index.search import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Search, SearchPage
 from registry_core.meta import paths as meta_paths
@@ -76,13 +76,7 @@ class CommunityApi:
         return self.registry.authorize(bottle.request, name, "pull")
 
     def _member(self, what: str) -> Context:
-        """The context of a user who logged in with their own password; 401 for the anonymous."""
-        context = self.registry.authorize(bottle.request, None, "login")
-        identity = context.identity
-        if identity.kind != "user" or identity.scopes is not None:
-            raise RegistryError("DENIED", f"{what} needs a user's own login (password): access tokens, robot "
-                                "tokens and registry tokens are for pushing and pulling")
-        return context
+        return own_login(self.registry, what, "are for pushing and pulling")
 
     # --- search -------------------------------------------------------------------------------
 
