@@ -12,17 +12,17 @@ to answer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.support.server import free_port
+from tests.support.server import RunningRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL_TIMEOUT = 600
@@ -76,44 +76,15 @@ def site_package(venv: Path) -> Path:
     return Path(found)
 
 
-class Served:
+@contextlib.contextmanager
+def served(venv: Path, store: Path, *args: str):
     """`registry serve` from the installed venv, on a free port, stopped on exit."""
-
-    def __init__(self, venv: Path, store: Path, *args: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = store.with_name(store.name + ".log")
-        self.argv = [str(venv / "bin" / "registry"), "serve", "--store", str(store),
-                     "--port", str(self.port), "--workers", "1", *args]
-        self.cwd = venv
-
-    def __enter__(self):
-        self._log = open(self.log, "wb")
-        self.process = subprocess.Popen(self.argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                        env=clean_env(), cwd=self.cwd, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + SERVE_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"registry serve exited with {self.process.returncode}:\n"
-                                     f"{self.log.read_text(errors='replace')}")
-            try:
-                requests.get(self.url + "/v2/", timeout=1)
-                return self
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        self.__exit__()
-        raise AssertionError(f"registry serve did not answer in {SERVE_TIMEOUT}s:\n"
-                             f"{self.log.read_text(errors='replace')}")
-
-    def __exit__(self, *exc):
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
+    server = RunningRegistry(store, "--workers", "1", *args, executable=venv / "bin" / "registry", cwd=venv,
+                             environment=clean_env(), timeout=SERVE_TIMEOUT)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def test_the_installed_package_is_imported_from_the_venv_and_carries_its_data(installed):
@@ -147,7 +118,7 @@ def test_the_console_script_runs(installed):
 
 
 def test_serve_empty_answers_the_base_endpoint(installed, tmp_path):
-    with Served(installed, tmp_path / "store", "--empty") as server:
+    with served(installed, tmp_path / "store", "--empty") as server:
         r = requests.get(server.url + "/v2/", timeout=10)
         assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer ")
         assert r.headers["Docker-Distribution-Api-Version"] == "registry/2.0"
@@ -157,7 +128,7 @@ def test_serve_empty_answers_the_base_endpoint(installed, tmp_path):
 
 
 def test_serve_seeds_a_new_store_from_the_installed_sample_store(installed, tmp_path):
-    with Served(installed, tmp_path / "store") as server:
+    with served(installed, tmp_path / "store") as server:
         catalog = requests.get(server.url + "/v2/_catalog", timeout=10).json()["repositories"]
         assert {"library/hello", "library/busybox-lite"} <= set(catalog) and "alice/notes" not in catalog
         as_alice = requests.get(server.url + "/v2/_catalog", timeout=10, auth=("alice", "alice-demo"))
@@ -170,4 +141,4 @@ def test_serve_seeds_a_new_store_from_the_installed_sample_store(installed, tmp_
         layer = r.json()["layers"][0]
         blob = requests.get(server.url + f"/v2/library/busybox-lite/blobs/{layer['digest']}", timeout=10)
         assert blob.status_code == 200 and len(blob.content) == layer["size"]
-    assert "Demo logins" in server.log.read_text()
+    assert "Demo logins" in server.log()

@@ -6,6 +6,7 @@ driver…); every test here then runs against it. Driver-specific checks are at 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
@@ -63,25 +64,31 @@ def test_a_failed_put_content_keeps_the_old_content_and_leaves_nothing_behind(dr
     assert driver.list("folder") == ["doc"]
 
 
-def test_readers_never_see_a_partly_written_content(driver):
-    size = 1 << 20
-    versions = {b"a" * size, b"b" * size}
-    driver.put_content("blob", b"a" * size)
+@contextlib.contextmanager
+def reading_all_along(driver, path: str):
+    """A thread reads `path` over and over while the block runs; yields the list of what it saw."""
     seen, stop = [], threading.Event()
 
     def read():
         while not stop.is_set():
-            seen.append(driver.get_content("blob"))
+            seen.append(driver.get_content(path))
 
     reader = threading.Thread(target=read)
     reader.start()
     try:
-        for i in range(30):
-            driver.put_content("blob", (b"a", b"b")[i % 2] * size)
+        yield seen
     finally:
         stop.set()
         reader.join()
-    assert seen and all(content in versions for content in seen)
+
+
+def test_readers_never_see_a_partly_written_content(driver):
+    size = 1 << 20
+    driver.put_content("blob", b"a" * size)
+    with reading_all_along(driver, "blob") as seen:
+        for i in range(30):
+            driver.put_content("blob", (b"a", b"b")[i % 2] * size)
+    assert seen and all(content in (b"a" * size, b"b" * size) for content in seen)
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -175,21 +182,10 @@ def test_move_of_a_missing_source_raises_path_not_found(driver):
 def test_readers_see_the_old_or_the_new_content_while_moves_replace_it(driver):
     size = 1 << 20
     driver.put_content("blob", b"a" * size)
-    seen, stop = [], threading.Event()
-
-    def read():
-        while not stop.is_set():
-            seen.append(driver.get_content("blob"))
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    try:
+    with reading_all_along(driver, "blob") as seen:
         for i in range(30):
             driver.put_content(f"uploads/{i}/data", (b"a", b"b")[i % 2] * size)
             driver.move(f"uploads/{i}/data", "blob")
-    finally:
-        stop.set()
-        reader.join()
     assert seen and all(content in (b"a" * size, b"b" * size) for content in seen)
 
 

@@ -30,7 +30,11 @@ def open_config(directory: Path) -> str:
 class RunningRegistry:
     """A `registry serve` process; `.url` is its base URL, `.store` its store root."""
 
-    def __init__(self, store: Path, *args: str, env: dict | None = None, log: Path | None = None):
+    def __init__(self, store: Path, *args: str, env: dict | None = None, log: Path | None = None,
+                 executable: str = REGISTRY, cwd: Path | None = None, environment: dict | None = None,
+                 timeout: float = 60):
+        """`env` adds to this process's environment; `environment` replaces it (e.g. to run a
+        `registry` installed in another venv, from `executable`)."""
         self.store = Path(store)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -38,9 +42,10 @@ class RunningRegistry:
         self.log_path = log or self.store.with_name(self.store.name + ".log")
         self._log = open(self.log_path, "wb")
         self.process = subprocess.Popen(
-            [REGISTRY, "serve", "--store", str(self.store), "--port", str(self.port), *args],
-            stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-        self._wait_until_ready()
+            [str(executable), "serve", "--store", str(self.store), "--port", str(self.port), *args],
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
+            env=environment if environment is not None else {**os.environ, **(env or {})})
+        self._wait_until_ready(timeout)
 
     def _wait_until_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
