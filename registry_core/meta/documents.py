@@ -66,6 +66,11 @@ def validate(document: dict, path: str, kind: str | None = None) -> dict:
 
 def dump(document: dict, path: str) -> bytes:
     validate(document, path)
+    return serialize(document)
+
+
+def serialize(document: dict) -> bytes:
+    """The YAML text of a document already validated (a transaction validates on `put`)."""
     return yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
                      allow_unicode=True).encode()
 

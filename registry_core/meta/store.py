@@ -32,6 +32,10 @@ _REPLACE = object()  # key in write_tree's nested changes: build this folder fro
 # empty or half-created meta.git inside a git checkout would otherwise open the checkout's repo).
 _OPEN_FLAGS = pygit2.enums.RepositoryOpenFlag.NO_SEARCH
 T = TypeVar("T")
+# libgit2's strict object creation reads back every tree and parent a new commit names, and the
+# commit itself before the branch moves (about 30 file system calls a commit here). Every id we
+# commit was just written by TreeBuilder.write or read from the branch, so the check can never fail.
+pygit2.settings.enable_strict_object_creation(False)
 
 _parsed: dict[pygit2.Oid, dict] = {}
 _PARSED_LIMIT = 200_000
@@ -177,7 +181,7 @@ class Transaction(Snapshot):
             if change is None or change is _DELETE_TREE:
                 level[leaf] = _DELETE_TREE
             else:
-                level[leaf] = self.repo.create_blob(documents.dump(change, path))
+                level[leaf] = self.repo.create_blob(documents.serialize(change))  # validated by put()
         return _rewrite(self.repo, self.root, nested) or self.repo.TreeBuilder().write()
 
 
@@ -231,6 +235,9 @@ class MetaStore:
         repo = getattr(self._local, "repo", None)
         if repo is None:
             repo = self._local.repo = pygit2.Repository(self.path, _OPEN_FLAGS)
+            # Moving a branch asks for an identity (for a reflog, which a bare repository does not
+            # keep); without one libgit2 re-reads three git config files on every commit.
+            repo.set_ident(*COMMITTER)
         return repo
 
     def _tip(self, repo: pygit2.Repository) -> pygit2.Commit | None:
