@@ -12,10 +12,12 @@ from click.testing import CliRunner
 
 from registry_core.cli import main
 from registry_core.maintenance.inventory import RepositoryGraph
+from registry_core.meta import paths as meta_paths
 from registry_core.seed import seed
 from tests.support.oci import meta_commits, meta_tip
 from tests.support.store import blob_path, commit_by_hand, link_path, open_registry
 
+GHOST = meta_paths.tag("library/hello", "ghost")   # repositories/library/hello/_tags/<bucket>/ghost.yaml
 VALID_TAG = b"""kind: tag
 schemaVersion: 1
 name: ghost
@@ -129,9 +131,9 @@ def test_invalid_documents_written_directly_with_git_are_found(store):
 
 
 def test_a_dangling_tag_is_found_and_repair_removes_it_as_a_commit_by_the_acting_user(local, store):
-    commit_by_hand(store, {"repositories/library/hello/_tags/ghost.yaml": VALID_TAG % (b"0" * 64)})
+    commit_by_hand(store, {GHOST: VALID_TAG % (b"0" * 64)})
     report = fsck(store, expect=1)
-    assert problems(report) == {("tag-dangling", "meta.git:repositories/library/hello/_tags/ghost.yaml")}
+    assert problems(report) == {("tag-dangling", f"meta.git:{GHOST}")}
     tip = meta_tip(store)
 
     repaired = fsck(store, "--repair", "--as", "fixer", expect=1)
@@ -139,8 +141,34 @@ def test_a_dangling_tag_is_found_and_repair_removes_it_as_a_commit_by_the_acting
     assert [p["repaired"] for p in repaired["problems"]] == [True]
     [commit] = meta_commits(store, since=tip)
     assert commit.author.name == "fixer" and "Actor: fixer" in commit.message
-    assert "Repair library/hello" in commit.message and "_tags/ghost.yaml" in commit.message
+    assert "Repair library/hello" in commit.message and GHOST in commit.message
     assert "ghost" not in local.repositories.tags("library/hello")[0]
+    fsck(store, expect=0)
+
+
+def test_a_tag_left_directly_in_tags_by_an_older_store_is_moved_into_its_bucket_by_repair(local, store):
+    """Stores from before the buckets of `_tags/` kept `_tags/<tag>.yaml`: the registry does not see
+    such a tag, garbage collection still keeps what it tags, and --repair moves it where it belongs."""
+    digest = image(local, "library/hello")["digest"]
+    flat, flat_ghost = "repositories/library/hello/_tags/old.yaml", "repositories/library/hello/_tags/ghost.yaml"
+    commit_by_hand(store, {flat: VALID_TAG.replace(b"ghost", b"old") % digest[7:].encode(),
+                           flat_ghost: VALID_TAG % (b"0" * 64)})
+    assert "old" not in local.repositories.tags("library/hello")[0]
+    assert RepositoryGraph.read(local.meta.snapshot(), "library/hello").tags["old"] == digest
+
+    report = fsck(store, expect=1)
+    assert problems(report) == {("tag-misplaced", f"meta.git:{flat}"), ("tag-misplaced", f"meta.git:{flat_ghost}"),
+                                ("tag-dangling", f"meta.git:{flat_ghost}")}
+    assert meta_paths.tag("library/hello", "old") in report["problems"][0]["message"] + \
+        report["problems"][1]["message"]
+
+    repaired = fsck(store, "--repair", expect=1)
+
+    assert all(p["repaired"] for p in repaired["problems"])
+    assert "old" in local.repositories.tags("library/hello")[0]
+    assert local.meta.snapshot().get(meta_paths.tag("library/hello", "old"))["digest"] == digest
+    assert not local.meta.snapshot().exists(flat)
+    assert not local.meta.snapshot().exists(meta_paths.tag("library/hello", "ghost")), "moved, then removed"
     fsck(store, expect=0)
 
 
@@ -154,7 +182,7 @@ def test_repair_links_blobs_again_and_mends_the_referrers_index_but_leaves_what_
     commit_by_hand(store, {entry: None, bogus: b"kind: referrer\nschemaVersion: 1\ndescriptor:\n"
                            b"  mediaType: application/vnd.oci.image.manifest.v1+json\n"
                            b"  digest: sha256:" + b"1" * 64 + b"\n  size: 10\n",
-                           "repositories/library/hello/_tags/ghost.yaml": VALID_TAG % (b"0" * 64)})
+                           GHOST: VALID_TAG % (b"0" * 64)})
     alice = image(local, "alice/notes", "v1")["layers"][0]["digest"]
     (store / blob_path(alice)).write_bytes(b"not what it was")
     assert local.referrers.referrers("library/hello", subject)["manifests"][0]["digest"] == "sha256:" + "1" * 64

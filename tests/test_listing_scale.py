@@ -46,7 +46,7 @@ def bulk_store(root, names, description=lambda name: f"the {name} image") -> Met
             level = level.setdefault(part, {})
         document = repository_document(name, description(name))
         level[meta_paths.REPOSITORY_DOC] = repo.create_blob(documents.dump(document, meta_paths.repository(name)))
-        level["_tags"] = {"v1.yaml": tag}
+        level["_tags"] = {meta_paths.tag_bucket("v1"): {"v1.yaml": tag}}
 
     def write(level: dict) -> pygit2.Oid:
         builder = repo.TreeBuilder()
@@ -434,3 +434,38 @@ def test_search_api_says_when_more_results_follow_than_it_counted(secured_regist
     assert search(secured_registry, term, ALICE, n=25).json()["num_results"] == 5
     assert hidden in [r["name"] for r in search(secured_registry, term, ALICE, n=25).json()["results"]]
     assert requests.get(f"{secured_registry.url}/api/v1/search", params={"q": term, "n": 4}).json()["more"] is False
+
+
+# --- a repository's tags: 256 buckets, listed in order, a push re-reads one bucket ----------------
+
+def tag_document(tag: str) -> dict:
+    return {"kind": "tag", "schemaVersion": 1, "name": tag, "digest": "sha256:" + "a" * 64,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 1, "pushedBy": "test",
+            "pushedAt": "2026-01-01T00:00:00Z"}
+
+
+def test_tags_sit_in_256_buckets_and_list_in_order_as_they_change(tmp_path):
+    meta = bulk_store(tmp_path, ["ns/app"])
+    tags = [f"v{i}" for i in range(1500)] + ["latest", "1.0", "sha-0af3", "V2", "a_b", "z.9"]
+
+    def push_all(txn):
+        for tag in tags:
+            txn.put(meta_paths.tag("ns/app", tag), tag_document(tag))
+    meta.transact(push_all, TEST, "Import tags")
+    tree = meta.snapshot().tree(meta_paths.tags_dir("ns/app"))
+    assert 240 < len(tree) <= 256 and all(isinstance(e, pygit2.Tree) and len(e.name) == 2 for e in tree)
+    assert max(len(bucket) for bucket in tree) < 30, "no bucket holds a large share of the tags"
+    service = RepositoryService(meta)
+    expected = sorted(tags)  # bulk_store's own tag v1 is one of them
+    assert service.tags("ns/app") == (expected, False)
+    assert service.tags("ns/app", 3, "v1499") == (expected[expected.index("v1499") + 1:][:3], True)
+    assert service.tag_count("ns/app", meta.snapshot()) == len(expected)
+    cached_buckets = len(service._tags._buckets)
+
+    push_tag(meta, "ns/app", "v1500")
+    assert service.tags("ns/app")[0] == sorted(expected + ["v1500"])
+    assert len(service._tags._buckets) == cached_buckets + 1, "only the changed bucket was read"
+
+    meta.transact(lambda txn: txn.delete(meta_paths.tag("ns/app", "latest")), TEST, "Untag latest")
+    assert "latest" not in service.tags("ns/app")[0]
+    assert len(service.tags("ns/app")[0]) == len(expected)

@@ -1,6 +1,7 @@
 """Pushing, pulling and deleting manifests: distribution-spec end-3 (GET/HEAD), end-7 (PUT), end-9
 (DELETE); and the audit trail: every push, tag and delete is one commit in <store>/meta.git."""
 
+import hashlib
 import json
 import os
 from urllib.parse import urlsplit
@@ -460,13 +461,14 @@ def test_push_commit_records_the_tag_and_manifest_documents(registry, client, na
     body = image(client, name)
     [commit] = commits_for(registry, lambda: client.push_manifest(name, "v1", body))
     hex_digest = digest(body).split(":")[1]
+    bucket = hashlib.sha256(b"v1").hexdigest()[:2]   # tags sit in 256 buckets of _tags/ (meta/paths.py)
     assert changed_paths(commit) == {
         f"repositories/{name}/_repository.yaml",
-        f"repositories/{name}/_tags/v1.yaml",
+        f"repositories/{name}/_tags/{bucket}/v1.yaml",
         f"repositories/{name}/_manifests/sha256/{hex_digest}.yaml",
     }
     [untag] = commits_for(registry, lambda: client.delete(f"/v2/{name}/manifests/v1"))
-    assert changed_paths(untag) == {f"repositories/{name}/_tags/v1.yaml"}
+    assert changed_paths(untag) == {f"repositories/{name}/_tags/{bucket}/v1.yaml"}
 
 
 def test_commit_carries_the_request_id_and_client_address(registry, client, name):

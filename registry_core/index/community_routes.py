@@ -112,14 +112,13 @@ class CommunityApi:
         context = self._reader(name)
         snapshot = self.meta.snapshot()
         document = self.repositories.require(name, snapshot)
-        tags = snapshot.tree(meta_paths.tags_dir(name))
         identity = context.identity
         starred = identity is not None and identity.kind in ("user", "jwt") and \
             self.stars.get(name, identity.name, snapshot) is not None
         return json_response({"name": name, "visibility": document["visibility"],
                               "description": document.get("description", ""), "owner": document.get("owner"),
                               "star_count": self.stars.count(name, snapshot),
-                              "tag_count": len(tags) if tags is not None else 0, "starred": starred})
+                              "tag_count": self.repositories.tag_count(name, snapshot), "starred": starred})
 
     def star(self, name: str):
         context = self._member("starring")

@@ -5,8 +5,8 @@ What is checked:
 - blobs: every file in blobs/ is named by a digest, in the folder of its first two hex digits, and
   its content has that digest;
 - documents: every file in meta.git (at the tip of main) parses and matches the schema of its kind
-  (documents.validate), and sits where its kind lives (a tag in `_tags/` under its own name, a
-  manifest document under its digest, …);
+  (documents.validate), and sits where its kind lives (a tag in its bucket of `_tags/` under its
+  own name, a manifest document under its digest, …);
 - manifests: the blobs each manifest document needs exist (its own bytes, config and layers;
   foreign layers with `urls` are not stored) and the config and layers are linked into its
   repository; its child manifests are documents of the repository;
@@ -20,7 +20,8 @@ on first pull, so what is missing there is not a problem.
 Repairs (`--repair`), each made only if it is still needed on the tip it is committed to: a missing
 link to a blob that exists is written again; tags and referrer entries that point at a missing
 manifest, or at a manifest with another subject, are removed; missing referrer entries are written
-from their manifest document. Metadata repairs are one commit per repository, authored by the
+from their manifest document; a tag document outside its bucket of `_tags/` (a store from
+before the buckets, meta/paths.py `tag_bucket`) is moved there. Metadata repairs are one commit per repository, authored by the
 acting user. Corrupt and missing blobs and invalid documents need a person or a push: the report
 says what to do.
 """
@@ -156,6 +157,12 @@ class Checker:
                 self.problem("document-misplaced", f"meta.git:{path}",
                              f"a {document['kind']} document where a {expected} document belongs",
                              f"move or remove it in a clone of meta.git ({self._git_log(path)} tells who wrote it)")
+            elif (place := _tag_place(path, document)) is not None:
+                self.problem("tag-misplaced", f"meta.git:{path}",
+                             f"tag {document['name']} belongs at {place} (a store from before the buckets of "
+                             "_tags/ keeps tags directly in _tags/): pulls by this tag do not find it",
+                             "`registry fsck --repair` moves it there",
+                             fix=("move-tag", _repository_of(path), path, place))
             elif (mismatch := _name_mismatch(path, document)) is not None:
                 self.problem("document-misplaced", f"meta.git:{path}", mismatch,
                              f"correct it in a clone of meta.git and push that to main ({self._git_log(path)})")
@@ -182,7 +189,7 @@ class Checker:
             self.check_manifest(snapshot, graph, digest, document, mirror)
         for tag, digest in graph.tags.items():
             if digest not in graph.manifests:
-                path = meta_paths.tag(name, tag)
+                path = graph.tag_paths[tag]
                 self.problem("tag-dangling", f"meta.git:{path}",
                              f"tag {name}:{tag} points at {digest}, which is not a manifest of {name}",
                              "`registry fsck --repair` removes the tag; or push the image to the tag again",
@@ -307,18 +314,23 @@ class Checker:
             return [i for i, problem in enumerate(problems) if still_needed(snapshot, problem.fix)]
 
         def apply(txn: Transaction, planned: list[int]) -> None:
+            moved = {}  # a misplaced tag that is also dangling is moved first, then removed there
             for i in planned:
                 fix = problems[i].fix
                 if fix[0] == "put-referrer":
                     txn.put(fix[2], fix[5])
-                else:
+                elif fix[0] == "move-tag":
+                    txn.put(fix[3], txn.get(fix[2]))
                     txn.delete(fix[2])
+                    moved[fix[2]] = fix[3]
+                else:
+                    txn.delete(moved.get(fix[2], fix[2]))
 
         def message(planned: list[int]) -> str:
             lines = []
             for i in planned:
                 fix, problem = problems[i].fix, problems[i]
-                verb = "Write" if fix[0] == "put-referrer" else "Remove"
+                verb = {"put-referrer": "Write", "move-tag": f"Move to {fix[3]}"}.get(fix[0], "Remove")
                 lines.append(f"- {verb} {fix[2]}: {problem.message}\n")
             return f"Repair {name} (registry fsck --repair)\n\n" + "".join(lines)
 
@@ -334,6 +346,8 @@ def still_needed(snapshot: Snapshot, fix: tuple) -> bool:
             tag = snapshot.get(path)
             return (tag is not None and tag["digest"] == fix[3]
                     and not snapshot.exists(meta_paths.manifest(name, fix[3])))
+        if kind == "move-tag":  # moved already, or a newer push wrote the tag where it belongs
+            return snapshot.exists(path) and not snapshot.exists(fix[3])
         if kind == "delete-referrer":
             wrong = referrer_entry_problem(snapshot, name, path, fix[3])
             return wrong is not None and wrong[0] is not None
@@ -394,6 +408,18 @@ def expected_kind(path: str) -> str | None:
             if part.startswith("_"):
                 return _REPOSITORY_KINDS.get(part)
     return None
+
+
+def _tag_place(path: str, document: dict) -> str | None:
+    """Where a tag document that is not in its bucket of `_tags/` belongs; None if it is there."""
+    if document["kind"] != "tag" or not path.endswith(f"/{document['name']}.yaml"):
+        return None
+    place = meta_paths.tag(_repository_of(path), document["name"])
+    return None if path == place else place
+
+
+def _repository_of(path: str) -> str:
+    return path[len(meta_paths.REPOSITORIES) + 1:].split("/_", 1)[0]
 
 
 def _name_mismatch(path: str, document: dict) -> str | None:

@@ -186,6 +186,20 @@ def references(document: dict) -> Iterator[str]:
         yield descriptor["digest"]
 
 
+def tag_files(snapshot: Snapshot, name: str):
+    """(path, blob) of every tag document of a repository: those in the buckets of `_tags/`, and
+    any left directly in `_tags/` by a store from before the buckets (meta/paths.py `tag_bucket`),
+    so that garbage collection keeps what they tag until `registry fsck --repair` moves them."""
+    tags_dir = meta_paths.tags_dir(name)
+    for entry in snapshot.tree(tags_dir) or ():
+        if isinstance(entry, pygit2.Tree):
+            for tag in entry:
+                if isinstance(tag, pygit2.Blob) and tag.name.endswith(".yaml"):
+                    yield f"{tags_dir}/{entry.name}/{tag.name}", tag
+        elif isinstance(entry, pygit2.Blob) and entry.name.endswith(".yaml"):
+            yield f"{tags_dir}/{entry.name}", entry
+
+
 @dataclass
 class RepositoryGraph:
     """One repository's image graph: its manifest documents (by digest) and its tags."""
@@ -194,6 +208,7 @@ class RepositoryGraph:
     manifests: dict[str, dict] = field(default_factory=dict)
     manifest_paths: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)              # tag -> digest
+    tag_paths: dict[str, str] = field(default_factory=dict)         # tag -> its document's path
     invalid: list[DocumentInvalid] = field(default_factory=list)
 
     @classmethod
@@ -211,14 +226,12 @@ class RepositoryGraph:
                 graph.manifest_paths[digest] = path
             except DocumentInvalid as e:
                 graph.invalid.append(e)
-        tags = snapshot.tree(meta_paths.tags_dir(name))
-        for entry in tags or ():
-            if isinstance(entry, pygit2.Blob) and entry.name.endswith(".yaml"):
-                path = f"{meta_paths.tags_dir(name)}/{entry.name}"
-                try:
-                    graph.tags[entry.name[:-len(".yaml")]] = load_blob(entry, path)["digest"]
-                except DocumentInvalid as e:
-                    graph.invalid.append(e)
+        for path, entry in tag_files(snapshot, name):
+            try:
+                graph.tags[entry.name[:-len(".yaml")]] = load_blob(entry, path)["digest"]
+                graph.tag_paths[entry.name[:-len(".yaml")]] = path
+            except DocumentInvalid as e:
+                graph.invalid.append(e)
         return graph
 
     def reachable(self) -> set[str]:

@@ -198,11 +198,13 @@ class ManifestService:
                 raise manifest_unknown(name, reference)
             txn.delete(meta_paths.manifest(name, ref.digest))
             removed_tags = []
-            for tag_file in txn.names(meta_paths.tags_dir(name)):
-                tag = txn.get(f"{meta_paths.tags_dir(name)}/{tag_file}")
-                if tag is not None and tag["digest"] == ref.digest:
-                    txn.delete(f"{meta_paths.tags_dir(name)}/{tag_file}")
-                    removed_tags.append(tag["name"])
+            tags_dir = meta_paths.tags_dir(name)
+            for bucket in txn.names(tags_dir):
+                for tag_file in txn.names(f"{tags_dir}/{bucket}"):
+                    tag = txn.get(f"{tags_dir}/{bucket}/{tag_file}")
+                    if tag is not None and tag["digest"] == ref.digest:
+                        txn.delete(f"{tags_dir}/{bucket}/{tag_file}")
+                        removed_tags.append(tag["name"])
             if "subject" in document:
                 txn.delete(meta_paths.referrer(name, document["subject"]["digest"], ref.digest))
             return document, removed_tags

@@ -1,7 +1,8 @@
 """Repositories: their documents, the catalog, and tag listings, with paging by `n` and `last`.
 
 Listings never walk the store per request. A repository's tags are cached by the id of its
-`_tags` tree, which changes only when that repository's tags do. The catalog is a sorted list of
+`_tags` tree, which changes only when that repository's tags do, and each of its buckets by the
+bucket's tree id (`TagNames`: a listing after a push reads the one bucket the push changed). The catalog is a sorted list of
 every repository's name (`CatalogIndex`), kept per process and brought up to date from the diff
 between the tree it was made for and the current one (meta/diffs.py: it skips subtrees whose ids
 did not change and never enters `_tags`, `_manifests`, …, so it costs the folders on the changed
@@ -30,7 +31,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import OrderedDict
-from itertools import islice
+from itertools import chain, islice
 from typing import Callable, Iterable
 
 import pygit2
@@ -57,8 +58,7 @@ class RepositoryService:
         self.meta = meta
         self.default_visibility = default_visibility
         self._catalog = CatalogIndex(saved_views(meta, "catalog"))
-        self._tags: OrderedDict[pygit2.Oid, list[str]] = OrderedDict()
-        self._tags_lock = threading.Lock()
+        self._tags = TagNames()
 
     def get(self, name: str, snapshot: Snapshot | None = None) -> dict | None:
         return (snapshot or self.meta.snapshot()).get(meta_paths.repository(name))
@@ -84,16 +84,11 @@ class RepositoryService:
         snapshot = self.meta.snapshot()
         self.require(name, snapshot)
         tree = snapshot.tree(meta_paths.tags_dir(name))
-        if tree is None:
-            return paginate([], n, last)
-        with self._tags_lock:
-            names = self._tags.get(tree.id)
-            if names is None:
-                names = sorted(entry.name[:-5] for entry in tree if entry.name.endswith(".yaml"))
-                self._tags[tree.id] = names
-                while len(self._tags) > 1024:
-                    self._tags.popitem(last=False)
-        return paginate(names, n, last)
+        return paginate(self._tags.names(tree) if tree is not None else [], n, last)
+
+    def tag_count(self, name: str, snapshot: Snapshot) -> int:
+        tree = snapshot.tree(meta_paths.tags_dir(name))
+        return len(self._tags.names(tree)) if tree is not None else 0
 
     def catalog(self, n: int | None = None, last: str | None = None,
                 visible: Callable[[list[str]], list[str]] | None = None) -> tuple[list[str], bool]:
@@ -137,6 +132,44 @@ def take_visible(names: Iterable[str], visible: Callable[[list[str]], list[str]]
             break
         found.extend(visible(batch))
     return found
+
+
+class TagNames:
+    """The sorted tag names of `_tags/` trees, cached by tree id.
+
+    `_tags/` holds 256 buckets (meta/paths.py `tag_bucket`), so a push changes one bucket: the
+    names of each bucket are cached by the bucket's tree id too, and a changed `_tags/` reads only
+    the buckets it does not know (a listing after a push reads one bucket, not every tag).
+    """
+
+    def __init__(self, lists: int = 1024, buckets: int = 65536):
+        self._lists: OrderedDict[pygit2.Oid, list[str]] = OrderedDict()
+        self._buckets: OrderedDict[pygit2.Oid, list[str]] = OrderedDict()
+        self._limits = lists, buckets
+        self._lock = threading.Lock()
+
+    def names(self, tags_tree: pygit2.Tree) -> list[str]:
+        """The sorted names (do not modify the list)."""
+        with self._lock:
+            names = self._lists.get(tags_tree.id)
+            if names is None:
+                names = sorted(chain.from_iterable(self._bucket(entry) for entry in tags_tree
+                                                   if isinstance(entry, pygit2.Tree)))
+                _remember(self._lists, tags_tree.id, names, self._limits[0])
+            return names
+
+    def _bucket(self, bucket: pygit2.Tree) -> list[str]:
+        names = self._buckets.get(bucket.id)
+        if names is None:
+            names = [entry.name[:-5] for entry in bucket if entry.name.endswith(".yaml")]
+            _remember(self._buckets, bucket.id, names, self._limits[1])
+        return names
+
+
+def _remember(cache: OrderedDict, key, value, limit: int) -> None:
+    cache[key] = value
+    while len(cache) > limit:
+        cache.popitem(last=False)
 
 
 class CatalogIndex(DiffView):
