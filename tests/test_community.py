@@ -431,3 +431,25 @@ def test_the_indexes_are_built_once_then_follow_commits_by_diff(tmp_path, monkey
     assert found.index.match(old, ["thing"]) == ["a/one", "b/two"]
     assert stars._index.starred_by("carol", old) == []
     assert rebuilds == [1, 1]
+
+
+def test_a_new_process_starts_its_star_index_from_the_saved_copy(tmp_path, monkeypatch):
+    meta = MetaStore(str(tmp_path / "meta.git"))
+    for name in ("a/one", "b/two", "c/three"):
+        write_repository(meta, name, "a thing")
+    first = Stars(meta, RepositoryService(meta))
+    first.star(Context(actor="carol"), "c/three")
+    first.star(Context(actor="carol"), "a/one")
+    first.star(Context(actor="dave"), "b/two")
+    assert first.starred_by("carol") == ["a/one", "c/three"]  # built from scratch once, and saved
+    assert (tmp_path / "state" / "stars").is_dir()
+    first.unstar(Context(actor="carol"), "c/three")  # after the copy: caught up by diff
+    first.star(Context(actor="erin"), "a/one")
+
+    def refuse(snapshot):
+        raise AssertionError("the star index looked at every repository")
+    fresh_meta = MetaStore(meta.path)  # a new process
+    fresh = Stars(fresh_meta, RepositoryService(fresh_meta))
+    monkeypatch.setattr(fresh._index, "rebuild", refuse)
+    assert fresh.starred_by("carol") == ["a/one"]
+    assert fresh.starred_by("dave") == ["b/two"] and fresh.starred_by("erin") == ["a/one"]

@@ -32,7 +32,7 @@ from registry_core.context import Context
 from registry_core.errors import RegistryError
 from registry_core.events import Event, event, ignore
 from registry_core.meta import paths as meta_paths
-from registry_core.meta.diffs import DiffView, added, deleted
+from registry_core.meta.diffs import DiffView, SavedViews, added, deleted, saved_views
 from registry_core.meta.store import MetaStore, Snapshot
 from registry_core.registry.repositories import RepositoryService, name_unknown, paginate
 
@@ -75,7 +75,7 @@ class Stars:
         self.repositories = repositories
         self.guard = guard
         self.notify = notify
-        self._index = StarIndex(repositories)
+        self._index = StarIndex(repositories, saved_views(meta, "stars"))
 
     def count(self, name: str, snapshot: Snapshot | None = None) -> int:
         """How many users starred `name`: the number of entries of its `_stars` tree."""
@@ -130,12 +130,14 @@ class Stars:
 class StarIndex(DiffView):
     """Who starred what (user → sorted repository names), per process.
 
-    Built once per process by looking at each repository's `_stars` tree (names from the catalog
-    index: one tree lookup per repository, no document read); then kept current from the diff of
-    `repositories/` between tips, so an update costs what the change touched."""
+    Kept current from the diff of `repositories/` between tips, entering only repositories'
+    folders and their `_stars` (never `_tags`, `_manifests`, …), so an update costs what the change
+    touched; saved under `<store>/state/stars/` like the catalog (meta/diffs.py), so a new process
+    starts from a copy. Only a store with no copy is looked at whole: each repository's `_stars`
+    tree (names from the catalog index: one tree lookup per repository, no document read)."""
 
-    def __init__(self, repositories: RepositoryService):
-        super().__init__(meta_paths.REPOSITORIES)
+    def __init__(self, repositories: RepositoryService, saved: SavedViews | None = None):
+        super().__init__(meta_paths.REPOSITORIES, saved)
         self.repositories = repositories
         self._by_user: dict[str, list[str]] = {}
 
@@ -146,6 +148,23 @@ class StarIndex(DiffView):
 
     def clear(self) -> None:
         self._by_user = {}
+
+    def descend(self, path: str) -> bool:
+        last = path.rpartition("/")[2]
+        return not last.startswith("_") or last == "_stars"
+
+    def dump(self) -> bytes:
+        # One line a user: the user's name, then the repositories it starred; names hold no spaces.
+        return "\n".join(" ".join([user, *names]) for user, names in sorted(self._by_user.items())).encode()
+
+    def load(self, data: bytes) -> None:
+        by_user = {}
+        for line in data.decode().splitlines():
+            user, *names = line.split(" ")
+            if not names or names != sorted(names):
+                raise ValueError(f"not a line of the stars view: {line[:80]!r}")
+            by_user[user] = names
+        self._by_user = by_user
 
     def rebuild(self, snapshot: Snapshot) -> None:
         by_user: dict[str, list[str]] = {}
