@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from registry_core.meta.documents import DocumentInvalid, validate
+from registry_core.meta.documents import DocumentInvalid, schema, validate
 
 DEFAULT_STORE = "./registry-data"
 
@@ -60,7 +60,7 @@ class Config:
 
     @classmethod
     def from_document(cls, document: dict, source: str = "registry.yaml") -> "Config":
-        document = resolve_secrets(document, source)
+        document = typed_substitutions(resolve_secrets(document, source), schema("config"))
         validate(document, source, kind="config")
         http = document.get("http", {})
         storage = document.get("storage", {})
@@ -101,21 +101,51 @@ def load(path: str | None) -> Config:
     return config
 
 
+class _Substituted(str):
+    """Text that came from {$env} or {$file}: the schema may ask for a number or a boolean there."""
+
+
 def resolve_secrets(value, source: str, where: str = ""):
-    """Replace {$env: NAME} and {$file: path} anywhere in `value` by what they name."""
+    """Replace {$env: NAME} and {$file: path} anywhere in `value` by what they name. A `$file` path
+    is relative to the config file's folder. What they give is text; `from_document` then reads it
+    as the integer or boolean the schema asks for at that place (`http.port: {$env: PORT}`)."""
     if isinstance(value, dict):
         if set(value) == {"$env"}:
             name = value["$env"]
             if name not in os.environ:
                 raise DocumentInvalid(source, f"{where or '(top level)'}: environment variable {name} is not set")
-            return os.environ[name]
+            return _Substituted(os.environ[name])
         if set(value) == {"$file"}:
+            path = os.path.join(os.path.dirname(os.path.abspath(source)), value["$file"])
             try:
-                with open(value["$file"]) as f:
-                    return f.read().strip()
+                with open(path) as f:
+                    return _Substituted(f.read().strip())
             except OSError as e:
-                raise DocumentInvalid(source, f"{where}: cannot read {value['$file']}: {e.strerror}") from None
+                raise DocumentInvalid(source, f"{where}: cannot read {path}: {e.strerror}") from None
         return {k: resolve_secrets(v, source, f"{where}/{k}" if where else k) for k, v in value.items()}
     if isinstance(value, list):
         return [resolve_secrets(v, source, f"{where}/{i}") for i, v in enumerate(value)]
+    return value
+
+
+_BOOLEANS = {"true": True, "false": False}
+
+
+def typed_substitutions(value, schema: dict):
+    """`value` with each substituted text read as the integer or boolean that `schema` asks for
+    at its place (left as text when it does not read as one: validation then says what is wrong)."""
+    if isinstance(value, _Substituted):
+        wanted = schema.get("type")
+        if wanted == "integer" and value.strip().lstrip("-").isdigit():
+            return int(value)
+        if wanted == "boolean" and value.strip().lower() in _BOOLEANS:
+            return _BOOLEANS[value.strip().lower()]
+        return str(value)
+    if isinstance(value, dict):
+        properties, extra = schema.get("properties", {}), schema.get("additionalProperties")
+        return {key: typed_substitutions(item, properties.get(key, extra if isinstance(extra, dict) else {}))
+                for key, item in value.items()}
+    if isinstance(value, list):
+        items = schema.get("items")
+        return [typed_substitutions(item, items if isinstance(items, dict) else {}) for item in value]
     return value

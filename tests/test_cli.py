@@ -204,6 +204,30 @@ pluginConfig:
     assert endpoint == {"url": "https://hooks.example.test", "token": "s3cr3t", "secret": "from-a-file"}
 
 
+def test_env_and_file_values_become_the_numbers_and_booleans_the_schema_asks_for(tmp_path, monkeypatch):
+    monkeypatch.setenv("REGISTRY_TEST_PORT", "5123")
+    monkeypatch.setenv("REGISTRY_TEST_READ_ONLY", "true")
+    monkeypatch.setenv("REGISTRY_TEST_ISSUER", "12345")  # a string field keeps digits as text
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "workers").write_text("3\n")
+    path = write(tmp_path / "conf" / "registry.yaml", """
+http:
+  port: {$env: REGISTRY_TEST_PORT}
+  workers: {$file: workers}
+readOnly: {$env: REGISTRY_TEST_READ_ONLY}
+auth:
+  issuer: {$env: REGISTRY_TEST_ISSUER}
+""")
+    monkeypatch.chdir(tmp_path)  # a $file path is relative to the config file, not to here
+    config = config_module.load(path)
+    assert (config.port, config.workers, config.read_only) == (5123, 3, True)
+    assert config.auth.issuer == "12345" and type(config.auth.issuer) is str
+
+    monkeypatch.setenv("REGISTRY_TEST_PORT", "five thousand")
+    with pytest.raises(DocumentInvalid, match=r"http/port: 'five thousand' is not of type 'integer'"):
+        config_module.load(path)
+
+
 def test_an_unset_env_secret_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.delenv("REGISTRY_TEST_UNSET", raising=False)
     path = write(tmp_path / "registry.yaml",
