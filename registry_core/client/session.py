@@ -93,7 +93,7 @@ class RegistrySession:
         replayable = data is None or isinstance(data, (bytes, str))
         if retry is None:
             retry = method in ("GET", "HEAD", "PUT", "DELETE") and replayable
-        attempt, answered = 0, False
+        attempts, answered = _Attempts(method, url, retry), False
         while True:
             authorization = self.auth.authorization(scopes)
             if authorization:
@@ -101,17 +101,12 @@ class RegistrySession:
             else:
                 headers.pop("Authorization", None)
             try:
-                with self._count_lock:
-                    self.requests_made += 1
-                response = self.http.request(method, url, headers=headers, data=data, params=params,
-                                             stream=stream, timeout=(10, self.timeout), allow_redirects=True)
+                response = self._send(method, url, headers=headers, data=data, params=params, stream=stream,
+                                      allow_redirects=True)
             except (requests.ConnectionError, requests.Timeout) as e:
                 if not replayable:
                     raise Retryable(str(e)) from e
-                attempt += 1
-                if not retry or attempt > RETRIES or _refused(e):
-                    raise NetworkError(f"{method} {url}: {_reason(e)}") from None
-                time.sleep(min(0.2 * 2 ** attempt, 3))
+                attempts.after_network_error(e)
                 continue
             if response.status_code == 401 and not answered:
                 answered = True
@@ -124,15 +119,16 @@ class RegistrySession:
                 if not replayable:
                     response.close()
                     raise Retryable(f"HTTP {response.status_code}")
-                attempt += 1
-                if retry and attempt <= RETRIES:
-                    delay = _retry_after(response) or min(0.2 * 2 ** attempt, 3)
-                    response.close()
-                    time.sleep(delay)
+                if attempts.again_after(response):
                     continue
             if response.status_code in expect:
                 return response
             raise self._error(method, url, response, what)
+
+    def _send(self, method: str, url: str, **options) -> requests.Response:
+        with self._count_lock:
+            self.requests_made += 1
+        return self.http.request(method, url, timeout=(10, self.timeout), **options)
 
     def _error(self, method: str, url: str, response: requests.Response, what: str) -> ClientError:
         codes, messages = [], []
@@ -229,25 +225,15 @@ class RegistrySession:
         auth = None
         if credential is not None and credential.username != IDENTITY_TOKEN_USER:
             auth = (credential.username, credential.password)
-        retry = method in ("GET", "PUT", "DELETE")
-        attempt = 0
+        attempts = _Attempts(method, url, retry=method in ("GET", "PUT", "DELETE"))
         while True:
             try:
-                with self._count_lock:
-                    self.requests_made += 1
-                response = self.http.request(method, url, json=document, params=params, auth=auth,
-                                             headers={"Accept": "application/json"}, timeout=(10, self.timeout))
+                response = self._send(method, url, json=document, params=params, auth=auth,
+                                      headers={"Accept": "application/json"})
             except (requests.ConnectionError, requests.Timeout) as e:
-                attempt += 1
-                if not retry or attempt > RETRIES or _refused(e):
-                    raise NetworkError(f"{method} {url}: {_reason(e)}") from None
-                time.sleep(min(0.2 * 2 ** attempt, 3))
+                attempts.after_network_error(e)
                 continue
-            if response.status_code in TRANSIENT_STATUSES and retry and attempt < RETRIES:
-                attempt += 1
-                delay = _retry_after(response) or min(0.2 * 2 ** attempt, 3)
-                response.close()
-                time.sleep(delay)
+            if response.status_code in TRANSIENT_STATUSES and attempts.again_after(response):
                 continue
             if response.status_code in expect:
                 return response
@@ -399,6 +385,32 @@ def _with_query(url: str, **params) -> str:
 def _next_link(response: requests.Response) -> str | None:
     link = response.links.get("next")
     return link["url"] if link else None
+
+
+class _Attempts:
+    """The retries of one request: up to RETRIES more after a dropped connection or a 429/5xx,
+    waiting 0.4 s, 0.8 s, … (at most 3 s), or as long as the server's Retry-After says."""
+
+    def __init__(self, method: str, url: str, retry: bool):
+        self.method, self.url, self.retry = method, url, retry
+        self.made = 0
+
+    def after_network_error(self, error: Exception) -> None:
+        """Wait before the next attempt, or raise NetworkError if there is none."""
+        self.made += 1
+        if not self.retry or self.made > RETRIES or _refused(error):
+            raise NetworkError(f"{self.method} {self.url}: {_reason(error)}") from None
+        time.sleep(min(0.2 * 2 ** self.made, 3))
+
+    def again_after(self, response: requests.Response) -> bool:
+        """After a transient status: wait and return True if another attempt follows."""
+        if not self.retry or self.made >= RETRIES:
+            return False
+        self.made += 1
+        delay = _retry_after(response) or min(0.2 * 2 ** self.made, 3)
+        response.close()
+        time.sleep(delay)
+        return True
 
 
 def _retry_after(response: requests.Response) -> float | None:
