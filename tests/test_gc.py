@@ -7,6 +7,9 @@ import datetime
 import hashlib
 import json
 import os
+import re
+import shutil
+import subprocess
 import threading
 import time
 
@@ -238,6 +241,49 @@ def test_an_invalid_manifest_document_stops_garbage_collection_before_it_removes
     assert files_below(store) == before
 
 
+# --- meta.git's loose objects ----------------------------------------------------------------------
+
+def loose_files(store) -> list:
+    return [p for p in (store / "meta.git" / "objects").glob("[0-9a-f][0-9a-f]/*")]
+
+
+def test_meta_git_is_packed_and_its_whole_history_stays_readable(local, store):
+    for i in range(30):
+        push_image(local, "gc/packed", f"v{i}")
+    commits_before = len(meta_commits(store))
+    loose = loose_files(store)
+    assert len(loose) > 30 * 8
+
+    dry = collect(store, "--dry-run")
+    assert dry["metadataPacked"]["objects"] == len(loose) and loose_files(store) == loose
+    report = collect(store)
+
+    packed = report["metadataPacked"]
+    assert packed["objects"] == len(loose) and loose_files(store) == []
+    assert 0 < packed["packBytes"] < packed["looseBytes"] / 4, packed
+    git = shutil.which("git")
+    assert git, "git is needed to check meta.git as git itself sees it"
+    check = subprocess.run([git, "--git-dir", str(store / "meta.git"), "fsck", "--full", "--strict"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert len(meta_commits(store)) == commits_before
+    fresh = open_registry(store)
+    assert fresh.repositories.tags("gc/packed")[0] == sorted(f"v{i}" for i in range(30))
+    push_image(fresh, "gc/packed", "after")  # new objects are loose again, beside the pack
+    assert fresh.repositories.tags("gc/packed")[0][0] == "after"
+    remaining = len(loose_files(store))
+    assert remaining > 0 and collect(store)["metadataPacked"]["objects"] == remaining
+    assert loose_files(store) == []
+
+
+def test_the_summary_says_how_meta_git_was_packed(local, store):
+    push_image(local, "gc/packed", "v1")
+    result = CliRunner().invoke(main, ["garbage-collect", "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"meta\.git: packed \d+ loose objects \([\d.]+ KiB on disk\) into a pack of [\d.]+ KiB\.",
+                     result.output), result.output
+
+
 # --- beside a serving registry --------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -312,6 +358,7 @@ def test_garbage_collection_while_the_registry_serves_leaves_every_tagged_image_
         puller.join()
 
     assert not failures, failures[0]
+    assert report["metadataPacked"]["objects"] > 0, "meta.git was packed under the serving registry"
     assert untagged in removed(report, "manifest") and report["counts"]["blob"] >= 3
     assert tagged not in removed(report, "manifest")
     assert pull_everything_tagged(client) >= 20  # the sample store's images and these
