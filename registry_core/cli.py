@@ -4,29 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import click
 
 from registry_core import config as config_module
 from registry_core.meta.documents import DocumentInvalid
 from registry_core.plugins import PluginError, describe, make_plugin_manager
-
-CONFIG_ENV = "REGISTRY_CONFIG"
-PLUGINS_DIR_ENV = "REGISTRY_PLUGINS_DIR"
+from registry_core.serving import CONFIG_ENV, PLUGINS_DIR_ENV, read_config  # noqa: F401 (CONFIG_ENV: API)
 
 
 def load_config(config_path: str | None, store: str | None = None,
                 plugins_dir: str | None = None) -> config_module.Config:
     try:
-        config = config_module.load(config_path or os.environ.get(CONFIG_ENV))
+        return read_config(config_path, store, plugins_dir)
     except DocumentInvalid as e:
         raise click.ClickException(f"invalid configuration: {e}") from None
-    if store:
-        config.store = store
-    config.store = os.path.abspath(config.store)
-    config.plugins_dir = plugins_dir or config.plugins_dir or os.environ.get(PLUGINS_DIR_ENV)
-    return config
 
 
 def plugin_manager(config: config_module.Config):
@@ -116,25 +108,20 @@ def plugins(config_path, plugins_dir, as_json):
                    "trusting an Index's certificate (registry).")
 def serve(store, config_path, host, port, workers, threads, dev, access_log, empty, plugins_dir, role):
     """Serve the registry. A store that does not exist yet is created from the bundled sample store."""
-    from registry_core.app import Registry, build_app
+    from registry_core.app import Registry, prepare_views
+    from registry_core.serving import ServeOptions
     from registry_core.serving import serve as run_server
 
-    def effective_config():
-        """registry.yaml (read again at each reload) with the command line's overrides."""
-        loaded = load_config(config_path, store, plugins_dir)
-        loaded.role = role or loaded.role
-        loaded.host = host or loaded.host
-        loaded.port = port if port is not None else loaded.port
-        loaded.workers = workers or loaded.workers
-        loaded.threads = threads or loaded.threads
-        Registry.check_config(loaded, plugin_manager(loaded))
-        return loaded
-
+    # registry.yaml with the command line's overrides; each worker makes it again from these
+    # options (and so reads registry.yaml again at a reload)
+    options = ServeOptions(config_path=config_path, store=store, plugins_dir=plugins_dir, role=role,
+                           host=host, port=port, workers=workers, threads=threads)
     try:
-        config = effective_config()
+        config = options.config()
+        pm = plugin_manager(config)
+        Registry.check_config(config, pm)
     except DocumentInvalid as e:
         raise click.ClickException(f"invalid configuration: {e}") from None
-    pm = plugin_manager(config)
     created = not os.path.exists(os.path.join(config.store, "meta.git"))
     description = None
     if created:
@@ -142,32 +129,20 @@ def serve(store, config_path, host, port, workers, threads, dev, access_log, emp
         if not empty:
             from registry_core.seed import seed
             description = seed(registry)
+    try:
+        prepare_views(config)  # the saved views every worker starts from (app.py)
+    except Exception as e:  # an optimisation: the workers would build what is missing themselves
+        click.echo(f"warning: the saved views of {config.store} could not be prepared: {e}", err=True)
     url = f"http://{config.host}:{config.port}"
-
-    def ready():
-        click.echo(f"Registry serving on {url}  (store: {config.store}{', new' if created else ''})")
-        if description:
-            click.echo("Demo logins: " + ", ".join(f"{u['name']} / {u['password']}"
-                                                   for u in description.get("users", [])))
-            click.echo("Demo images: " + ", ".join(r["name"] for r in description["repositories"]))
-        click.echo(f"Try: skopeo inspect --tls-verify=false docker://{config.host}:{config.port}/library/hello:latest")
-        sys.stdout.flush()
-
-    def app_factory():
-        current = effective_config() if config_path else config
-        return build_app(Registry(current, make_plugin_manager(current.plugins, current.plugins_dir,
-                                                               current.auth.enabled)))
-
-    def ready_and_watching():
-        ready()
-        if config_path:
-            from registry_core.reload import watch_config
-            watch_config(config_path, effective_config)
-
-    if dev:
-        ready()
-    run_server(app_factory, config.host, config.port, config.workers, config.threads, dev=dev,
-               access_log=access_log, on_ready=None if dev else ready_and_watching)
+    banner = [f"Registry serving on {url}  (store: {config.store}{', new' if created else ''})"]
+    if description:
+        banner.append("Demo logins: " + ", ".join(f"{u['name']} / {u['password']}"
+                                                  for u in description.get("users", [])))
+        banner.append("Demo images: " + ", ".join(r["name"] for r in description["repositories"]))
+    banner.append(f"Try: skopeo inspect --tls-verify=false docker://{config.host}:{config.port}/library/hello:latest")
+    # gunicorn: this process becomes its master (see registry_core/serving.py) and does not return
+    run_server(options, config.host, config.port, config.workers, config.threads, dev=dev,
+               access_log=access_log, banner="\n".join(banner), watch=bool(config_path))
 
 
 @main.command()
