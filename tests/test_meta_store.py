@@ -6,6 +6,7 @@ Every test uses a real bare repository in tmp_path; the contention tests use rea
 from __future__ import annotations
 
 import multiprocessing
+import os
 import subprocess
 import time
 
@@ -516,3 +517,41 @@ def test_read_modify_write_under_contention_is_never_lost(tmp_path):
     assert store.snapshot().get("repositories/counter/_repository.yaml")["description"] == \
         str(WRITERS * INCREMENTS_EACH)
     assert len(history(store)) == 2 + WRITERS * INCREMENTS_EACH
+
+
+# --- moving the branch: git's lock protocol ------------------------------------------------------
+
+
+def test_a_branch_lock_held_by_another_writer_is_respected(store, tmp_path):
+    lock = tmp_path / "meta.git" / "refs" / "heads" / "main.lock"
+    lock.write_text("")  # another writer (git, or a registry process) is moving the branch now
+    with pytest.raises(ConflictRetriesExhausted):
+        store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice", attempts=3)
+    assert lock.exists() and store.snapshot().get("users/alice.yaml") is None
+    lock.unlink()
+    store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice")
+    assert [c.author.name for c in history(store)] == ["alice", "registry"]
+
+
+def test_a_branch_lock_left_by_a_killed_writer_is_removed_after_a_while(store, tmp_path, caplog):
+    lock = tmp_path / "meta.git" / "refs" / "heads" / "main.lock"
+    lock.write_text("")
+    old = time.time() - 120
+    os.utime(lock, (old, old))
+    store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice")
+    assert store.snapshot().get("users/alice.yaml") == user("alice") and not lock.exists()
+    assert "left 120 s ago by a writer that stopped midway" in caplog.text
+
+
+def test_a_packed_branch_moves_and_git_sees_one_line_of_history(store, tmp_path):
+    git_dir = str(tmp_path / "meta.git")
+    store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice")
+    subprocess.run(["git", "--git-dir", git_dir, "pack-refs", "--all"], check=True)
+    assert not (tmp_path / "meta.git" / "refs" / "heads" / "main").exists()
+    store.transact(put_all({"users/bob.yaml": user("bob")}), Context(actor="bob"), "Add bob")
+    log = subprocess.run(["git", "--git-dir", git_dir, "log", "--format=%an", "main"], check=True,
+                         capture_output=True, text=True).stdout.split()
+    assert log == ["bob", "alice", "registry"]
+    fsck = subprocess.run(["git", "--git-dir", git_dir, "fsck", "--strict"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    assert MetaStore(git_dir).snapshot().get("users/bob.yaml") == user("bob")

@@ -75,10 +75,4 @@ def pack_loose_objects(repo_path: str, dry_run: bool = False) -> PackResult:
             os.unlink(path)
         except FileNotFoundError:
             pass
-    for folder in os.listdir(objects_dir):  # empty fan-out folders, as git prune-packed leaves none
-        if _HEX2.match(folder):
-            try:
-                os.rmdir(os.path.join(objects_dir, folder))
-            except OSError:
-                pass
-    return result
+    return result  # the emptied fan-out folders stay: the next commits write there (meta/store.py)
