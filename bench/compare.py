@@ -12,7 +12,8 @@ Starts `registry serve` (gunicorn, default workers and threads) and Debian's doc
   pull          blob GET of 128 MiB (curl), and 1 MiB Range reads at random offsets
   manifest-get  manifest GET by tag at 1, 16 and 64 connections (wrk: req/s, p50, p99); ours both
                 with auth on (Bearer token) and open, for the cost of auth
-  tag-push      1,000 new tags pushed one after the other on one connection
+  tag-push      1,000 new tags pushed one after the other on one connection, into both servers at
+                once in 10 alternating blocks of 100
   large-store   start-up time, catalog and tags list on stores of 1,000 and 100,000 tags
                 (100 and 10,000 repositories), and their ratio 100k/1k (flatness)
 
@@ -23,7 +24,8 @@ bench/profiles/) and the raw figures to bench/results.json. `--quick`: one run, 
 200 tag pushes, 64 Range reads.
 
 The machine may be shared: before each section the script waits (at most --patience seconds)
-until other processes use under 10 % of the CPU, and records what they used during the section.
+until the disk has neither written nor discarded anything for a second (servers.wait_for_quiet_disk)
+and other processes use under 10 % of the CPU, and records what they used during the section.
 
 Auth: `auto` (the default) runs ours as deployed, with auth on, when its token service answers
 (GET /token with Basic admin:admin-demo), and falls back to an open registry otherwise, saying why.
@@ -32,6 +34,7 @@ Auth: `auto` (the default) runs ours as deployed, with auth on, when its token s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -56,9 +59,10 @@ import bigstore  # noqa: E402
 import loads  # noqa: E402
 from loads import MiB, Client  # noqa: E402
 from servers import (DISTRIBUTION, Distribution, ForeignLoad, OurRegistry, distribution_version,  # noqa: E402
-                     wait_for_quiet)
+                     wait_for_quiet, wait_for_quiet_disk)
 
 SECTIONS = ("push", "pull", "manifest-get", "tag-push", "large-store")
+TAG_PUSH_BLOCKS = 10  # tag pushes alternate between the servers in this many blocks (interleaved_tag_pushes)
 CONNECTIONS = (1, 16, 64)
 DEMO_USER, DEMO_PASSWORD = "admin", "admin-demo"
 APP, BLOBS = "bench/app", "bench/blobs"
@@ -216,11 +220,14 @@ class Harness:
 
     def run(self, number: int) -> None:
         order = self.variants[number % len(self.variants):] + self.variants[:number % len(self.variants)]
-        fresh_sections = [s for s in self.s.sections if s != "large-store"]
+        fresh_sections = [s for s in self.s.sections if s not in ("large-store", "tag-push")]
         for variant in order:
             sections = [s for s in fresh_sections if s in variant.sections]
             if sections:
                 self.fresh_store_run(number, variant, sections)
+        if "tag-push" in self.s.sections:
+            self.guarded("tag-push", lambda: self.interleaved_tag_pushes(
+                number, [v for v in order if "tag-push" in v.sections]))
         if "large-store" in self.s.sections:
             for shape, size in ((bigstore.SMALL, "1k"), (bigstore.LARGE, "100k")):
                 for variant in order:
@@ -326,10 +333,45 @@ class Harness:
             self.log(f"  manifest GET, {c:>2} conn: {figures['rps']:8.0f} req/s  p50 {figures['p50_ms']:.2f} ms"
                      f"  p99 {figures['p99_ms']:.2f} ms")
 
-    def load_tag_push(self, number, variant, server, headers, state) -> None:
-        rate = loads.push_tags(server.url, headers, APP, self.image, self.s.tag_pushes)
-        self.results.add("tags_per_s", variant.name, rate)
-        self.log(f"  {self.s.tag_pushes} tag pushes: {rate:.0f} tags/s")
+    def interleaved_tag_pushes(self, number: int, variants: list[Variant]) -> None:
+        """Tag pushes into both servers at once, in TAG_PUSH_BLOCKS blocks that alternate between
+        them (who goes first alternates too): this machine's speed drifts over seconds (other
+        people's load, write-back), and a block of each server in every stretch of time shares
+        the drift out evenly. Each server ends with `tag_pushes` tags in one repository, its rate
+        is all its tags over all its seconds, and its memory peak spans all its blocks."""
+        servers, headers = {}, {}
+        block = self.s.tag_pushes // TAG_PUSH_BLOCKS
+        try:
+            for variant in variants:
+                store = self.s.workdir / f"run{number}-{variant.name}-tags"
+                servers[variant.name] = server = self.server(variant, store, f"run{number}-{variant.name}-tags")
+                self.log(f"run {number + 1}: {variant.label}: starting on a fresh store (tag pushes)")
+                server.start()
+                scopes = [f"repository:{APP}:pull,push"]
+                headers[variant.name] = self.headers(variant, server, scopes)
+                loads.push_image(server.url, headers[variant.name], APP, self.image)
+            self.quiet()
+            seconds = dict.fromkeys(servers, 0.0)
+            load = ForeignLoad()
+            with contextlib.ExitStack() as sampling:
+                for server in servers.values():
+                    sampling.enter_context(server.sampler.section("tag-push"))
+                for b in range(TAG_PUSH_BLOCKS):
+                    for variant in variants[b % 2:] + variants[:b % 2]:
+                        rate = loads.push_tags(servers[variant.name].url, headers[variant.name], APP,
+                                               self.image, block, prefix=f"t{b}-")
+                        seconds[variant.name] += block / rate
+            for variant in variants:
+                rate = block * TAG_PUSH_BLOCKS / seconds[variant.name]
+                self.results.add("tags_per_s", variant.name, rate)
+                self.results.add("foreign_tag-push", variant.name, load.share() * 100)
+                self.results.add("mem_tag-push", variant.name, servers[variant.name].sampler.sections["tag-push"][0] / MiB)
+                self.log(f"  {variant.label}: {block * TAG_PUSH_BLOCKS} tag pushes in {TAG_PUSH_BLOCKS} "
+                         f"alternating blocks: {rate:.0f} tags/s")
+        finally:
+            for variant_name, server in servers.items():
+                server.stop()
+                shutil.rmtree(self.s.workdir / f"run{number}-{variant_name}-tags", ignore_errors=True)
 
     # --- large stores -----------------------------------------------------------------------------
 
@@ -383,6 +425,7 @@ class Harness:
 
     def quiet(self) -> None:
         """Let other people's processes (a shared machine) finish their burst before measuring."""
+        wait_for_quiet_disk(patience=self.s.patience, log=self.log)
         wait_for_quiet(limit=0.10, patience=self.s.patience, log=self.log)
 
     def search_path(self, client: Client) -> str | None:
@@ -664,7 +707,9 @@ after a new profile).
   {settings.range_reads} × 1 MiB at random offsets on one keep-alive connection, content checked.
 - Manifest GET: wrk, {settings.wrk_seconds:g} s per point, 2 threads (1 at 1 connection), Accept
   the OCI manifest type; a point with any non-2xx answer or socket error is discarded.
-- Tag pushes: {settings.tag_pushes} PUTs of the same manifest under new tags, one connection.
+- Tag pushes: {settings.tag_pushes} PUTs of the same manifest under new tags into one repository, one connection,
+  into both servers at once in {TAG_PUSH_BLOCKS} blocks that alternate between them (the machine's speed drifts
+  over seconds); a server's rate is all its tags over all its time.
 - Memory: VmRSS summed over the server's whole process tree (gunicorn master + workers), sampled
   every 50 ms, peak per section. RSS counts the pages forked workers share with the master once per
   process; PSS (also shown) shares them out. Ours: the master imports gunicorn and nothing of the

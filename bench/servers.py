@@ -370,3 +370,44 @@ def wait_for_quiet(limit: float = 0.10, patience: float = 90, log=print) -> floa
         if not warned:
             log(f"  other processes use {share:.0%} of the CPU: waiting for them (up to {patience:.0f} s)")
             warned = True
+
+
+# --- the disk --------------------------------------------------------------------------------------
+
+
+def _disk_activity() -> tuple[int, int]:
+    """(sectors written, sectors discarded) by every whole disk, from /proc/diskstats."""
+    written = discarded = 0
+    with open("/proc/diskstats") as f:
+        for line in f:
+            fields = line.split()
+            name = fields[2]
+            if name.startswith(("loop", "ram", "dm-")) or name[-1].isdigit() and not name.startswith("nvme"):
+                continue  # partitions are counted in their disk
+            written += int(fields[9])
+            discarded += int(fields[16]) if len(fields) > 16 else 0
+    return written, discarded
+
+
+def wait_for_quiet_disk(patience: float = 60, log=print) -> None:
+    """Wait (at most `patience` seconds) until the disks neither write nor discard for a second.
+
+    Why: deleting a store (thousands of files) makes ext4 with `discard` send the freed blocks to
+    the virtual disk at its next journal commit, seconds later; measured here, file creations and
+    renames then wait behind them, and a registry that commits to git (eight files a tag push)
+    ran at a fifth of its rate for the next ten seconds. Both servers get the same quiet disk."""
+    os.sync()
+    deadline = time.perf_counter() + patience
+    before = _disk_activity()
+    waited = False
+    while True:
+        time.sleep(1.0)
+        now = _disk_activity()
+        if now == before or time.perf_counter() > deadline:
+            if now != before:
+                log("  the disk is still busy; measuring anyway")
+            return
+        if not waited:
+            log(f"  the disk is busy (write-back, discards): waiting (up to {patience:.0f} s)")
+            waited = True
+        before = now
