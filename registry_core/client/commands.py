@@ -472,10 +472,7 @@ def search_lines(host: str, term: str, document: dict) -> list[str]:
 @common
 def star(options: Options, repository):
     """Star REPOSITORY (HOST/NAME) as the user logged in to HOST (`registry login HOST` first)."""
-    reference = repository_reference(repository)
-    answer = community_api.star(options.session(reference), reference.repository)
-    where = f"{reference.host}/{answer.get('name', reference.repository)}"
-    emit(options, {"repository": where, **answer}, [f"Starred {where}{_stars(answer.get('star_count'))}"])
+    _change_star(options, repository, community_api.star, "Starred")
 
 
 @click.command(epilog=EXIT_STATUSES)
@@ -483,10 +480,14 @@ def star(options: Options, repository):
 @common
 def unstar(options: Options, repository):
     """Take back your star on REPOSITORY (HOST/NAME)."""
+    _change_star(options, repository, community_api.unstar, "Unstarred")
+
+
+def _change_star(options: Options, repository: str, call, done: str) -> None:
     reference = repository_reference(repository)
-    answer = community_api.unstar(options.session(reference), reference.repository)
+    answer = call(options.session(reference), reference.repository)
     where = f"{reference.host}/{answer.get('name', reference.repository)}"
-    emit(options, {"repository": where, **answer}, [f"Unstarred {where}{_stars(answer.get('star_count'))}"])
+    emit(options, {"repository": where, **answer}, [f"{done} {where}{_stars(answer.get('star_count'))}"])
 
 
 @click.command(epilog=EXIT_STATUSES)
