@@ -63,6 +63,7 @@ from servers import (DISTRIBUTION, Distribution, ForeignLoad, OurRegistry, distr
 
 SECTIONS = ("push", "pull", "manifest-get", "tag-push", "large-store")
 TAG_PUSH_BLOCKS = 10  # tag pushes alternate between the servers in this many blocks (interleaved_tag_pushes)
+RANGE_BLOCKS = 4      # Range reads too (interleaved_blobs)
 CONNECTIONS = (1, 16, 64)
 DEMO_USER, DEMO_PASSWORD = "admin", "admin-demo"
 APP, BLOBS = "bench/app", "bench/blobs"
@@ -220,11 +221,15 @@ class Harness:
 
     def run(self, number: int) -> None:
         order = self.variants[number % len(self.variants):] + self.variants[:number % len(self.variants)]
-        fresh_sections = [s for s in self.s.sections if s not in ("large-store", "tag-push")]
+        fresh_sections = [s for s in self.s.sections if s not in ("large-store", "tag-push", "push", "pull")]
         for variant in order:
             sections = [s for s in fresh_sections if s in variant.sections]
             if sections:
                 self.fresh_store_run(number, variant, sections)
+        blob_sections = [s for s in ("push", "pull") if s in self.s.sections]
+        if blob_sections:
+            self.guarded("push/pull", lambda: self.interleaved_blobs(
+                number, [v for v in order if "push" in v.sections], blob_sections))
         if "tag-push" in self.s.sections:
             self.guarded("tag-push", lambda: self.interleaved_tag_pushes(
                 number, [v for v in order if "tag-push" in v.sections]))
@@ -269,11 +274,6 @@ class Harness:
                 self.results.add(f"foreign_{section}", variant.name, load.share() * 100)
             for section, (rss, pss) in server.sampler.sections.items():
                 self.results.add(f"mem_{section}", variant.name, rss / MiB)
-            if "push" in server.sampler.sections or "pull" in server.sampler.sections:
-                rss = max(server.sampler.sections.get(s, (0, 0))[0] for s in ("push", "pull"))
-                pss = max(server.sampler.sections.get(s, (0, 0))[1] for s in ("push", "pull"))
-                self.results.add("mem_push_pull", variant.name, rss / MiB)
-                self.results.add("pss_push_pull", variant.name, pss / MiB)
         except Exception as e:
             self.results.errors.append(f"run {number + 1}: {variant.label}: {type(e).__name__}: {e}")
             self.log(f"FAILED {variant.label}: {e}")
@@ -287,37 +287,6 @@ class Harness:
 
     def blob_labels(self, number: int, variant: Variant, kind: str) -> list[tuple[bytes, str]]:
         return [self.payload.blob(f"{number}-{variant.name}-{kind}-{i}") for i in range(self.s.blob_count)]
-
-    def load_push(self, number, variant, server, headers, state) -> None:
-        total = self.s.blob_count * self.payload.size / MiB
-        mono = self.blob_labels(number, variant, "mono")
-        seconds = sum(loads.push_monolithic(server.url, headers, BLOBS, self.payload, tail, digest)
-                      for tail, digest in mono)
-        self.results.add("push_mono", variant.name, total / seconds)
-        chunked = self.blob_labels(number, variant, "chunked")
-        seconds = sum(loads.push_chunked(server.url, headers, BLOBS, self.payload, tail, digest,
-                                         self.s.chunk_mib * MiB) for tail, digest in chunked)
-        self.results.add("push_chunked", variant.name, total / seconds)
-        state["pushed"] = mono
-        self.log(f"  push: monolithic {self.results.values['push_mono'][variant.name][-1]:.0f} MiB/s, chunked "
-                 f"{self.results.values['push_chunked'][variant.name][-1]:.0f} MiB/s")
-
-    def load_pull(self, number, variant, server, headers, state) -> None:
-        blobs = state.get("pushed")
-        if not blobs:  # --only pull: push the blobs first, unmeasured
-            blobs = self.blob_labels(number, variant, "mono")
-            for tail, digest in blobs:
-                loads.push_monolithic(server.url, headers, BLOBS, self.payload, tail, digest)
-        seconds = sum(loads.pull_curl(server.url, headers, BLOBS, digest, self.payload.size)
-                      for _, digest in blobs)
-        self.results.add("pull", variant.name, len(blobs) * self.payload.size / MiB / seconds)
-        tail, digest = blobs[0]
-        ranges = loads.range_reads(server.url, headers, BLOBS, digest, self.payload, tail,
-                                   self.s.range_reads, seed=number)
-        self.results.add("range_rps", variant.name, ranges["per_s"])
-        self.results.add("range_p50", variant.name, ranges["p50_ms"])
-        self.log(f"  pull: {self.results.values['pull'][variant.name][-1]:.0f} MiB/s; Range reads "
-                 f"{ranges['per_s']:.0f}/s, p50 {ranges['p50_ms']:.2f} ms")
 
     def load_manifest_get(self, number, variant, server, headers, state) -> None:
         headers = {**headers, "Accept": loads.OCI_MANIFEST}
@@ -333,45 +302,125 @@ class Harness:
             self.log(f"  manifest GET, {c:>2} conn: {figures['rps']:8.0f} req/s  p50 {figures['p50_ms']:.2f} ms"
                      f"  p99 {figures['p99_ms']:.2f} ms")
 
+    @contextlib.contextmanager
+    def both_servers(self, number: int, variants: list[Variant], label: str, scopes: list[str]):
+        """Every variant's server started on a fresh store at once, with its headers; stopped and
+        its store removed afterwards. Sections that alternate between servers use it."""
+        servers, headers = {}, {}
+        try:
+            for variant in variants:
+                name = f"run{number}-{variant.name}-{label}"
+                servers[variant.name] = server = self.server(variant, self.s.workdir / name, name)
+                self.log(f"run {number + 1}: {variant.label}: starting on a fresh store ({label})")
+                server.start()
+                headers[variant.name] = self.headers(variant, server, scopes)
+            yield servers, headers
+        finally:
+            for variant_name, server in servers.items():
+                server.stop()
+                shutil.rmtree(self.s.workdir / f"run{number}-{variant_name}-{label}", ignore_errors=True)
+            os.sync()
+
+    @staticmethod
+    def taking_turns(variants: list[Variant], turn: int) -> list[Variant]:
+        return variants[turn % len(variants):] + variants[:turn % len(variants)]
+
+    def sampled(self, servers: dict, section: str) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        for server in servers.values():
+            stack.enter_context(server.sampler.section(section))
+        return stack
+
+    def interleaved_blobs(self, number: int, variants: list[Variant], sections: list[str]) -> None:
+        """Blob pushes and pulls into both servers at once, blob by blob, the servers taking turns
+        (who goes first alternates): a blob of each server in every stretch of time, so the disk's
+        write-back of the last blob slows both alike. Rates are all bytes over all seconds."""
+        size_mib = self.payload.size / MiB
+        with self.both_servers(number, variants, "blobs", [f"repository:{BLOBS}:pull,push"]) as (servers, headers):
+            mono = {v.name: self.blob_labels(number, v, "mono") for v in variants}
+            if "push" in sections:
+                self.quiet()
+                load, seconds = ForeignLoad(), {}
+                with self.sampled(servers, "push"):
+                    for kind in ("mono", "chunked"):
+                        labels = mono if kind == "mono" else {v.name: self.blob_labels(number, v, kind)
+                                                             for v in variants}
+                        for i in range(self.s.blob_count):
+                            for v in self.taking_turns(variants, i):
+                                tail, digest = labels[v.name][i]
+                                url, h = servers[v.name].url, headers[v.name]
+                                taken = (loads.push_monolithic(url, h, BLOBS, self.payload, tail, digest) if kind == "mono"
+                                         else loads.push_chunked(url, h, BLOBS, self.payload, tail, digest,
+                                                                 self.s.chunk_mib * MiB))
+                                seconds[v.name, kind] = seconds.get((v.name, kind), 0.0) + taken
+                for v in variants:
+                    mono_rate = self.s.blob_count * size_mib / seconds[v.name, "mono"]
+                    chunked_rate = self.s.blob_count * size_mib / seconds[v.name, "chunked"]
+                    self.results.add("push_mono", v.name, mono_rate)
+                    self.results.add("push_chunked", v.name, chunked_rate)
+                    self.results.add("foreign_push", v.name, load.share() * 100)
+                    self.log(f"  {v.label}: push monolithic {mono_rate:.0f} MiB/s, chunked {chunked_rate:.0f} MiB/s")
+            else:  # --only pull: push the blobs first, unmeasured
+                for v in variants:
+                    for tail, digest in mono[v.name]:
+                        loads.push_monolithic(servers[v.name].url, headers[v.name], BLOBS, self.payload, tail, digest)
+            if "pull" in sections:
+                self.quiet()
+                load, seconds, reads = ForeignLoad(), dict.fromkeys(servers, 0.0), {v.name: [] for v in variants}
+                with self.sampled(servers, "pull"):
+                    for i in range(self.s.blob_count):
+                        for v in self.taking_turns(variants, i):
+                            seconds[v.name] += loads.pull_curl(servers[v.name].url, headers[v.name], BLOBS,
+                                                               mono[v.name][i][1], self.payload.size)
+                    block = max(self.s.range_reads // RANGE_BLOCKS, 1)
+                    for b in range(RANGE_BLOCKS):
+                        for v in self.taking_turns(variants, b):
+                            tail, digest = mono[v.name][0]
+                            reads[v.name].append(loads.range_reads(servers[v.name].url, headers[v.name], BLOBS,
+                                                                   digest, self.payload, tail, block,
+                                                                   seed=number * RANGE_BLOCKS + b))
+                for v in variants:
+                    rate = self.s.blob_count * size_mib / seconds[v.name]
+                    per_s = block * RANGE_BLOCKS / sum(block / r["per_s"] for r in reads[v.name])
+                    p50 = statistics.median(r["p50_ms"] for r in reads[v.name])
+                    self.results.add("pull", v.name, rate)
+                    self.results.add("range_rps", v.name, per_s)
+                    self.results.add("range_p50", v.name, p50)
+                    self.results.add("foreign_pull", v.name, load.share() * 100)
+                    self.log(f"  {v.label}: pull {rate:.0f} MiB/s; Range reads {per_s:.0f}/s, p50 {p50:.2f} ms")
+            for v in variants:
+                sampled = servers[v.name].sampler.sections
+                for section in sections:
+                    self.results.add(f"mem_{section}", v.name, sampled[section][0] / MiB)
+                self.results.add("mem_push_pull", v.name, max(sampled[s][0] for s in sections) / MiB)
+                self.results.add("pss_push_pull", v.name, max(sampled[s][1] for s in sections) / MiB)
+
     def interleaved_tag_pushes(self, number: int, variants: list[Variant]) -> None:
         """Tag pushes into both servers at once, in TAG_PUSH_BLOCKS blocks that alternate between
         them (who goes first alternates too): this machine's speed drifts over seconds (other
         people's load, write-back), and a block of each server in every stretch of time shares
         the drift out evenly. Each server ends with `tag_pushes` tags in one repository, its rate
         is all its tags over all its seconds, and its memory peak spans all its blocks."""
-        servers, headers = {}, {}
         block = self.s.tag_pushes // TAG_PUSH_BLOCKS
-        try:
-            for variant in variants:
-                store = self.s.workdir / f"run{number}-{variant.name}-tags"
-                servers[variant.name] = server = self.server(variant, store, f"run{number}-{variant.name}-tags")
-                self.log(f"run {number + 1}: {variant.label}: starting on a fresh store (tag pushes)")
-                server.start()
-                scopes = [f"repository:{APP}:pull,push"]
-                headers[variant.name] = self.headers(variant, server, scopes)
-                loads.push_image(server.url, headers[variant.name], APP, self.image)
+        with self.both_servers(number, variants, "tags", [f"repository:{APP}:pull,push"]) as (servers, headers):
+            for v in variants:
+                loads.push_image(servers[v.name].url, headers[v.name], APP, self.image)
             self.quiet()
             seconds = dict.fromkeys(servers, 0.0)
             load = ForeignLoad()
-            with contextlib.ExitStack() as sampling:
-                for server in servers.values():
-                    sampling.enter_context(server.sampler.section("tag-push"))
+            with self.sampled(servers, "tag-push"):
                 for b in range(TAG_PUSH_BLOCKS):
-                    for variant in variants[b % 2:] + variants[:b % 2]:
-                        rate = loads.push_tags(servers[variant.name].url, headers[variant.name], APP,
-                                               self.image, block, prefix=f"t{b}-")
-                        seconds[variant.name] += block / rate
-            for variant in variants:
-                rate = block * TAG_PUSH_BLOCKS / seconds[variant.name]
-                self.results.add("tags_per_s", variant.name, rate)
-                self.results.add("foreign_tag-push", variant.name, load.share() * 100)
-                self.results.add("mem_tag-push", variant.name, servers[variant.name].sampler.sections["tag-push"][0] / MiB)
-                self.log(f"  {variant.label}: {block * TAG_PUSH_BLOCKS} tag pushes in {TAG_PUSH_BLOCKS} "
+                    for v in self.taking_turns(variants, b):
+                        rate = loads.push_tags(servers[v.name].url, headers[v.name], APP, self.image, block,
+                                               prefix=f"t{b}-")
+                        seconds[v.name] += block / rate
+            for v in variants:
+                rate = block * TAG_PUSH_BLOCKS / seconds[v.name]
+                self.results.add("tags_per_s", v.name, rate)
+                self.results.add("foreign_tag-push", v.name, load.share() * 100)
+                self.results.add("mem_tag-push", v.name, servers[v.name].sampler.sections["tag-push"][0] / MiB)
+                self.log(f"  {v.label}: {block * TAG_PUSH_BLOCKS} tag pushes in {TAG_PUSH_BLOCKS} "
                          f"alternating blocks: {rate:.0f} tags/s")
-        finally:
-            for variant_name, server in servers.items():
-                server.stop()
-                shutil.rmtree(self.s.workdir / f"run{number}-{variant_name}-tags", ignore_errors=True)
 
     # --- large stores -----------------------------------------------------------------------------
 
