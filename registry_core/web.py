@@ -19,8 +19,8 @@ from registry_core.context import Actor, Context
 from registry_core.errors import RegistryError
 from registry_core.names import canonical_name
 
-CHUNK = 1 << 20
-DRAIN_LIMIT = 8 * CHUNK
+CHUNK = 120 * 1024  # under glibc's mmap threshold: see serving.BODY_RECV
+DRAIN_LIMIT = 8 << 20  # bytes of an unwanted body read (and dropped) before the connection is closed instead
 API_VERSION_HEADER = ("Docker-Distribution-Api-Version", "registry/2.0")
 
 
