@@ -75,4 +75,4 @@ def pack_loose_objects(repo_path: str, dry_run: bool = False) -> PackResult:
             os.unlink(path)
         except FileNotFoundError:
             pass
-    return result  # the emptied fan-out folders stay: the next commits write there (meta/store.py)
+    return result  # the emptied objects/xx folders stay: the next commits write into them
