@@ -36,3 +36,14 @@ def client(registry) -> Client:
 def name() -> str:
     """A repository name no other test uses."""
     return unique_name()
+
+
+@pytest.fixture
+def cli_isolation(tmp_path, monkeypatch):
+    """For in-process CLI tests: the working directory is the test's own, no registry.yaml or
+    plugins folder comes from the environment, and the OS login name (the default author of
+    commits) is `operator`. Modules use it with `pytestmark = pytest.mark.usefixtures(...)`."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("REGISTRY_CONFIG", "REGISTRY_PLUGINS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("getpass.getuser", lambda: "operator")

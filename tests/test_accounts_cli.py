@@ -21,13 +21,7 @@ from tests.support.oci import meta_commits, meta_tip
 PASSWORD = "cli-password-1"
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """No registry.yaml from the environment; a known OS login name for the default author."""
-    monkeypatch.chdir(tmp_path)
-    for name in ("REGISTRY_CONFIG", "REGISTRY_PLUGINS_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr("getpass.getuser", lambda: "operator")
+pytestmark = pytest.mark.usefixtures("cli_isolation")
 
 
 @pytest.fixture

@@ -16,12 +16,7 @@ from registry_core.meta.documents import DocumentInvalid
 from registry_core.meta.store import BRANCH
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """No registry.yaml or plugin settings from the environment or the working directory leak in."""
-    monkeypatch.chdir(tmp_path)
-    for name in ("REGISTRY_CONFIG", "REGISTRY_PLUGINS_DIR"):
-        monkeypatch.delenv(name, raising=False)
+pytestmark = pytest.mark.usefixtures("cli_isolation")
 
 
 @pytest.fixture

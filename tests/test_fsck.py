@@ -26,12 +26,7 @@ mediaType: application/vnd.oci.image.manifest.v1+json
 """
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    for name in ("REGISTRY_CONFIG", "REGISTRY_PLUGINS_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr("getpass.getuser", lambda: "operator")
+pytestmark = pytest.mark.usefixtures("cli_isolation")
 
 
 @pytest.fixture(scope="module")

@@ -28,13 +28,7 @@ from tests.support.store import (HOUR, PUSHER, age, age_tree, blob_path, commit_
                                  open_registry, push_blob, push_image, push_index, subject_of)
 
 
-@pytest.fixture(autouse=True)
-def isolated(tmp_path, monkeypatch):
-    """No registry.yaml from the environment; a known OS login name for the default author."""
-    monkeypatch.chdir(tmp_path)
-    for name in ("REGISTRY_CONFIG", "REGISTRY_PLUGINS_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr("getpass.getuser", lambda: "operator")
+pytestmark = pytest.mark.usefixtures("cli_isolation")
 
 
 @pytest.fixture

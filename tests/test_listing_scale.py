@@ -77,6 +77,17 @@ def drop_repository(meta: MetaStore, name: str) -> None:
     meta.transact(lambda txn: txn.delete_tree(meta_paths.repository_dir(name)), TEST, f"Drop {name}")
 
 
+def describe(meta: MetaStore, changes: dict) -> None:
+    """One commit: each named repository gets its description (created if new), or goes (None)."""
+    def change(txn):
+        for name, description in changes.items():
+            if description is None:
+                txn.delete_tree(meta_paths.repository_dir(name))
+            else:
+                txn.put(meta_paths.repository(name), repository_document(name, description))
+    meta.transact(change, TEST, "Change")
+
+
 def push_tag(meta: MetaStore, name: str, tag: str) -> None:
     meta.transact(lambda txn: txn.put(meta_paths.tag(name, tag), {
         "kind": "tag", "schemaVersion": 1, "name": tag, "digest": "sha256:" + "a" * 64,
@@ -313,13 +324,7 @@ def test_search_matches_and_ranks_as_a_scan_of_every_repository_did(tmp_path):
                 f"ns{rng.randint(0, 4)}/{rng.choice(in_names)}{rng.randint(0, 30)}"
             changed[name] = None if rng.random() < 0.3 else " ".join(rng.choice(words) for _ in range(2))
 
-        def change(txn):
-            for name, description in changed.items():
-                if description is None:
-                    txn.delete_tree(meta_paths.repository_dir(name))
-                else:
-                    txn.put(meta_paths.repository(name), repository_document(name, description))
-        meta.transact(change, TEST, "Change")
+        describe(meta, changed)
         for name, description in changed.items():
             if description is None:
                 entries.pop(name, None)
@@ -338,14 +343,7 @@ def test_search_follows_a_few_changes_made_between_two_queries(tmp_path):
     assert found.index.match(meta.snapshot(), []) == ["a/1", "a/3", "a/5"]
     changes = {"a/0": "zero", "a/2": "two", "a/21": "twenty-one", "a/3": None, "a/5": "FIVE again", "a/6": "six",
                "a/7": "seven"}
-
-    def change(txn):
-        for name, description in changes.items():
-            if description is None:
-                txn.delete_tree(meta_paths.repository_dir(name))
-            else:
-                txn.put(meta_paths.repository(name), repository_document(name, description))
-    meta.transact(change, TEST, "Change")
+    describe(meta, changes)
     entries = {"a/0": "zero", "a/1": "one", "a/2": "two", "a/21": "twenty-one", "a/5": "FIVE again", "a/6": "six",
                "a/7": "seven"}
     for query in ("", "e", "five", "again a/", "three", "2", "a/7 seven"):
