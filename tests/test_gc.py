@@ -235,47 +235,60 @@ def test_an_invalid_manifest_document_stops_garbage_collection_before_it_removes
     assert files_below(store) == before
 
 
-# --- meta.git's loose objects ----------------------------------------------------------------------
+# --- meta.git packed whole ---------------------------------------------------------------------------
 
 def loose_files(store) -> list:
     return [p for p in (store / "meta.git" / "objects").glob("[0-9a-f][0-9a-f]/*")]
+
+
+def pack_names(store) -> list:
+    return sorted(p.stem for p in (store / "meta.git" / "objects" / "pack").glob("pack-*.idx"))
+
+
+def git_fsck(store) -> None:
+    git = shutil.which("git")
+    assert git, "git is needed to check meta.git as git itself sees it"
+    check = subprocess.run([git, "--git-dir", str(store / "meta.git"), "fsck", "--full", "--strict"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_meta_git_is_packed_and_its_whole_history_stays_readable(local, store):
     for i in range(30):
         push_image(local, "gc/packed", f"v{i}")
     commits_before = len(meta_commits(store))
-    loose = loose_files(store)
-    assert len(loose) > 30 * 8
+    loose, packs_before = loose_files(store), pack_names(store)
+    assert len(packs_before) >= 2  # the commits' small packs, some merged already
+    git_fsck(store)  # the packs commits write are packs git reads
 
     dry = collect(store, "--dry-run")
-    assert dry["metadataPacked"]["objects"] == len(loose) and loose_files(store) == loose
+    assert dry["metadataPacked"]["packs"] == len(packs_before)
+    assert dry["metadataPacked"]["looseObjects"] == len(loose)
+    assert loose_files(store) == loose and pack_names(store) == packs_before
     report = collect(store)
 
     packed = report["metadataPacked"]
-    assert packed["objects"] == len(loose) and loose_files(store) == []
-    assert 0 < packed["packBytes"] < packed["looseBytes"] / 4, packed
-    git = shutil.which("git")
-    assert git, "git is needed to check meta.git as git itself sees it"
-    check = subprocess.run([git, "--git-dir", str(store / "meta.git"), "fsck", "--full", "--strict"],
-                           capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
+    assert packed["objects"] == dry["metadataPacked"]["objects"] >= commits_before
+    assert loose_files(store) == [] and len(pack_names(store)) == 1
+    assert 0 < packed["packBytes"] < packed["bytesBefore"] / 2, packed
+    git_fsck(store)
     assert len(meta_commits(store)) == commits_before
     fresh = open_registry(store)
     assert fresh.repositories.tags("gc/packed")[0] == sorted(f"v{i}" for i in range(30))
-    push_image(fresh, "gc/packed", "after")  # new objects are loose again, beside the pack
+    push_image(fresh, "gc/packed", "after")  # a new small pack, beside the big one
     assert fresh.repositories.tags("gc/packed")[0][0] == "after"
-    remaining = len(loose_files(store))
-    assert remaining > 0 and collect(store)["metadataPacked"]["objects"] == remaining
-    assert loose_files(store) == []
+    assert len(pack_names(store)) == 2
+    assert collect(store)["metadataPacked"]["packs"] == 2
+    assert len(pack_names(store)) == 1 and loose_files(store) == []
+    git_fsck(store)
 
 
 def test_the_summary_says_how_meta_git_was_packed(local, store):
     push_image(local, "gc/packed", "v1")
     result = CliRunner().invoke(main, ["garbage-collect", "--store", str(store)])
     assert result.exit_code == 0, result.output
-    assert re.search(r"meta\.git: packed \d+ loose objects \([\d.]+ KiB on disk\) into a pack of [\d.]+ KiB\.",
-                     result.output), result.output
+    assert re.search(r"meta\.git: packed \d+ objects \(\d+ loose files? and \d+ packs?, [\d.]+ KiB on disk\) "
+                     r"into one pack of [\d.]+ KiB\.", result.output), result.output
 
 
 # --- beside a serving registry --------------------------------------------------------------------

@@ -69,8 +69,8 @@ def garbage_collect(store: MaintainedStore, dry_run, delete_untagged, upload_age
     Mark and sweep: every blob a manifest document of any repository refers to is kept; blob files
     and repository links nothing refers to, older than --grace, are removed. Safe while the registry
     serves, with one accepted race: a blob uploaded more than --grace ago whose manifest has not
-    arrived is removed, and that push must upload it again. Last, meta.git's loose objects (one file
-    per object of each commit) are packed into one file; the history stays whole.
+    arrived is removed, and that push must upload it again. Last, meta.git's objects (small packs
+    and loose files) are written as one pack; the history stays whole.
     """
     options = Options(dry_run=dry_run, delete_untagged=delete_untagged, upload_age=upload_age * HOUR,
                       grace=grace * 60)

@@ -18,8 +18,9 @@ What goes, in this order:
    (a push in progress has uploaded its layers but not yet its manifest: those are young); then
    the links of each repository that are older than `grace` and whose blob is gone or that no
    manifest of that repository needs.
-5. meta.git's loose objects are packed, and their files removed (meta/packing.py: one file per
-   object and commit otherwise, a block of disk each). Nothing of the history goes.
+5. meta.git's objects (the small packs commits write, and loose files of older stores) are
+   written as one pack whose trees are stored as deltas (meta/packing.py). Nothing of the
+   history goes.
 
 A file's age is the time since it was last written. A finished upload is moved into blobs/ with
 the time of its last chunk, but the link it writes at the same moment is new, so the blob counts
@@ -54,7 +55,7 @@ import pygit2
 from registry_core.context import Context
 from registry_core.meta import paths as meta_paths
 from registry_core.meta.documents import DocumentInvalid
-from registry_core.meta.packing import PackResult, pack_loose_objects
+from registry_core.meta.packing import PackResult, pack_metadata
 from registry_core.meta.store import MetaStore, Snapshot, Transaction, load_blob
 from registry_core.maintenance import inventory
 from registry_core.maintenance.inventory import RepositoryGraph
@@ -129,7 +130,7 @@ class Report:
         ("blobsInUse", "blobsYoung", "blobsRecentlyLinked", "linksInUse", "linksYoung",
          "uploadsActive", "uploadsLocked", "manifestsReachable", "manifestsYoung"), 0))
     commits: int = 0                 # in meta.git, one per repository that lost manifests
-    metadata: PackResult = field(default_factory=PackResult)   # meta.git's loose objects packed
+    metadata: PackResult = field(default_factory=PackResult)   # meta.git packed into one pack
 
     @property
     def bytes_freed(self) -> int:
@@ -165,8 +166,9 @@ class Report:
         if self.metadata.objects:
             packed = self.metadata
             lines.append(f"meta.git: {'would pack' if self.dry_run else 'packed'} "
-                         f"{plural(packed.objects, 'loose object')} ({human_size(packed.loose_bytes)} on disk)"
-                         + ("." if self.dry_run else f" into a pack of {human_size(packed.pack_bytes)}."))
+                         f"{plural(packed.objects, 'object')} ({plural(packed.loose_objects, 'loose file')} and "
+                         f"{plural(packed.packs, 'pack')}, {human_size(packed.bytes_before)} on disk)"
+                         + ("." if self.dry_run else f" into one pack of {human_size(packed.pack_bytes)}."))
         if self.commits:
             lines.append(f"The manifests were deleted in {self.commits} commit{'s' if self.commits != 1 else ''}: "
                          f"git --git-dir {os.path.join(self.store, 'meta.git')} log")
@@ -196,7 +198,7 @@ class GarbageCollector:
         self.delete_manifests(plan)
         removed_blobs = self.sweep_blobs()
         self.sweep_links(removed_blobs)
-        self.report.metadata = pack_loose_objects(self.meta.path, dry_run=self.options.dry_run)
+        self.report.metadata = pack_metadata(self.meta.path, dry_run=self.options.dry_run)
         return self.report
 
     def old(self, when: float | None, limit: float) -> bool:

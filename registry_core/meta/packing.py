@@ -1,38 +1,48 @@
-"""Packing meta.git's loose objects: a step of `registry garbage-collect`.
+"""Packing meta.git whole: a step of `registry garbage-collect`.
 
-Why: every commit writes its new objects as loose files (a tag push: the tag document, the trees
-on its path and the commit, eight files), each taking at least one file system block; 100,000
-pushes leave 800,000 files, about 3 GB on a file system of 4 KiB blocks. A pack holds the same
-objects in one file, the trees as deltas of each other (measured in tests/test_gc.py and
-bench/RESULTS.md).
+Why: commits write their objects as small packs of whole objects (packs.py), merged into bigger
+ones as they pile up; stores from before that (and the first commit of every store) also have
+loose objects, one file each. This step writes all of them, loose and packed, as one pack in which
+libgit2's PackBuilder stores the trees as deltas of each other: 1,000 image pushes took 76 MiB as
+loose files and take under 2 MiB this way (tests/test_gc.py, bench/RESULTS.md).
 
-Safe beside a serving registry: the loose objects are listed first; the pack and its index are
-written whole (libgit2's indexer writes them under temporary names and renames them into
-objects/pack/); only then are the listed loose files removed. A process that later looks for one
-of them finds no loose file and, as libgit2 does on every miss, rescans objects/pack/ and reads it
-from the new pack. Objects written after the listing stay loose until the next run.
+Safe beside a serving registry: the loose objects and packs are listed first; the new pack and
+its index are written whole in a staging folder and renamed into objects/pack/ (the index last);
+only then are the listed loose files and packs removed. A process that later looks for one of
+their objects finds no loose file or pack and, as libgit2 does on every miss, rescans
+objects/pack/ and reads it from the new pack. Objects written after the listing stay where they
+are until the next run.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
+import time
 from dataclasses import dataclass
 
 import pygit2
 
+from registry_core.meta import packs
+
+LEFTOVER_AGE = 3600.0  # seconds: a temporary file or index-less pack this old was left by a killed writer
 _HEX2 = re.compile(r"^[0-9a-f]{2}$")
 _HEX38 = re.compile(r"^[0-9a-f]{38}$")
 
 
 @dataclass
 class PackResult:
-    objects: int = 0          # loose objects packed (or, in a dry run, that would be)
-    loose_bytes: int = 0      # the disk space they took (allocated blocks)
+    objects: int = 0          # objects in the pack written (or, in a dry run, that would be)
+    loose_objects: int = 0    # of which were loose files
+    packs: int = 0            # packs replaced by it
+    bytes_before: int = 0     # disk space of those loose files (allocated blocks) and packs
     pack_bytes: int = 0       # the size of the pack and its index written
 
     def as_json(self) -> dict:
-        return {"objects": self.objects, "looseBytes": self.loose_bytes, "packBytes": self.pack_bytes}
+        return {"objects": self.objects, "looseObjects": self.loose_objects, "packs": self.packs,
+                "bytesBefore": self.bytes_before, "packBytes": self.pack_bytes}
 
 
 def loose_objects(objects_dir: str) -> list[tuple[str, str, int]]:
@@ -51,28 +61,76 @@ def loose_objects(objects_dir: str) -> list[tuple[str, str, int]]:
     return found
 
 
-def pack_loose_objects(repo_path: str, dry_run: bool = False) -> PackResult:
-    """Pack the loose objects of the bare repository at `repo_path`, then remove their loose files."""
+def pack_metadata(repo_path: str, dry_run: bool = False) -> PackResult:
+    """Write the loose objects and all packs of the bare repository at `repo_path` as one pack,
+    then remove the loose files and the packs it replaces. Nothing to do if that is one pack."""
     objects_dir = os.path.join(repo_path, "objects")
-    loose = loose_objects(objects_dir)
-    result = PackResult(objects=len(loose), loose_bytes=sum(size for _, _, size in loose))
-    if dry_run or not loose:
-        return result
-    repo = pygit2.Repository(repo_path, pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
-    builder = pygit2.PackBuilder(repo)
-    for hex_id, _, _ in loose:
-        builder.add(pygit2.Oid(hex=hex_id))
     pack_dir = os.path.join(objects_dir, "pack")
-    before = set(os.listdir(pack_dir)) if os.path.isdir(pack_dir) else set()
-    builder.write()
-    written = set(os.listdir(pack_dir)) - before
-    result.pack_bytes = sum(os.path.getsize(os.path.join(pack_dir, name)) for name in written)
-    if builder.written_objects_count != len(loose) or not any(name.endswith(".idx") for name in written):
-        raise RuntimeError(f"packing {repo_path} wrote {builder.written_objects_count} of {len(loose)} "
-                           "objects: the loose objects were left in place")
+    os.makedirs(pack_dir, exist_ok=True)
+    with packs.merge_lock(pack_dir) as locked:
+        if not locked:  # a commit is merging small packs right now: the next run packs
+            return PackResult()
+        loose = loose_objects(objects_dir)
+        names = sorted(packs.pack_sizes(pack_dir))
+        wanted = {bytes.fromhex(hex_id) for hex_id, _, _ in loose}
+        for name in names:
+            wanted.update(packs.read_index(os.path.join(pack_dir, name + ".idx"))[0])
+        result = PackResult(objects=len(wanted), loose_objects=len(loose), packs=len(names),
+                            bytes_before=sum(size for _, _, size in loose) + sum(
+                                _size(os.path.join(pack_dir, name + suffix)) for name in names
+                                for suffix in (".pack", ".idx")))
+        if not loose and len(names) < 2:
+            _remove_leftovers(pack_dir, set(names))
+            return PackResult()
+        if dry_run:
+            return result
+        _remove_leftovers(pack_dir, set(names))
+        new = _write_one_pack(repo_path, pack_dir, wanted)
+        result.pack_bytes = sum(_size(os.path.join(pack_dir, new + suffix)) for suffix in (".pack", ".idx"))
+        packs.retire_packs(pack_dir, [name for name in names if name != new])
     for _, path, _ in loose:
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
-    return result  # the emptied objects/xx folders stay: the next commits write into them
+    return result  # the emptied objects/xx folders stay
+
+
+def _write_one_pack(repo_path: str, pack_dir: str, wanted: set[bytes]) -> str:
+    repo = pygit2.Repository(repo_path, pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
+    builder = pygit2.PackBuilder(repo)
+    for raw in sorted(wanted):
+        builder.add(pygit2.Oid(raw=raw))
+    staging = tempfile.mkdtemp(prefix="tmp_repack_", dir=pack_dir)
+    try:
+        builder.write(staging)
+        written = [name[:-5] for name in os.listdir(staging) if name.endswith(".pack")]
+        if builder.written_objects_count != len(wanted) or len(written) != 1:
+            raise RuntimeError(f"packing {repo_path} wrote {builder.written_objects_count} of {len(wanted)} "
+                               "objects: the loose objects and packs were left in place")
+        for suffix in (".pack", ".idx"):  # the index last: readers only look at packs with one
+            os.rename(os.path.join(staging, written[0] + suffix), os.path.join(pack_dir, written[0] + suffix))
+        return written[0]
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_leftovers(pack_dir: str, packs_with_index: set[str]) -> None:
+    """Temporary files and packs without an index that a killed writer left (older than
+    LEFTOVER_AGE: a younger one may belong to a commit being written)."""
+    now = time.time()
+    for entry in os.scandir(pack_dir):
+        leftover = entry.name.startswith("tmp_") or (
+            entry.name.startswith("pack-") and entry.name.endswith(".pack") and entry.name[:-5] not in packs_with_index)
+        try:
+            if leftover and now - entry.stat(follow_symlinks=False).st_mtime > LEFTOVER_AGE:
+                shutil.rmtree(entry.path) if entry.is_dir(follow_symlinks=False) else os.unlink(entry.path)
+        except FileNotFoundError:
+            pass
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0

@@ -3,9 +3,10 @@
 Every change is one commit, authored by the acting user, with trailers (Actor, Client-Addr,
 Request-Id) so that `git log` is the audit trail. Commits are compare-and-swap: a transaction
 reads a snapshot, records its writes, builds the new tree by rewriting only the trees on the
-changed paths, writes the commit, and moves `main` from the snapshot's tip with git's lock-file
-protocol (`_move_branch`). If another writer (thread, process or node) moved it first, the move is
-refused, and the transaction is re-run on the new tip with its preconditions checked again.
+changed paths, writes the new objects and the commit as one small pack (packs.py), and moves
+`main` from the snapshot's tip with git's lock-file protocol (`_move_branch`). If another writer
+(thread, process or node) moved it first, the move is refused, and the transaction is re-run on
+the new tip with its preconditions checked again.
 
 Readers use a `Snapshot` of one tip; documents are parsed once per blob id (see documents.py).
 """
@@ -23,7 +24,7 @@ from typing import Callable, TypeVar
 import pygit2
 
 from registry_core.context import Context
-from registry_core.meta import documents
+from registry_core.meta import documents, packs
 
 BRANCH = "refs/heads/main"
 COMMITTER = ("registry", "registry@localhost")
@@ -35,12 +36,13 @@ _OPEN_FLAGS = pygit2.enums.RepositoryOpenFlag.NO_SEARCH
 T = TypeVar("T")
 STALE_LOCK = 30.0  # seconds: a branch lock this old was left by a writer that died (_move_branch)
 log = logging.getLogger("registry_core")
-# libgit2's strict object creation reads back every tree and parent a new commit names, and the
-# commit itself before the branch moves (about 30 file system calls a commit here). Every id we
-# commit was just written by TreeBuilder.write or read from the branch, so the check can never fail.
+# libgit2's strict object creation reads back every object a new tree or commit names. Commits are
+# written by packs.py, not libgit2; this is for the tools that build trees with pygit2 from ids they
+# just wrote (a store's first commit, bench/bigstore.py, tests), where the check cannot fail.
 pygit2.settings.enable_strict_object_creation(False)
 
 _parsed: dict[pygit2.Oid, dict] = {}
+_trees = packs.TreeCache()
 _PARSED_LIMIT = 200_000
 
 
@@ -167,7 +169,8 @@ class Transaction(Snapshot):
         return any(change is _DELETE_TREE and path.startswith(p + "/")
                    for p, change in self.changes.items())
 
-    def write_tree(self) -> pygit2.Oid:
+    def write_tree(self, objects: dict[bytes, tuple[int, bytes]]) -> bytes:
+        """The new root tree's id; the new objects (documents, trees) are added to `objects`."""
         nested: dict = {}
         for path, change in self.changes.items():
             *folders, leaf = path.split("/")
@@ -184,35 +187,55 @@ class Transaction(Snapshot):
             if change is None or change is _DELETE_TREE:
                 level[leaf] = _DELETE_TREE
             else:
-                level[leaf] = self.repo.create_blob(documents.serialize(change))  # validated by put()
-        return _rewrite(self.repo, self.root, nested) or self.repo.TreeBuilder().write()
+                data = documents.serialize(change)  # validated by put()
+                level[leaf] = packs.object_id(packs.BLOB, data)
+                objects[level[leaf]] = (packs.BLOB, data)
+        root = self.root.id.raw if self.root is not None else None
+        return _rewrite(self.repo, root, nested, objects) or _add_tree(packs.TreeEntries(), objects)
 
 
-def _rewrite(repo: pygit2.Repository, tree: pygit2.Tree | None, changes: dict) -> pygit2.Oid | None:
-    """Write a new tree: `tree` with `changes` applied, rebuilding only the changed subtrees."""
+def _rewrite(repo: pygit2.Repository, tree: bytes | None, changes: dict,
+             objects: dict[bytes, tuple[int, bytes]]) -> bytes | None:
+    """The id of `tree` with `changes` applied (None if it ends up empty). Only the trees on the
+    changed paths are rebuilt; they are added to `objects`."""
     if changes.get(_REPLACE):
         tree = None
-    builder = repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
+    entries = _trees.get(repo, tree).copy() if tree is not None else packs.TreeEntries()
     for name, change in changes.items():
         if name is _REPLACE:
             continue
-        existing = tree[name] if tree is not None and name in tree else None
+        key = name.encode()
         if isinstance(change, dict):
-            subtree = existing if isinstance(existing, pygit2.Tree) else None
-            new = _rewrite(repo, subtree, change)
+            existing = entries.get(key)
+            subtree = existing[1] if existing is not None and existing[0] == packs.TREE_MODE else None
+            new = _rewrite(repo, subtree, change, objects)
             if new is None:
-                if existing is not None:
-                    builder.remove(name)
+                entries.remove(key)
             else:
-                builder.insert(name, new, pygit2.GIT_FILEMODE_TREE)
+                entries.set(key, packs.TREE_MODE, new)
         elif change is _DELETE_TREE:
-            if existing is not None:
-                builder.remove(name)
+            entries.remove(key)
         else:
-            builder.insert(name, change, pygit2.GIT_FILEMODE_BLOB)
-    if len(builder) == 0:
+            entries.set(key, packs.BLOB_MODE, change)
+    if len(entries) == 0:
         return None
-    return builder.write()
+    return _add_tree(entries, objects)
+
+
+def _add_tree(entries: packs.TreeEntries, objects: dict[bytes, tuple[int, bytes]]) -> bytes:
+    data = entries.encode()
+    raw = packs.object_id(packs.TREE, data)
+    objects[raw] = (packs.TREE, data)
+    _trees.put(raw, entries)
+    return raw
+
+
+def _file_stamp(path: str) -> tuple | None:
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return status.st_ino, status.st_mtime_ns, status.st_size
 
 
 class MetaStore:
@@ -221,7 +244,10 @@ class MetaStore:
     def __init__(self, path: str, create: bool = True):
         self.path = path
         self._ref_path = os.path.join(path, *BRANCH.split("/"))
+        self._pack_dir = os.path.join(path, "objects", "pack")
+        self._merge_stamp_path = os.path.join(self._pack_dir, packs.MERGE_STAMP)
         self._local = threading.local()
+        self.merges = packs.MergePolicy()
         try:
             pygit2.Repository(path, _OPEN_FLAGS)
         except pygit2.GitError:
@@ -234,13 +260,15 @@ class MetaStore:
 
     @property
     def repo(self) -> pygit2.Repository:
-        # One Repository per thread: libgit2 objects are not meant to be shared between threads.
+        """This thread's Repository (libgit2 objects are not meant to be shared between threads),
+        opened again after small packs were merged: libgit2 never forgets a pack it has seen, and
+        would go on searching the indexes of the deleted ones (packs.py)."""
+        stamp = _file_stamp(self._merge_stamp_path)
         repo = getattr(self._local, "repo", None)
-        if repo is None:
+        if repo is None or self._local.merge_stamp != stamp:
             repo = self._local.repo = pygit2.Repository(self.path, _OPEN_FLAGS)
-            # Moving a branch asks for an identity (for a reflog, which a bare repository does not
-            # keep); without one libgit2 re-reads three git config files on every commit.
-            repo.set_ident(*COMMITTER)
+            self._local.merge_stamp = stamp
+            self._local.snapshot = None
         return repo
 
     def _tip(self, repo: pygit2.Repository) -> pygit2.Commit | None:
@@ -266,11 +294,7 @@ class MetaStore:
         return snapshot
 
     def _ref_stamp(self) -> tuple | None:
-        try:
-            status = os.stat(self._ref_path)
-        except FileNotFoundError:
-            return None
-        return status.st_ino, status.st_mtime_ns, status.st_size
+        return _file_stamp(self._ref_path)
 
     def transact(self, change: Callable[[Transaction], T], context: Context, message: str,
                  attempts: int = 100) -> T:
@@ -285,13 +309,19 @@ class MetaStore:
             result = change(txn)
             if not txn.changes:
                 return result
-            tree = txn.write_tree()
-            if tip is not None and tree == tip.tree_id:
+            objects: dict[bytes, tuple[int, bytes]] = {}
+            tree = txn.write_tree(objects)
+            if tip is not None and tree == tip.tree_id.raw:
                 return result
             text = f"{message.rstrip()}\n\n{trailers(context)}\n"
-            commit = repo.create_commit(None, signature(context), pygit2.Signature(*COMMITTER), text, tree,
-                                        [tip.id] if tip is not None else [])
-            if self._move_branch(tip.id if tip is not None else None, commit):
+            data = packs.encode_commit(tree, [tip.id.raw] if tip is not None else [],
+                                       (context.actor, f"{context.actor}@registry"), COMMITTER, text)
+            commit = packs.object_id(packs.COMMIT, data)
+            objects[commit] = (packs.COMMIT, data)
+            pack = packs.write_pack(self._pack_dir, {raw: packs.encode_entry(kind, data)
+                                                     for raw, (kind, data) in objects.items()})
+            if self._move_branch(tip.id if tip is not None else None, pygit2.Oid(raw=commit)):
+                self.merges.after_commit(self.path, pack, len(objects))
                 return result
             time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))
         raise ConflictRetriesExhausted(f"gave up after {attempts} attempts: {message}")

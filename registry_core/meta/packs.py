@@ -1,0 +1,388 @@
+"""A commit's new objects written as one small pack, and the small packs merged as they pile up.
+
+Why not libgit2's loose objects: a tag push makes eight new objects (the document, the six trees on
+its path, the commit). As loose objects they are eight files, each made under a temporary name,
+linked and unlinked, with a rescan of objects/pack/ before each (libgit2 checks that the object is
+not already stored): about 150 file system calls, eight new inodes, eight disk blocks. As a pack
+they are two files (the pack and its index, each written whole and renamed into place): about 12
+calls and two inodes. bench/profiles/notes.md has the measurements.
+
+Readers need nothing new: libgit2 finds an object it does not know by rescanning objects/pack/,
+as it does for packs written by git. Order of writes: the pack, then its index (libgit2 and git
+only look at packs that have an index), then the branch moves (store.py). A writer killed midway
+leaves a pack no commit names, which `registry garbage-collect` removes.
+
+Small packs would slow every lookup that misses (libgit2 searches each index in turn), so after a
+commit `MergePolicy` may merge the smallest packs into one with libgit2's PackBuilder (which also
+stores the trees as deltas of each other), keeping their sizes roughly geometric, as git's
+`repack --geometric` does: about log2(objects) packs at any time. The merged packs are deleted
+after the merged pack is in place; a libgit2 reader that still lists one of them treats the
+missing file as "not in this pack", goes on to the next and, at worst, rescans (libgit2's
+odb_pack.c: pack_entry_find). Readers reopen their repository when the merge stamp changes
+(store.py), so they do not keep searching indexes of deleted packs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import struct
+import time
+import zlib
+
+import pygit2
+
+COMMIT, TREE, BLOB = 1, 2, 3
+TREE_MODE, BLOB_MODE = 0o40000, 0o100644
+_KIND_NAMES = {COMMIT: b"commit", TREE: b"tree", BLOB: b"blob"}
+_IDX_MAGIC = b"\377tOc"
+MERGE_STAMP = "merged"          # objects/pack/merged: replaced (new inode) by every merge
+MERGE_LOCK = "merge.lock"       # objects/pack/merge.lock: one merge at a time, across processes
+STALE_MERGE_LOCK = 120.0        # seconds: a merge lock this old was left by a process that died
+log = logging.getLogger("registry_core")
+
+
+def object_id(kind: int, data: bytes) -> bytes:
+    digest = hashlib.sha1(b"%s %d\0" % (_KIND_NAMES[kind], len(data)))
+    digest.update(data)
+    return digest.digest()
+
+
+# --- trees ----------------------------------------------------------------------------------------
+
+
+class TreeEntries:
+    """A tree's entries, keyed by name: name -> (sort key, mode, raw id, encoded entry).
+
+    git orders entries by name, a folder's name as if it ended in "/"; the encoded entries are kept
+    so that writing a changed tree is a sort and a join."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self, entries: dict | None = None):
+        self.entries = entries if entries is not None else {}
+
+    @classmethod
+    def parse(cls, data: bytes) -> "TreeEntries":
+        entries = {}
+        position, end = 0, len(data)
+        while position < end:
+            space = data.index(b" ", position)
+            nul = data.index(b"\0", space)
+            mode = int(data[position:space], 8)
+            name = data[space + 1:nul]
+            raw = data[nul + 1:nul + 21]
+            entries[name] = (name + b"/" if mode == TREE_MODE else name, mode, raw, data[position:nul + 21])
+            position = nul + 21
+        return cls(entries)
+
+    def get(self, name: bytes) -> tuple[int, bytes] | None:
+        entry = self.entries.get(name)
+        return (entry[1], entry[2]) if entry is not None else None
+
+    def copy(self) -> "TreeEntries":
+        return TreeEntries(dict(self.entries))
+
+    def set(self, name: bytes, mode: int, raw: bytes) -> None:
+        self.entries[name] = (name + b"/" if mode == TREE_MODE else name, mode, raw,
+                              b"%o %s\0%s" % (mode, name, raw))
+
+    def remove(self, name: bytes) -> None:
+        self.entries.pop(name, None)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def encode(self) -> bytes:
+        return b"".join(entry[3] for entry in sorted(self.entries.values()))
+
+
+class TreeCache:
+    """Parsed trees by id, shared by the threads of a process (values are never changed in place).
+
+    A push rewrites the trees on one path, and the next push to the same repository starts from
+    the trees it wrote: those are found here, not read back and parsed. Bounded by the entries it
+    holds (about 250 bytes each), since every push leaves the trees it replaced behind."""
+
+    def __init__(self, entry_limit: int = 20_000):
+        self.entry_limit = entry_limit
+        self._trees: dict[bytes, TreeEntries] = {}
+        self._entries = 0
+
+    def get(self, repo: pygit2.Repository, raw: bytes) -> TreeEntries:
+        entries = self._trees.get(raw)
+        if entries is None:
+            kind, data = repo.odb.read(pygit2.Oid(raw=raw))
+            if kind != TREE:
+                raise ValueError(f"{raw.hex()} is not a tree")
+            entries = self.put(raw, TreeEntries.parse(data))
+        return entries
+
+    def put(self, raw: bytes, entries: TreeEntries) -> TreeEntries:
+        if self._entries + len(entries) > self.entry_limit:
+            self._trees.clear()
+            self._entries = 0
+        self._trees[raw] = entries
+        self._entries += len(entries)
+        return entries
+
+
+# --- commits --------------------------------------------------------------------------------------
+
+
+def signature_line(role: bytes, name: str, email: str, when: float) -> bytes:
+    offset = time.localtime(when).tm_gmtoff // 60
+    sign = b"+" if offset >= 0 else b"-"
+    return b"%s %s <%s> %d %s%02d%02d\n" % (role, name.encode(), email.encode(), int(when), sign,
+                                           abs(offset) // 60, abs(offset) % 60)
+
+
+def encode_commit(tree: bytes, parents: list[bytes], author: tuple[str, str], committer: tuple[str, str],
+                  message: str, when: float | None = None) -> bytes:
+    when = time.time() if when is None else when
+    lines = [b"tree %s\n" % tree.hex().encode()]
+    lines += [b"parent %s\n" % parent.hex().encode() for parent in parents]
+    lines.append(signature_line(b"author", *author, when))
+    lines.append(signature_line(b"committer", *committer, when))
+    lines.append(b"\n" + message.encode())
+    return b"".join(lines)
+
+
+# --- packs ----------------------------------------------------------------------------------------
+
+
+def _entry_header(kind: int, size: int) -> bytes:
+    header = bytearray()
+    byte = (kind << 4) | (size & 0x0F)
+    size >>= 4
+    while size:
+        header.append(byte | 0x80)
+        byte = size & 0x7F
+        size >>= 7
+    header.append(byte)
+    return bytes(header)
+
+
+def encode_entry(kind: int, data: bytes) -> bytes:
+    """An object as a pack stores it whole: type and size, then the zlib-compressed data."""
+    return _entry_header(kind, len(data)) + zlib.compress(data, 1)
+
+
+def pack_bytes(entries: dict[bytes, bytes]) -> tuple[bytes, bytes]:
+    """(pack, index version 2) holding `entries`: raw id -> encoded entry (encode_entry)."""
+    parts = [b"PACK", struct.pack(">II", 2, len(entries))]
+    offset = 12
+    located = []
+    for raw, entry in entries.items():
+        located.append((raw, zlib.crc32(entry), offset))
+        parts.append(entry)
+        offset += len(entry)
+    if offset >= 1 << 31:
+        raise ValueError("a pack of 2 GiB or more needs large offsets, which are not written here")
+    pack = b"".join(parts)
+    checksum = hashlib.sha1(pack).digest()
+    pack += checksum
+    located.sort()
+    fanout = [0] * 256
+    for raw, _, _ in located:
+        fanout[raw[0]] += 1
+    total = 0
+    for byte in range(256):
+        total += fanout[byte]
+        fanout[byte] = total
+    index = b"".join([_IDX_MAGIC, struct.pack(">I", 2), struct.pack(">256I", *fanout),
+                      *(raw for raw, _, _ in located),
+                      struct.pack(f">{len(located)}I", *(crc for _, crc, _ in located)),
+                      struct.pack(f">{len(located)}I", *(where for _, _, where in located)),
+                      checksum])
+    index += hashlib.sha1(index).digest()
+    return pack, index
+
+
+def _write_new(path: str, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it to `path`."""
+    temporary = f"{os.path.dirname(path)}/tmp_{os.getpid()}_{os.urandom(4).hex()}"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.rename(temporary, path)
+
+
+def write_pack(pack_dir: str, entries: dict[bytes, bytes]) -> str:
+    """Write `entries` (raw id -> encoded entry) as pack-<checksum>.pack and .idx in `pack_dir`;
+    the pack's name."""
+    pack, index = pack_bytes(entries)
+    name = "pack-" + pack[-20:].hex()
+    try:
+        _write_new(os.path.join(pack_dir, name + ".pack"), pack)
+    except FileNotFoundError:
+        os.makedirs(pack_dir, exist_ok=True)
+        _write_new(os.path.join(pack_dir, name + ".pack"), pack)
+    _write_new(os.path.join(pack_dir, name + ".idx"), index)
+    return name
+
+
+# --- merging small packs --------------------------------------------------------------------------
+
+
+class Deltified(Exception):
+    """The pack stores objects as deltas (git's or libgit2's packs): its entries cannot be copied."""
+
+
+def read_index(index_path: str) -> tuple[list[bytes], list[int]]:
+    """The raw ids and pack offsets listed by a version 2 pack index."""
+    with open(index_path, "rb") as f:
+        data = f.read()
+    if data[:4] != _IDX_MAGIC or data[4:8] != b"\0\0\0\2" or len(data) < 1032:
+        raise ValueError(f"{index_path} is not a version 2 pack index")
+    count = struct.unpack_from(">I", data, 1028)[0]
+    ids_at = 1032
+    offsets_at = ids_at + 24 * count
+    ids = [data[ids_at + 20 * i:ids_at + 20 * i + 20] for i in range(count)]
+    offsets = list(struct.unpack_from(f">{count}I", data, offsets_at))
+    if any(offset & 0x80000000 for offset in offsets):
+        raise Deltified(f"{index_path} uses large offsets")
+    return ids, offsets
+
+
+def index_object_count(index_path: str) -> int:
+    with open(index_path, "rb") as f:
+        head = f.read(1032)
+    if head[:4] != _IDX_MAGIC or len(head) < 1032:
+        raise ValueError(f"{index_path} is not a version 2 pack index")
+    return struct.unpack_from(">I", head, 1028)[0]
+
+
+def pack_entries(pack_dir: str, name: str) -> dict[bytes, bytes]:
+    """The entries of a pack of whole objects, as stored: raw id -> encoded entry."""
+    ids, offsets = read_index(os.path.join(pack_dir, name + ".idx"))
+    with open(os.path.join(pack_dir, name + ".pack"), "rb") as f:
+        data = f.read()
+    ends = sorted(offsets) + [len(data) - 20]
+    end_of = {start: ends[i + 1] for i, start in enumerate(ends[:-1])}
+    entries = {}
+    for raw, offset in zip(ids, offsets):
+        if (data[offset] >> 4) & 7 in (6, 7):
+            raise Deltified(f"{name} stores deltas")
+        entries[raw] = data[offset:end_of[offset]]
+    return entries
+
+
+def packs_to_merge(sizes: dict[str, int], factor: int) -> list[str]:
+    """Size-tiered merging: packs are put in tiers by their number of objects (tier k holds
+    factor**k to factor**(k+1) - 1); the lowest tier holding `factor` packs is merged. Each object
+    is so copied about log_factor(objects) times, and at most factor - 1 packs stay in a tier."""
+    tiers: dict[int, list[str]] = {}
+    for name, size in sizes.items():
+        tier = 0
+        while size >= factor:
+            size //= factor
+            tier += 1
+        tiers.setdefault(tier, []).append(name)
+    for tier in sorted(tiers):
+        if len(tiers[tier]) >= factor:
+            return sorted(tiers[tier])
+    return []
+
+
+def pack_sizes(pack_dir: str, known: dict[str, int] | None = None) -> dict[str, int]:
+    """The packs in `pack_dir` (those with an index) and their numbers of objects. A pack's name
+    is its checksum, so `known` sizes (from an earlier call) are not read again."""
+    sizes = {}
+    for name in os.listdir(pack_dir):
+        if name.startswith("pack-") and name.endswith(".idx"):
+            name = name[:-4]
+            size = known.get(name) if known is not None else None
+            if size is None:
+                try:
+                    size = index_object_count(os.path.join(pack_dir, name + ".idx"))
+                except (FileNotFoundError, ValueError):
+                    continue
+            sizes[name] = size
+    return sizes
+
+
+class MergePolicy:
+    """After a commit: merge this store's small packs of whole objects when a tier is full.
+
+    Packs with deltas (written by `registry garbage-collect`) are never merged here; the process
+    remembers their names so as not to read them again."""
+
+    def __init__(self, factor: int = 8):
+        self.factor = factor
+        self.deltified: set[str] = set()
+        self._sizes: dict[str, int] = {}
+
+    def after_commit(self, repo_path: str, written: str, objects: int) -> int:
+        """Merge one full tier if there is one; the number of packs merged (0 if none). `written`
+        is the pack the commit wrote, with `objects` objects."""
+        pack_dir = os.path.join(repo_path, "objects", "pack")
+        self._sizes[written] = objects
+        self._sizes = pack_sizes(pack_dir, self._sizes)
+        chosen = packs_to_merge({name: size for name, size in self._sizes.items() if name not in self.deltified},
+                                self.factor)
+        if not chosen:
+            return 0
+        with merge_lock(pack_dir) as locked:
+            if not locked:
+                return 0
+            merged: dict[bytes, bytes] = {}
+            copied = []
+            for name in chosen:
+                try:
+                    merged.update(pack_entries(pack_dir, name))
+                except Deltified:
+                    self.deltified.add(name)
+                    continue
+                except FileNotFoundError:  # merged by another process since the listing
+                    continue
+                copied.append(name)
+            if len(copied) < 2:
+                return 0
+            write_pack(pack_dir, merged)
+            retire_packs(pack_dir, copied)
+            return len(copied)
+
+
+def retire_packs(pack_dir: str, names: list[str]) -> None:
+    """Delete packs whose objects are all in a newer pack, and tell readers (MERGE_STAMP)."""
+    _write_new(os.path.join(pack_dir, MERGE_STAMP), b"%d\n" % time.time_ns())
+    for name in names:
+        for suffix in (".idx", ".pack", ".rev"):  # the index first: from then on nobody looks in it
+            try:
+                os.unlink(os.path.join(pack_dir, name + suffix))
+            except FileNotFoundError:
+                pass
+
+
+class merge_lock:
+    """objects/pack/merge.lock, taken without waiting: `with merge_lock(dir) as locked`."""
+
+    def __init__(self, pack_dir: str):
+        self.path = os.path.join(pack_dir, MERGE_LOCK)
+        self.held = False
+
+    def __enter__(self) -> bool:
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            self.held = True
+        except FileExistsError:
+            _remove_stale_lock(self.path)
+        return self.held
+
+    def __exit__(self, *exc) -> None:
+        if self.held:
+            os.unlink(self.path)
+
+
+def _remove_stale_lock(lock: str) -> None:
+    try:
+        age = time.time() - os.stat(lock).st_mtime
+        if age > STALE_MERGE_LOCK:
+            os.unlink(lock)
+            log.warning("removed %s, left %.0f s ago by a merge that stopped midway", lock, age)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,199 @@
+"""meta/packs.py: the objects and packs a commit writes, checked against libgit2 and git itself,
+and the merging of small packs beside readers."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import threading
+
+import pygit2
+import pytest
+
+from registry_core.context import Context
+from registry_core.meta import packs
+from registry_core.meta.packing import pack_metadata
+from registry_core.meta.store import MetaStore
+
+ACTOR = Context(actor="alice", client_addr="127.0.0.1", request_id="t")
+
+
+def git(*args: str) -> subprocess.CompletedProcess:
+    binary = shutil.which("git")
+    assert binary, "git is needed to check the packs as git itself reads them"
+    return subprocess.run([binary, *args], capture_output=True, text=True)
+
+
+@pytest.fixture
+def repo(tmp_path) -> pygit2.Repository:
+    return pygit2.init_repository(str(tmp_path / "r.git"), bare=True)
+
+
+def test_a_tree_has_the_id_libgit2_gives_it(repo):
+    rng = random.Random(7)
+    blob = repo.create_blob(b"x")
+    subtree = repo.TreeBuilder().write()
+    names = {"a", "a.b", "a-b", "a0", "b", "ab", "a_", "Z", "-", "tag.yaml", "_tags", "_manifests"}
+    names |= {"x" + "".join(rng.choice("abc.-_0") for _ in range(rng.randint(0, 6))) for _ in range(200)}
+    builder, entries = repo.TreeBuilder(), packs.TreeEntries()
+    for name in sorted(names):
+        folder = rng.random() < 0.4  # a folder sorts as if its name ended in "/"
+        mode = packs.TREE_MODE if folder else packs.BLOB_MODE
+        target = subtree if folder else blob
+        builder.insert(name, target, pygit2.GIT_FILEMODE_TREE if folder else pygit2.GIT_FILEMODE_BLOB)
+        entries.set(name.encode(), mode, target.raw)
+    expected = builder.write()
+    data = entries.encode()
+    assert packs.object_id(packs.TREE, data) == expected.raw
+    assert repo.odb.read(expected)[1] == data
+    assert packs.TreeEntries.parse(data).encode() == data
+
+
+def test_a_commit_has_the_id_libgit2_gives_it(repo):
+    tree = repo.TreeBuilder().write()
+    when = 1_790_000_000
+    offset = __import__("time").localtime(when).tm_gmtoff // 60
+    author = pygit2.Signature("alice", "alice@registry", when, offset)
+    committer = pygit2.Signature("registry", "registry@localhost", when, offset)
+    message = "Push a:b\n\nActor: alice\n"
+    parent = repo.create_commit(None, author, committer, "first\n", tree, [])
+    expected = repo.create_commit(None, author, committer, message, tree, [parent])
+    data = packs.encode_commit(tree.raw, [parent.raw], ("alice", "alice@registry"),
+                               ("registry", "registry@localhost"), message, when)
+    assert packs.object_id(packs.COMMIT, data) == expected.raw
+
+
+def test_a_written_pack_is_read_by_libgit2_and_verified_by_git(repo):
+    rng = random.Random(3)
+    blobs = [rng.randbytes(size) for size in (0, 1, 15, 16, 127, 128, 2047, 2048, 70_000)]
+    entries = {packs.object_id(packs.BLOB, data): packs.encode_entry(packs.BLOB, data) for data in blobs}
+    pack_dir = os.path.join(repo.path, "objects", "pack")
+    name = packs.write_pack(pack_dir, entries)
+    assert sorted(os.listdir(pack_dir)) == [name + ".idx", name + ".pack"]
+    for data in blobs:
+        assert repo.odb.read(pygit2.Oid(raw=packs.object_id(packs.BLOB, data))) == (packs.BLOB, data)
+    verified = git("verify-pack", "-v", os.path.join(pack_dir, name + ".idx"))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert packs.pack_sizes(pack_dir) == {name: len(blobs)}
+    assert packs.pack_entries(pack_dir, name) == entries
+
+
+def test_tiers_fill_up_before_they_are_merged():
+    assert packs.packs_to_merge({f"p{i}": 8 for i in range(7)}, 8) == []
+    assert packs.packs_to_merge({f"p{i}": 8 for i in range(8)}, 8) == [f"p{i}" for i in range(8)]
+    # a merged pack (64 objects) sits a tier up, and is merged only with seven more of its size
+    sizes = {"big": 64, **{f"p{i}": 8 for i in range(8)}}
+    assert packs.packs_to_merge(sizes, 8) == [f"p{i}" for i in range(8)]
+    sizes = {**{f"m{i}": 64 + i for i in range(8)}, "p0": 8}
+    assert packs.packs_to_merge(sizes, 8) == [f"m{i}" for i in range(8)]
+
+
+def commit_tags(store: MetaStore, count: int, start: int = 0) -> None:
+    for i in range(start, start + count):
+        store.transact(lambda txn, i=i: txn.put(f"repositories/r/_tags/{i % 16:02x}/t{i}.yaml", {
+            "kind": "tag", "schemaVersion": 1, "name": f"t{i}", "digest": "sha256:" + "a" * 64,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 1, "pushedBy": "alice",
+            "pushedAt": "2026-01-01T00:00:00Z"}), ACTOR, f"Push r:t{i}")
+
+
+def tag_names(store: MetaStore) -> set[str]:
+    snapshot = store.snapshot()
+    return {name[:-5] for bucket in snapshot.names("repositories/r/_tags")
+            for name in snapshot.names(f"repositories/r/_tags/{bucket}")}
+
+
+def test_small_packs_are_merged_as_commits_pile_up(tmp_path):
+    store = MetaStore(str(tmp_path / "meta.git"))
+    commit_tags(store, 300)
+    pack_dir = tmp_path / "meta.git" / "objects" / "pack"
+    sizes = packs.pack_sizes(str(pack_dir))
+    assert packs.packs_to_merge(sizes, 8) == [] and len(sizes) < 3 * 8, sizes  # under 8 in each tier
+    assert sum(sizes.values()) >= 300 * 6
+    assert tag_names(MetaStore(str(tmp_path / "meta.git"))) == {f"t{i}" for i in range(300)}
+    assert not [name for name in os.listdir(pack_dir) if name.startswith("tmp_") or name.endswith(".lock")]
+    checked = git("--git-dir", str(tmp_path / "meta.git"), "fsck", "--full", "--strict")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_a_reader_that_knew_the_merged_packs_still_reads_everything(tmp_path):
+    path = str(tmp_path / "meta.git")
+    writer = MetaStore(path)
+    commit_tags(writer, 7)
+    stale = pygit2.Repository(path)  # lists the seven small packs, opens some of them
+    tip = stale.lookup_reference("refs/heads/main").target
+    assert stale[tip].tree is not None
+    commit_tags(writer, 1, start=7)  # the eighth pack: the tier is merged and the seven deleted
+    assert len(packs.pack_sizes(os.path.join(path, "objects", "pack"))) == 1
+    read = 0
+    for commit in stale.walk(tip):  # every object of the old history, through deleted packs
+        if "repositories" in commit.tree:
+            for bucket in commit.tree["repositories/r/_tags"]:
+                read += sum(1 for entry in bucket if stale[entry.id].data)
+    assert read == sum(range(1, 8))
+    reader = MetaStore(path)
+    assert tag_names(reader) == {f"t{i}" for i in range(8)}
+
+
+def test_readers_in_other_threads_see_every_commit_while_packs_are_merged(tmp_path):
+    path = str(tmp_path / "meta.git")
+    writer, reader = MetaStore(path), MetaStore(path)
+    errors, seen, done = [], [], threading.Event()
+
+    def read():
+        try:
+            while not done.wait(0.001):  # (a busy loop would starve the writer of the GIL)
+                seen.append(len(tag_names(reader)))
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=read) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    commit_tags(writer, 200)
+    done.set()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and seen and max(seen) <= 200
+    assert len(tag_names(reader)) == 200
+
+
+def test_packs_written_by_garbage_collection_are_left_out_of_merges(tmp_path):
+    path = str(tmp_path / "meta.git")
+    store = MetaStore(path)
+    commit_tags(store, 20)
+    pack_metadata(path)
+    pack_dir = os.path.join(path, "objects", "pack")
+    (collected,) = packs.pack_sizes(pack_dir)
+    with pytest.raises(packs.Deltified):
+        packs.pack_entries(pack_dir, collected)
+    commit_tags(store, 100, start=20)
+    assert collected in packs.pack_sizes(pack_dir)  # never copied: its deltas point into itself
+    assert tag_names(MetaStore(path)) == {f"t{i}" for i in range(120)}
+
+
+def test_a_writer_killed_midway_leaves_nothing_a_reader_trips_on(tmp_path):
+    path = str(tmp_path / "meta.git")
+    store = MetaStore(path)
+    commit_tags(store, 3)
+    pack_dir = os.path.join(path, "objects", "pack")
+    # what a killed commit or merge can leave: a temporary file, a pack without its index, a lock
+    (open(os.path.join(pack_dir, "tmp_999_deadbeef"), "wb")).write(b"PACK\0\0")
+    (open(os.path.join(pack_dir, "pack-" + "0" * 40 + ".pack"), "wb")).write(b"PACK\0\0\0\2")
+    lock = os.path.join(pack_dir, packs.MERGE_LOCK)
+    open(lock, "w").close()
+    old = os.stat(lock).st_mtime - packs.STALE_MERGE_LOCK - 1
+    os.utime(lock, (old, old))
+    commit_tags(store, 20, start=3)
+    assert tag_names(MetaStore(path)) == {f"t{i}" for i in range(23)}
+    assert not os.path.exists(lock) or os.stat(lock).st_mtime > old
+    assert packs.packs_to_merge(packs.pack_sizes(pack_dir), 8) == []  # the stale lock went, merging went on
+    young = pack_metadata(path)
+    assert os.path.exists(os.path.join(pack_dir, "tmp_999_deadbeef"))  # may be a commit in progress
+    for name in ("tmp_999_deadbeef", "pack-" + "0" * 40 + ".pack"):
+        os.utime(os.path.join(pack_dir, name), (old - 3600, old - 3600))
+    pack_metadata(path)
+    assert sorted(os.listdir(pack_dir)) == sorted([f"{name}{suffix}" for name in packs.pack_sizes(pack_dir)
+                                                   for suffix in (".idx", ".pack")] + [packs.MERGE_STAMP])
+    assert young.packs >= 2 and tag_names(MetaStore(path)) == {f"t{i}" for i in range(23)}
