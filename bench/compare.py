@@ -280,7 +280,7 @@ class Harness:
             traceback.print_exc()
         finally:
             server.stop()
-            shutil.rmtree(store, ignore_errors=True)
+            set_aside(store, self.s.workdir)
             os.sync()  # no write-back of this server's gigabyte while the next one is measured
 
     # --- loads ------------------------------------------------------------------------------------
@@ -318,7 +318,7 @@ class Harness:
         finally:
             for variant_name, server in servers.items():
                 server.stop()
-                shutil.rmtree(self.s.workdir / f"run{number}-{variant_name}-{label}", ignore_errors=True)
+                set_aside(self.s.workdir / f"run{number}-{variant_name}-{label}", self.s.workdir)
             os.sync()
 
     @staticmethod
@@ -522,6 +522,9 @@ class Harness:
 # --- auth probe ------------------------------------------------------------------------------------
 
 
+SET_ASIDE = "set-aside"  # stores done with, deleted at the end (set_aside)
+
+
 def auth_available(workdir: Path) -> tuple[bool, str]:
     """Whether ours, started as deployed, issues a token that /v2/ accepts; and why not."""
     store = workdir / "auth-probe"
@@ -546,7 +549,21 @@ def auth_available(workdir: Path) -> tuple[bool, str]:
         return True, "token service answers"
     finally:
         server.stop()
-        shutil.rmtree(store, ignore_errors=True)
+        set_aside(store, workdir)
+
+
+def set_aside(store: Path, workdir: Path) -> None:
+    """Move a store that is done with out of the way; all are deleted when the benchmark ends.
+
+    Not deleted now: this machine's root file system is ext4 without a journal, where each new
+    file's inode is found by skipping every inode deleted in the last 60 to 300 seconds (the
+    kernel's recently_deleted(), seen with perf). Deleting a store of thousands of files made the
+    next sections' file creations cost up to 1 ms each, for both servers, for minutes
+    (bench/profiles/notes.md)."""
+    if store.exists():
+        aside = workdir / SET_ASIDE
+        aside.mkdir(exist_ok=True)
+        store.rename(aside / f"{store.name}-{time.monotonic_ns()}")
 
 
 # --- report ----------------------------------------------------------------------------------------
@@ -912,6 +929,7 @@ def main() -> None:
             save_record(args.record, record, harness.results, variants, settings)
         report(record, harness.results, variants, settings, None if args.no_write else args.results)
     finally:
+        shutil.rmtree(workdir / SET_ASIDE, ignore_errors=True)
         if temporary is not None:
             # the 100,000-tag Distribution store is ~600,000 files: minutes to delete on a slow disk
             print(f"removing {temporary}", flush=True)
