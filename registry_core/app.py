@@ -42,7 +42,7 @@ class Registry:
         self.hook = self.plugins.hook
         os.makedirs(config.store, exist_ok=True)
         self.driver = self._open_driver()
-        self.meta = MetaStore(os.path.join(config.store, META_DIR))
+        self.meta = MetaStore(os.path.join(config.store, META_DIR), durable=config.durable)
         self.blobs = BlobService(self.driver)
         self.uploads = UploadService(self.driver, self.blobs)
         self.repositories = RepositoryService(self.meta, config.default_visibility)
@@ -87,7 +87,7 @@ class Registry:
         if factory is None:
             raise RegistryError("UNSUPPORTED", f"unknown storage driver {self.config.storage_driver!r} "
                                 f"(available: {', '.join(sorted(factories))})")
-        return factory(root=self.config.store, options=self.config.storage_options)
+        return factory(root=self.config.store, options={**self.config.storage_options, "durable": self.config.durable})
 
     # --- requests and access ------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ class Config:
     store: str = DEFAULT_STORE
     storage_driver: str = "filesystem"
     storage_options: dict = field(default_factory=dict)
+    durable: bool = False
     host: str = "127.0.0.1"
     port: int = 5000
     workers: int = 2
@@ -68,6 +69,7 @@ class Config:
         config.store = document.get("store", config.store)
         config.storage_driver = storage.get("driver", config.storage_driver)
         config.storage_options = storage.get("options", {})
+        config.durable = storage.get("durable", config.durable)
         config.host = http.get("host", config.host)
         config.port = http.get("port", config.port)
         config.workers = http.get("workers", config.workers)

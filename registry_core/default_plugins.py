@@ -8,7 +8,8 @@ from registry_core.storage.filesystem import FilesystemDriver
 
 @hookimpl
 def register_storage_drivers():
-    return {"filesystem": lambda root, options: FilesystemDriver(options.get("root", root))}
+    return {"filesystem": lambda root, options: FilesystemDriver(options.get("root", root),
+                                                                 durable=options.get("durable", False))}
 
 
 @hookimpl

@@ -197,3 +197,36 @@ def test_a_writer_killed_midway_leaves_nothing_a_reader_trips_on(tmp_path):
     assert sorted(os.listdir(pack_dir)) == sorted([f"{name}{suffix}" for name in packs.pack_sizes(pack_dir)
                                                    for suffix in (".idx", ".pack")] + [packs.MERGE_STAMP])
     assert young.packs >= 2 and tag_names(MetaStore(path)) == {f"t{i}" for i in range(23)}
+
+
+def test_a_durable_commit_is_on_disk_in_order_before_transact_returns(tmp_path, monkeypatch):
+    path = str(tmp_path / "meta.git")
+    store = MetaStore(path, durable=True)
+    synced = []
+    for name in ("fsync", "fdatasync"):
+        real = getattr(os, name)
+
+        def recording(fd, real=real):
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            return real(fd)
+        monkeypatch.setattr(os, name, recording)
+    commit_tags(store, 1)
+    pack_dir = os.path.join(path, "objects", "pack")
+    heads = os.path.join(path, "refs", "heads")
+    assert [os.path.dirname(p) for p in synced[:2]] == [pack_dir, pack_dir]  # the pack, its index
+    assert synced[2:] == [pack_dir, os.path.join(heads, "main.lock"), heads]  # their names; the branch
+    del synced[:]
+    commit_tags(MetaStore(str(tmp_path / "other.git")), 1)
+    assert synced == []
+
+
+def test_storage_durable_in_registry_yaml_reaches_the_metadata_and_the_blobs(tmp_path):
+    from registry_core.app import Registry
+    from registry_core.config import Config
+
+    document = {"kind": "config", "schemaVersion": 1, "store": str(tmp_path / "store"),
+                "storage": {"durable": True}}
+    registry = Registry(Config.from_document(document))
+    assert registry.meta.durable and registry.driver.durable
+    plain = Registry(Config.from_document({**document, "store": str(tmp_path / "plain"), "storage": {}}))
+    assert not plain.meta.durable and not plain.driver.durable

@@ -21,8 +21,13 @@ def filesystem_driver(tmp_path) -> FilesystemDriver:
     return FilesystemDriver(str(tmp_path / "store"))
 
 
+def durable_filesystem_driver(tmp_path) -> FilesystemDriver:
+    return FilesystemDriver(str(tmp_path / "store"), durable=True)
+
+
 DRIVERS = [
     pytest.param(filesystem_driver, id="filesystem"),
+    pytest.param(durable_filesystem_driver, id="filesystem-durable"),
 ]
 
 
@@ -244,3 +249,34 @@ def test_filesystem_files_get_the_same_permissions_however_they_are_written(tmp_
     modes = {name: stat.S_IMODE(os.stat(driver.local_path(name)).st_mode)
              for name in ["written", "appended", "moved"]}
     assert len(set(modes.values())) == 1, modes
+
+
+def synced_paths(monkeypatch) -> list[str]:
+    """Record what os.fsync/os.fdatasync are called on (the real calls still run)."""
+    synced = []
+    for name in ("fsync", "fdatasync"):
+        real = getattr(os, name)
+
+        def recording(fd, real=real):
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            return real(fd)
+        monkeypatch.setattr(os, name, recording)
+    return synced
+
+
+def test_a_durable_filesystem_driver_syncs_what_it_writes_before_returning(tmp_path, monkeypatch):
+    synced = synced_paths(monkeypatch)
+    driver = FilesystemDriver(str(tmp_path / "store"), durable=True)
+    root = tmp_path / "store"
+    driver.put_content("blobs/sha256/ab/abcdef", DATA)
+    assert synced[0].startswith(str(root / "blobs/sha256/ab/.tmp-"))  # the content, then its name
+    assert synced[1:] == [str(root / "blobs/sha256/ab")]
+    del synced[:]
+    driver.append("uploads/u1/data", iter([b"one", b"two"]))
+    assert synced == [str(root / "uploads/u1/data")]  # an acknowledged chunk is on disk
+    del synced[:]
+    driver.move("uploads/u1/data", "blobs/sha256/cd/cdef")
+    assert synced == [str(root / "blobs/sha256/cd")]
+    del synced[:]
+    FilesystemDriver(str(tmp_path / "other")).put_content("x", DATA)
+    assert synced == []  # not durable: the kernel writes back when it will

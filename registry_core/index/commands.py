@@ -35,13 +35,13 @@ META_DIR = "meta.git"
 class Store:
     """The metadata of one store, and who is acting on it."""
 
-    def __init__(self, root: str, actor: str):
+    def __init__(self, root: str, actor: str, durable: bool = False):
         path = os.path.join(root, META_DIR)
         if not os.path.isdir(path):
             raise click.ClickException(f"no store in {root}: create one with `registry init {root}`, "
                                        "or give --store or --config")
         self.root = root
-        self.meta = MetaStore(path, create=False)
+        self.meta = MetaStore(path, create=False, durable=durable)
         self.accounts = Accounts(self.meta)
         self.context = Context(actor=actor, user_agent="registry-cli")
 
@@ -77,7 +77,7 @@ def store_command(open_store):
     return decorate
 
 
-on_store = store_command(lambda config, acting: Store(config.store, acting))
+on_store = store_command(lambda config, acting: Store(config.store, acting, config.durable))
 
 
 def read_password(password_stdin: bool, prompt: str = "Password") -> str:

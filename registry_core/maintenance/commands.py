@@ -32,7 +32,7 @@ class MaintainedStore:
             raise click.ClickException(f"no store in {root}: give --store or --config (a store is made by "
                                        f"`registry init` or the first `registry serve`)")
         self.root = root
-        self.meta = MetaStore(os.path.join(root, META_DIR), create=False)
+        self.meta = MetaStore(os.path.join(root, META_DIR), create=False, durable=config.durable)
         self.driver = open_driver(config, plugin_manager(config))
         self.context = Context(actor=actor, user_agent="registry-cli")
 
@@ -46,7 +46,7 @@ def open_driver(config, plugins):
     if factory is None:
         raise click.ClickException(f"unknown storage driver {config.storage_driver!r} "
                                    f"(available: {', '.join(sorted(factories))})")
-    return factory(root=config.store, options=config.storage_options)
+    return factory(root=config.store, options={**config.storage_options, "durable": config.durable})
 
 
 on_store = store_command(MaintainedStore)

@@ -198,7 +198,7 @@ class GarbageCollector:
         self.delete_manifests(plan)
         removed_blobs = self.sweep_blobs()
         self.sweep_links(removed_blobs)
-        self.report.metadata = pack_metadata(self.meta.path, dry_run=self.options.dry_run)
+        self.report.metadata = pack_metadata(self.meta.path, dry_run=self.options.dry_run, durable=self.meta.durable)
         return self.report
 
     def old(self, when: float | None, limit: float) -> bool:

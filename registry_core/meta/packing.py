@@ -61,9 +61,10 @@ def loose_objects(objects_dir: str) -> list[tuple[str, str, int]]:
     return found
 
 
-def pack_metadata(repo_path: str, dry_run: bool = False) -> PackResult:
+def pack_metadata(repo_path: str, dry_run: bool = False, durable: bool = False) -> PackResult:
     """Write the loose objects and all packs of the bare repository at `repo_path` as one pack,
-    then remove the loose files and the packs it replaces. Nothing to do if that is one pack."""
+    then remove the loose files and the packs it replaces. Nothing to do if that is one pack.
+    `durable`: the new pack is on disk before anything is removed."""
     objects_dir = os.path.join(repo_path, "objects")
     pack_dir = os.path.join(objects_dir, "pack")
     os.makedirs(pack_dir, exist_ok=True)
@@ -86,6 +87,11 @@ def pack_metadata(repo_path: str, dry_run: bool = False) -> PackResult:
             return result
         _remove_leftovers(pack_dir, set(names))
         new = _write_one_pack(repo_path, pack_dir, wanted)
+        if durable:
+            for suffix in (".pack", ".idx"):
+                with open(os.path.join(pack_dir, new + suffix), "rb") as f:
+                    os.fsync(f.fileno())
+            packs.sync_folder(pack_dir)
         result.pack_bytes = sum(_size(os.path.join(pack_dir, new + suffix)) for suffix in (".pack", ".idx"))
         packs.retire_packs(pack_dir, [name for name in names if name != new])
     for _, path, _ in loose:

@@ -34,6 +34,8 @@ import zlib
 
 import pygit2
 
+from registry_core.storage.filesystem import sync_folder
+
 COMMIT, TREE, BLOB = 1, 2, 3
 TREE_MODE, BLOB_MODE = 0o40000, 0o100644
 _KIND_NAMES = {COMMIT: b"commit", TREE: b"tree", BLOB: b"blob"}
@@ -219,28 +221,33 @@ def pack_bytes(entries: dict[bytes, bytes]) -> tuple[bytes, bytes]:
     return pack, index
 
 
-def _write_new(path: str, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it to `path`."""
+def _write_new(path: str, data: bytes, durable: bool = False) -> None:
+    """Write `data` to a temporary file beside `path` (on disk first if `durable`), then rename
+    it to `path`."""
     temporary = f"{os.path.dirname(path)}/tmp_{os.getpid()}_{os.urandom(4).hex()}"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
     try:
         os.write(fd, data)
+        if durable:
+            os.fdatasync(fd)
     finally:
         os.close(fd)
     os.rename(temporary, path)
 
 
-def write_pack(pack_dir: str, entries: dict[bytes, bytes]) -> str:
+def write_pack(pack_dir: str, entries: dict[bytes, bytes], durable: bool = False) -> str:
     """Write `entries` (raw id -> encoded entry) as pack-<checksum>.pack and .idx in `pack_dir`;
-    the pack's name."""
+    the pack's name. `durable`: both files and their names are on disk when this returns."""
     pack, index = pack_bytes(entries)
     name = "pack-" + pack[-20:].hex()
     try:
-        _write_new(os.path.join(pack_dir, name + ".pack"), pack)
+        _write_new(os.path.join(pack_dir, name + ".pack"), pack, durable)
     except FileNotFoundError:
         os.makedirs(pack_dir, exist_ok=True)
-        _write_new(os.path.join(pack_dir, name + ".pack"), pack)
-    _write_new(os.path.join(pack_dir, name + ".idx"), index)
+        _write_new(os.path.join(pack_dir, name + ".pack"), pack, durable)
+    _write_new(os.path.join(pack_dir, name + ".idx"), index, durable)
+    if durable:
+        sync_folder(pack_dir)
     return name
 
 
@@ -337,7 +344,7 @@ class MergePolicy:
         self._sizes: dict[str, int] = {}
         self._commits = 0
 
-    def after_commit(self, repo_path: str, written: str, objects: int) -> int:
+    def after_commit(self, repo_path: str, written: str, objects: int, durable: bool = False) -> int:
         """Merge one full tier if there is one; the number of packs merged (0 if none). `written`
         is the pack the commit wrote, with `objects` objects."""
         pack_dir = os.path.join(repo_path, "objects", "pack")
@@ -366,7 +373,7 @@ class MergePolicy:
                 copied.append(name)
             if len(copied) < 2:
                 return 0
-            write_pack(pack_dir, merged)
+            write_pack(pack_dir, merged, durable)  # on disk before the packs it replaces go
             retire_packs(pack_dir, copied)
             return len(copied)
 

@@ -242,8 +242,11 @@ def _file_stamp(path: str) -> tuple | None:
 class MetaStore:
     """The bare git repository at `path` (created with an initial commit when missing)."""
 
-    def __init__(self, path: str, create: bool = True):
+    def __init__(self, path: str, create: bool = True, durable: bool = False):
+        """`durable` (registry.yaml storage.durable): each commit's pack, its index and the moved
+        branch are on disk (fsync) before transact returns."""
         self.path = path
+        self.durable = durable
         self._ref_path = os.path.join(path, *BRANCH.split("/"))
         self._pack_dir = os.path.join(path, "objects", "pack")
         self._merge_stamp_path = os.path.join(self._pack_dir, packs.MERGE_STAMP)
@@ -328,9 +331,9 @@ class MetaStore:
             commit = packs.object_id(packs.COMMIT, data)
             objects[commit] = (packs.COMMIT, data)
             pack = packs.write_pack(self._pack_dir, {raw: packs.encode_entry(kind, data)
-                                                     for raw, (kind, data) in objects.items()})
+                                                     for raw, (kind, data) in objects.items()}, self.durable)
             if self._move_branch(tip.id if tip is not None else None, pygit2.Oid(raw=commit)):
-                self.merges.after_commit(self.path, pack, len(objects))
+                self.merges.after_commit(self.path, pack, len(objects), self.durable)
                 return result
             time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))
         raise ConflictRetriesExhausted(f"gave up after {attempts} attempts: {message}")
@@ -365,9 +368,13 @@ class MetaStore:
             except OSError:  # a file system without it: the rename may flush, nothing worse
                 pass
             os.write(fd, data)
+            if self.durable:
+                os.fdatasync(fd)
             os.close(fd)
             fd = None
             os.rename(lock, self._ref_path)
+            if self.durable:
+                packs.sync_folder(os.path.dirname(self._ref_path))
             return True
         except BaseException:
             if fd is not None:

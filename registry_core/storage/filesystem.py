@@ -23,8 +23,11 @@ _FILE_MODE = 0o666 & ~_UMASK
 class FilesystemDriver:
     name = "filesystem"
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, durable: bool = False):
+        """`durable` (registry.yaml storage.durable): content and appended chunks are on disk
+        (fsync), and so are the names of files written or moved, before a call returns."""
         self.root = os.path.abspath(root)
+        self.durable = durable
         os.makedirs(self.root, exist_ok=True)
 
     def local_path(self, path: str) -> str:
@@ -45,7 +48,12 @@ class FilesystemDriver:
             with os.fdopen(fd, "wb") as f:
                 os.fchmod(f.fileno(), _FILE_MODE)
                 f.write(data)
+                if self.durable:
+                    f.flush()
+                    os.fdatasync(f.fileno())
             os.replace(temporary, target)
+            if self.durable:
+                sync_folder(os.path.dirname(target))
         except BaseException:
             _remove_quietly(temporary)
             raise
@@ -66,6 +74,8 @@ class FilesystemDriver:
             for chunk in chunks:
                 f.write(chunk)
             f.flush()
+            if self.durable:
+                os.fdatasync(f.fileno())
             return f.tell()
 
     def size(self, path: str) -> int:
@@ -90,6 +100,8 @@ class FilesystemDriver:
             os.replace(self.local_path(source), target)
         except FileNotFoundError as e:
             raise PathNotFound(source) from e
+        if self.durable:
+            sync_folder(os.path.dirname(target))
 
     def delete(self, path: str) -> None:
         target = self.local_path(path)
@@ -97,6 +109,15 @@ class FilesystemDriver:
             shutil.rmtree(target, ignore_errors=True)
         else:
             _remove_quietly(target)
+
+
+def sync_folder(path: str) -> None:
+    """Make the renames and removals in the folder `path` durable (its entries on disk)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _remove_quietly(path: str) -> None:
