@@ -169,12 +169,13 @@ class Variant:
     kind: str          # "ours" or "reference"
     auth: bool = False
     sections: tuple = SECTIONS
+    durable: bool = False  # ours with `storage: {durable: true}`: fsync before answering, as Distribution
 
     @property
     def label(self) -> str:
         if self.kind == "reference":
             return "Distribution 2.8"
-        return "ours (auth on)" if self.auth else "ours (open)"
+        return ("ours (auth on)" if self.auth else "ours (open)") + (", durable" if self.durable else "")
 
 
 @dataclass
@@ -210,7 +211,7 @@ class Harness:
         logs.mkdir(exist_ok=True)
         if variant.kind == "reference":
             return Distribution(store, logs / f"{log_name}.log", self.s.workdir)
-        return OurRegistry(store, logs / f"{log_name}.log", variant.auth, self.s.workdir)
+        return OurRegistry(store, logs / f"{log_name}.log", variant.auth, self.s.workdir, durable=variant.durable)
 
     def headers(self, variant: Variant, server, scopes: list[str]) -> dict:
         if not variant.auth:
@@ -522,6 +523,7 @@ class Harness:
 # --- auth probe ------------------------------------------------------------------------------------
 
 
+DURABLE_FIGURES = ("push_mono", "push_chunked", "tags_per_s", "mem_push_pull")
 SET_ASIDE = "set-aside"  # stores done with, deleted at the end (set_aside)
 
 
@@ -575,9 +577,10 @@ def fmt(value: float | None, digits: int) -> str:
     return f"{value:,.{digits}f}"
 
 
-def table_rows(results: Results, main: str, alt: Variant | None) -> list[list[str]]:
-    """The table: each figure for ours (variant `main`) and the reference; then ours' other auth
-    mode (`alt`) for manifest GET and the req/s lost to auth; then the flatness ratios."""
+def table_rows(results: Results, main: str, alt: Variant | None, durable: Variant | None = None) -> list[list[str]]:
+    """The table: each figure for ours (variant `main`) and the reference; then ours with
+    `storage.durable` (the same fsyncs as Distribution) for pushes; then ours' other auth mode
+    (`alt`) for manifest GET and the req/s lost to auth; then the flatness ratios."""
     rows = []
     for figure in FIGURES:
         ours, ref = results.median(figure.key, main), results.median(figure.key, "reference")
@@ -587,6 +590,14 @@ def table_rows(results: Results, main: str, alt: Variant | None) -> list[list[st
         target, met = figure.target(ours, ref) if figure.target else ("", None)
         rows.append([f"{figure.label} [{figure.unit}]", fmt(ours, figure.digits), fmt(ref, figure.digits),
                      ratio, target, "" if not figure.target else ("yes" if met else "NO" if met is False else "?")])
+    for figure in FIGURES if durable is not None else []:
+        if figure.key not in DURABLE_FIGURES:
+            continue
+        ours, ref = results.median(figure.key, durable.name), results.median(figure.key, "reference")
+        if ours is None:
+            continue
+        rows.append([f"{figure.label}, {durable.label} [{figure.unit}]", fmt(ours, figure.digits),
+                     fmt(ref, figure.digits), f"{ours / ref:.3f}" if ref else "n/a", "", ""])
     if alt is not None:
         for c in CONNECTIONS:
             key = f"mget_rps_c{c}"
@@ -814,8 +825,8 @@ after a new profile).
 
 def save_record(path: Path, record: dict, results: Results, variants: list[Variant], settings: Settings) -> None:
     record = {**record, "values": results.values, "errors": results.errors,
-              "variants": [{"name": v.name, "kind": v.kind, "auth": v.auth, "sections": list(v.sections)}
-                           for v in variants],
+              "variants": [{"name": v.name, "kind": v.kind, "auth": v.auth, "sections": list(v.sections),
+                            "durable": v.durable} for v in variants],
               "settings": {"runs": settings.runs, "wrk_seconds": settings.wrk_seconds,
                            "tag_pushes": settings.tag_pushes, "range_reads": settings.range_reads,
                            "blob_mib": settings.blob_mib, "blob_count": settings.blob_count,
@@ -826,7 +837,8 @@ def save_record(path: Path, record: dict, results: Results, variants: list[Varia
 def report(record: dict, results: Results, variants: list[Variant], settings: Settings,
            results_path: Path | None) -> None:
     alt = next((v for v in variants if v.name == "ours-alt"), None)
-    rows = table_rows(results, "ours", alt)
+    durable = next((v for v in variants if v.durable), None)
+    rows = table_rows(results, "ours", alt, durable)
     headers = ["figure", variants[0].label, "Distribution 2.8", "ours/ref", "target", "met?"]
     print()
     print(render_table(rows, headers, markdown=False))
@@ -841,7 +853,8 @@ def render_only(record_path: Path, results_path: Path) -> None:
     record = json.loads(record_path.read_text())
     results = Results()
     results.values, results.errors = record["values"], record["errors"]
-    variants = [Variant(v["name"], v["kind"], v["auth"], tuple(v["sections"])) for v in record["variants"]]
+    variants = [Variant(v["name"], v["kind"], v["auth"], tuple(v["sections"]), v.get("durable", False))
+                for v in record["variants"]]
     settings = Settings(**{**record["settings"], "sections": tuple(record["settings"]["sections"])})
     report(record, results, variants, settings, results_path)
 
@@ -917,6 +930,9 @@ def main() -> None:
     variants = [Variant("ours", "ours", auth=main_auth), Variant("reference", "reference")]
     if auth_ok and "manifest-get" in sections:
         variants.insert(1, Variant("ours-alt", "ours", auth=not main_auth, sections=("manifest-get",)))
+    if {"push", "tag-push"} & set(sections):
+        variants.insert(-1, Variant("ours-durable", "ours", auth=main_auth, sections=("push", "tag-push"),
+                                    durable=True))
 
     harness = Harness(settings, variants)
     try:

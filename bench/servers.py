@@ -128,23 +128,25 @@ class OurRegistry(Server):
 
     kind = "ours"
 
-    def __init__(self, store: Path, log_path: Path, auth: bool, config_dir: Path, source: Path | None = None):
+    def __init__(self, store: Path, log_path: Path, auth: bool, config_dir: Path, source: Path | None = None,
+                 durable: bool = False):
         super().__init__(log_path)
         self.store = Path(store)
         self.auth = auth
         self.source = source
-        self.label = "ours (auth on)" if auth else "ours (open)"
+        self.label = ("ours (auth on)" if auth else "ours (open)") + (", durable" if durable else "")
         self.config = None
-        if not auth:
-            self.config = Path(config_dir) / "open-registry.yaml"
-            self.config.write_text("auth:\n  enabled: false\n")
+        if not auth or durable:  # else the default config, as deployed
+            self.config = Path(config_dir) / f"registry-{'auth' if auth else 'open'}{'-durable' if durable else ''}.yaml"
+            self.config.write_text(("" if auth else "auth:\n  enabled: false\n")
+                                   + ("storage:\n  durable: true\n" if durable else ""))
 
     def argv(self) -> list[str]:
         command = [sys.executable, "-m", "registry_core.cli"] if self.source else [REGISTRY]
         argv = command + ["serve", "--store", str(self.store), "--host", HOST, "--port", str(self.port)]
         if self.config is not None:
             argv += ["--config", str(self.config)]
-            if not (self.store / "meta.git").exists():
+            if not self.auth and not (self.store / "meta.git").exists():
                 argv.append("--empty")  # an open registry needs no demo accounts
         return argv
 
