@@ -16,6 +16,7 @@ from registry_core.context import Context
 from registry_core.meta import packs
 from registry_core.meta.packing import pack_metadata
 from registry_core.meta.store import MetaStore
+from tests.support.fsyncs import record_syncs
 
 ACTOR = Context(actor="alice", client_addr="127.0.0.1", request_id="t")
 
@@ -202,14 +203,7 @@ def test_a_writer_killed_midway_leaves_nothing_a_reader_trips_on(tmp_path):
 def test_a_durable_commit_is_on_disk_in_order_before_transact_returns(tmp_path, monkeypatch):
     path = str(tmp_path / "meta.git")
     store = MetaStore(path, durable=True)
-    synced = []
-    for name in ("fsync", "fdatasync"):
-        real = getattr(os, name)
-
-        def recording(fd, real=real):
-            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-            return real(fd)
-        monkeypatch.setattr(os, name, recording)
+    synced = record_syncs(monkeypatch)
     commit_tags(store, 1)
     pack_dir = os.path.join(path, "objects", "pack")
     heads = os.path.join(path, "refs", "heads")

@@ -15,6 +15,7 @@ import pytest
 
 from registry_core.storage.driver import PathNotFound, StorageDriver
 from registry_core.storage.filesystem import FilesystemDriver
+from tests.support.fsyncs import record_syncs
 
 
 def filesystem_driver(tmp_path) -> FilesystemDriver:
@@ -251,21 +252,8 @@ def test_filesystem_files_get_the_same_permissions_however_they_are_written(tmp_
     assert len(set(modes.values())) == 1, modes
 
 
-def synced_paths(monkeypatch) -> list[str]:
-    """Record what os.fsync/os.fdatasync are called on (the real calls still run)."""
-    synced = []
-    for name in ("fsync", "fdatasync"):
-        real = getattr(os, name)
-
-        def recording(fd, real=real):
-            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-            return real(fd)
-        monkeypatch.setattr(os, name, recording)
-    return synced
-
-
 def test_a_durable_filesystem_driver_syncs_what_it_writes_before_returning(tmp_path, monkeypatch):
-    synced = synced_paths(monkeypatch)
+    synced = record_syncs(monkeypatch)
     driver = FilesystemDriver(str(tmp_path / "store"), durable=True)
     root = tmp_path / "store"
     driver.put_content("blobs/sha256/ab/abcdef", DATA)

@@ -401,7 +401,7 @@ class merge_lock:
             os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
             self.held = True
         except FileExistsError:
-            _remove_stale_lock(self.path)
+            remove_stale_lock(self.path, STALE_MERGE_LOCK, "merge")
         return self.held
 
     def __exit__(self, *exc) -> None:
@@ -409,11 +409,13 @@ class merge_lock:
             os.unlink(self.path)
 
 
-def _remove_stale_lock(lock: str) -> None:
+def remove_stale_lock(lock: str, limit: float, holder: str) -> None:
+    """Remove a lock file older than `limit` seconds: left by a `holder` killed midway, it would
+    stop every later one (which hold it for well under a second)."""
     try:
         age = time.time() - os.stat(lock).st_mtime
-        if age > STALE_MERGE_LOCK:
+        if age > limit:
             os.unlink(lock)
-            log.warning("removed %s, left %.0f s ago by a merge that stopped midway", lock, age)
+            log.warning("removed %s, left %.0f s ago by a %s that stopped midway", lock, age, holder)
     except FileNotFoundError:
         pass

@@ -14,7 +14,6 @@ Readers use a `Snapshot` of one tip; documents are parsed once per blob id (see 
 from __future__ import annotations
 
 import copy
-import logging
 import os
 import random
 import threading
@@ -36,7 +35,6 @@ _OPEN_FLAGS = pygit2.enums.RepositoryOpenFlag.NO_SEARCH
 T = TypeVar("T")
 STALE_LOCK = 30.0  # seconds: a branch lock this old was left by a writer that died (_move_branch)
 REOPEN_AFTER = 0.1  # seconds: a thread's Repository is not reopened more often (MetaStore.repo)
-log = logging.getLogger("registry_core")
 # libgit2's strict object creation reads back every object a new tree or commit names. Commits are
 # written by packs.py, not libgit2; this is for the tools that build trees with pygit2 from ids they
 # just wrote (a store's first commit, bench/bigstore.py, tests), where the check cannot fail.
@@ -354,7 +352,7 @@ class MetaStore:
         try:
             fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
-            self._remove_stale_lock(lock)
+            packs.remove_stale_lock(lock, STALE_LOCK, "writer")
             return False
         try:
             if self._branch_target() != old:
@@ -400,15 +398,3 @@ class MetaStore:
         except FileNotFoundError:
             pass
         return None
-
-    @staticmethod
-    def _remove_stale_lock(lock: str) -> None:
-        """A writer holds the lock for well under a second; one older than STALE_LOCK seconds was
-        left by a process killed between creating and renaming it, and would stop every commit."""
-        try:
-            age = time.time() - os.stat(lock).st_mtime
-            if age > STALE_LOCK:
-                os.unlink(lock)
-                log.warning("removed %s, left %.0f s ago by a writer that stopped midway", lock, age)
-        except FileNotFoundError:
-            pass
