@@ -897,6 +897,7 @@ def main() -> None:
             sys.exit(f"{tool} is missing: apt-get install -y wrk curl docker-registry")
 
     started = time.time()
+    info = machine()  # the code as it is when the servers start, not after the run
     temporary = None
     workdir = args.workdir
     if workdir is None:
@@ -938,7 +939,7 @@ def main() -> None:
     try:
         harness.run_all()
         command = ".venv/bin/python bench/compare.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        record = {"command": command.strip(), "info": machine(), "auth_note": auth_note,
+        record = {"command": command.strip(), "info": info, "auth_note": auth_note,
                   "finished": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
                   "minutes": (time.time() - started) / 60}
         if not args.no_write:

@@ -8,6 +8,7 @@ import random
 import shutil
 import subprocess
 import threading
+import time
 
 import pygit2
 import pytest
@@ -91,6 +92,12 @@ def test_tiers_fill_up_before_they_are_merged():
     assert packs.packs_to_merge(sizes, 8) == [f"m{i}" for i in range(8)]
 
 
+def live_packs(pack_dir: str) -> dict[str, int]:
+    """The packs not merged into a newer one (merged ones stay a few seconds: retire_packs)."""
+    retired = packs.retired_packs(pack_dir)
+    return {name: size for name, size in packs.pack_sizes(pack_dir).items() if name not in retired}
+
+
 def commit_tags(store: MetaStore, count: int, start: int = 0) -> None:
     for i in range(start, start + count):
         store.transact(lambda txn, i=i: txn.put(f"repositories/r/_tags/{i % 16:02x}/t{i}.yaml", {
@@ -109,7 +116,7 @@ def test_small_packs_are_merged_as_commits_pile_up(tmp_path):
     store = MetaStore(str(tmp_path / "meta.git"))
     commit_tags(store, 300)
     pack_dir = tmp_path / "meta.git" / "objects" / "pack"
-    sizes = packs.pack_sizes(str(pack_dir))
+    sizes = live_packs(str(pack_dir))
     assert packs.packs_to_merge(sizes, 8) == [] and len(sizes) < 3 * 8, sizes  # under 8 in each tier
     assert sum(sizes.values()) >= 300 * 6
     assert tag_names(MetaStore(str(tmp_path / "meta.git"))) == {f"t{i}" for i in range(300)}
@@ -123,10 +130,14 @@ def test_a_reader_that_knew_the_merged_packs_still_reads_everything(tmp_path):
     writer = MetaStore(path)
     commit_tags(writer, 7)
     stale = pygit2.Repository(path)  # lists the seven small packs, opens some of them
+    stale_packs = list(packs.pack_sizes(os.path.join(path, "objects", "pack")))
     tip = stale.lookup_reference("refs/heads/main").target
     assert stale[tip].tree is not None
-    commit_tags(writer, 1, start=7)  # the eighth pack: the tier is merged and the seven deleted
-    assert len(packs.pack_sizes(os.path.join(path, "objects", "pack"))) == 1
+    commit_tags(writer, 1, start=7)  # the eighth pack: the tier is merged, the eight retired
+    assert len(live_packs(os.path.join(path, "objects", "pack"))) == 1
+    time.sleep(packs.RETIRE_GRACE)
+    commit_tags(writer, 8, start=8)  # the next merge deletes them
+    assert not set(packs.retired_packs(os.path.join(path, "objects", "pack"))) & set(stale_packs)
     read = 0
     for commit in stale.walk(tip):  # every object of the old history, through deleted packs
         if "repositories" in commit.tree:
@@ -134,7 +145,7 @@ def test_a_reader_that_knew_the_merged_packs_still_reads_everything(tmp_path):
                 read += sum(1 for entry in bucket if stale[entry.id].data)
     assert read == sum(range(1, 8))
     reader = MetaStore(path)
-    assert tag_names(reader) == {f"t{i}" for i in range(8)}
+    assert tag_names(reader) == {f"t{i}" for i in range(16)}
 
 
 def test_readers_in_other_threads_see_every_commit_while_packs_are_merged(tmp_path):
@@ -189,14 +200,14 @@ def test_a_writer_killed_midway_leaves_nothing_a_reader_trips_on(tmp_path):
     commit_tags(store, 20, start=3)
     assert tag_names(MetaStore(path)) == {f"t{i}" for i in range(23)}
     assert not os.path.exists(lock) or os.stat(lock).st_mtime > old
-    assert packs.packs_to_merge(packs.pack_sizes(pack_dir), 8) == []  # the stale lock went, merging went on
+    assert packs.packs_to_merge(live_packs(pack_dir), 8) == []  # the stale lock went, merging went on
     young = pack_metadata(path)
     assert os.path.exists(os.path.join(pack_dir, "tmp_999_deadbeef"))  # may be a commit in progress
     for name in ("tmp_999_deadbeef", "pack-" + "0" * 40 + ".pack"):
         os.utime(os.path.join(pack_dir, name), (old - 3600, old - 3600))
     pack_metadata(path)
     assert sorted(os.listdir(pack_dir)) == sorted([f"{name}{suffix}" for name in packs.pack_sizes(pack_dir)
-                                                   for suffix in (".idx", ".pack")] + [packs.MERGE_STAMP])
+                                                   for suffix in (".idx", ".pack")] + [packs.RETIRED])
     assert young.packs >= 2 and tag_names(MetaStore(path)) == {f"t{i}" for i in range(23)}
 
 

@@ -13,13 +13,13 @@ only look at packs that have an index), then the branch moves (store.py). A writ
 leaves a pack no commit names, which `registry garbage-collect` removes.
 
 Small packs would slow every lookup that misses (libgit2 searches each index in turn), so after a
-commit `MergePolicy` may merge the smallest packs into one with libgit2's PackBuilder (which also
-stores the trees as deltas of each other), keeping their sizes roughly geometric, as git's
-`repack --geometric` does: about log2(objects) packs at any time. The merged packs are deleted
-after the merged pack is in place; a libgit2 reader that still lists one of them treats the
-missing file as "not in this pack", goes on to the next and, at worst, rescans (libgit2's
-odb_pack.c: pack_entry_find). Readers reopen their repository when the merge stamp changes
-(store.py), so they do not keep searching indexes of deleted packs.
+commit `MergePolicy` may merge small packs into one by size tiers (8 packs of a tier make one of
+the next, copying their entries as stored): about 7 × log8(objects) packs at any time. The merged
+packs are deleted a few seconds later (retire_packs); a libgit2 reader that still lists one then
+treats the missing file as "not in this pack", goes on to the next and, at worst, rescans
+(libgit2's odb_pack.c: pack_entry_find). Readers reopen their repository when a merge happened
+(store.py), so they do not keep searching the indexes of deleted packs. `registry
+garbage-collect` writes everything as one pack with deltas (packing.py).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ COMMIT, TREE, BLOB = 1, 2, 3
 TREE_MODE, BLOB_MODE = 0o40000, 0o100644
 _KIND_NAMES = {COMMIT: b"commit", TREE: b"tree", BLOB: b"blob"}
 _IDX_MAGIC = b"\377tOc"
-MERGE_STAMP = "merged"          # objects/pack/merged: replaced (new inode) by every merge
+RETIRED = "retired"             # objects/pack/retired: "<time> <pack>" lines; a new inode at every merge
+RETIRE_GRACE = 1.0              # seconds a merged pack stays before it is deleted (retire_packs)
 MERGE_LOCK = "merge.lock"       # objects/pack/merge.lock: one merge at a time, across processes
 STALE_MERGE_LOCK = 120.0        # seconds: a merge lock this old was left by a process that died
 log = logging.getLogger("registry_core")
@@ -353,7 +354,8 @@ class MergePolicy:
         if self._commits % self.every:
             return 0
         self._sizes = pack_sizes(pack_dir, self._sizes)
-        chosen = packs_to_merge({name: size for name, size in self._sizes.items() if name not in self.deltified},
+        left_out = self.deltified | set(retired_packs(pack_dir))
+        chosen = packs_to_merge({name: size for name, size in self._sizes.items() if name not in left_out},
                                 self.factor)
         if not chosen:
             return 0
@@ -378,10 +380,32 @@ class MergePolicy:
             return len(copied)
 
 
-def retire_packs(pack_dir: str, names: list[str]) -> None:
-    """Delete packs whose objects are all in a newer pack, and tell readers (MERGE_STAMP)."""
-    _write_new(os.path.join(pack_dir, MERGE_STAMP), b"%d\n" % time.time_ns())
-    for name in names:
+def retired_packs(pack_dir: str) -> dict[str, float]:
+    """The packs merged into newer ones and not yet deleted, with the time they were."""
+    try:
+        with open(os.path.join(pack_dir, RETIRED)) as f:
+            return {name: float(when) for when, name in (line.split() for line in f if line.strip())}
+    except FileNotFoundError:
+        return {}
+
+
+def retire_packs(pack_dir: str, names: list[str], wait: bool = False) -> None:
+    """Mark packs whose objects are all in a newer pack as retired, and delete those retired at
+    least RETIRE_GRACE seconds ago (after waiting that long, if `wait`). Under the merge lock.
+
+    Why not at once: a libgit2 reader that has just listed objects/pack/ (it rescans when it misses
+    an object) and is about to open a pack's index would find it gone and report the object as
+    missing: seen with four processes committing at once (tests/test_meta_store.py). The retired
+    file is also the stamp readers reopen their repository on (store.py)."""
+    retired = retired_packs(pack_dir)
+    retired.update(dict.fromkeys(names, time.time()))
+    if wait:
+        time.sleep(RETIRE_GRACE)
+    now = time.time()
+    due = [name for name, when in retired.items() if now - when >= RETIRE_GRACE]
+    _write_new(os.path.join(pack_dir, RETIRED),
+               "".join(f"{when} {name}\n" for name, when in retired.items() if name not in due).encode())
+    for name in due:
         for suffix in (".idx", ".pack", ".rev"):  # the index first: from then on nobody looks in it
             try:
                 os.unlink(os.path.join(pack_dir, name + suffix))

@@ -247,7 +247,7 @@ class MetaStore:
         self.durable = durable
         self._ref_path = os.path.join(path, *BRANCH.split("/"))
         self._pack_dir = os.path.join(path, "objects", "pack")
-        self._merge_stamp_path = os.path.join(self._pack_dir, packs.MERGE_STAMP)
+        self._merge_stamp_path = os.path.join(self._pack_dir, packs.RETIRED)
         self._local = threading.local()
         self.merges = packs.MergePolicy()
         try:
