@@ -120,7 +120,7 @@ def test_small_packs_are_merged_as_commits_pile_up(tmp_path):
     assert packs.packs_to_merge(sizes, 8) == [] and len(sizes) < 3 * 8, sizes  # under 8 in each tier
     assert sum(sizes.values()) >= 300 * 6
     assert tag_names(MetaStore(str(tmp_path / "meta.git"))) == {f"t{i}" for i in range(300)}
-    assert not [name for name in os.listdir(pack_dir) if name.startswith("tmp_") or name.endswith(".lock")]
+    assert not [name for name in os.listdir(pack_dir) if name.startswith("tmp_")]
     checked = git("--git-dir", str(tmp_path / "meta.git"), "fsck", "--full", "--strict")
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
@@ -138,6 +138,8 @@ def test_a_reader_that_knew_the_merged_packs_still_reads_everything(tmp_path):
     time.sleep(packs.RETIRE_GRACE)
     commit_tags(writer, 8, start=8)  # the next merge deletes them
     assert not set(packs.retired_packs(os.path.join(path, "objects", "pack"))) & set(stale_packs)
+    moved = os.listdir(os.path.join(path, "objects", "pack", packs.RETIRED_DIR))  # moved, no inode freed
+    assert {name + ".idx" for name in stale_packs} <= set(moved)
     read = 0
     for commit in stale.walk(tip):  # every object of the old history, through deleted packs
         if "repositories" in commit.tree:
@@ -193,21 +195,20 @@ def test_a_writer_killed_midway_leaves_nothing_a_reader_trips_on(tmp_path):
     # what a killed commit or merge can leave: a temporary file, a pack without its index, a lock
     (open(os.path.join(pack_dir, "tmp_999_deadbeef"), "wb")).write(b"PACK\0\0")
     (open(os.path.join(pack_dir, "pack-" + "0" * 40 + ".pack"), "wb")).write(b"PACK\0\0\0\2")
-    lock = os.path.join(pack_dir, packs.MERGE_LOCK)
-    open(lock, "w").close()
-    old = os.stat(lock).st_mtime - packs.STALE_MERGE_LOCK - 1
-    os.utime(lock, (old, old))
+    open(os.path.join(pack_dir, packs.MERGE_LOCK), "w").close()  # its flock went with the process
     commit_tags(store, 20, start=3)
     assert tag_names(MetaStore(path)) == {f"t{i}" for i in range(23)}
-    assert not os.path.exists(lock) or os.stat(lock).st_mtime > old
-    assert packs.packs_to_merge(live_packs(pack_dir), 8) == []  # the stale lock went, merging went on
+    assert packs.packs_to_merge(live_packs(pack_dir), 8) == []  # merging went on
     young = pack_metadata(path)
     assert os.path.exists(os.path.join(pack_dir, "tmp_999_deadbeef"))  # may be a commit in progress
+    old = time.time() - 2 * 3600
     for name in ("tmp_999_deadbeef", "pack-" + "0" * 40 + ".pack"):
-        os.utime(os.path.join(pack_dir, name), (old - 3600, old - 3600))
+        os.utime(os.path.join(pack_dir, name), (old, old))
     pack_metadata(path)
     assert sorted(os.listdir(pack_dir)) == sorted([f"{name}{suffix}" for name in packs.pack_sizes(pack_dir)
-                                                   for suffix in (".idx", ".pack")] + [packs.RETIRED])
+                                                   for suffix in (".idx", ".pack")]
+                                                  + [packs.RETIRED, packs.RETIRED_DIR, packs.MERGE_LOCK])
+    assert os.listdir(os.path.join(pack_dir, packs.RETIRED_DIR)) == []  # deleted by garbage-collect
     assert young.packs >= 2 and tag_names(MetaStore(path)) == {f"t{i}" for i in range(23)}
 
 
@@ -235,3 +236,18 @@ def test_storage_durable_in_registry_yaml_reaches_the_metadata_and_the_blobs(tmp
     assert registry.meta.durable and registry.driver.durable
     plain = Registry(Config.from_document({**document, "store": str(tmp_path / "plain"), "storage": {}}))
     assert not plain.meta.durable and not plain.driver.durable
+
+
+def test_one_merge_at_a_time_the_others_skip(tmp_path):
+    path = str(tmp_path / "meta.git")
+    store = MetaStore(path)
+    pack_dir = os.path.join(path, "objects", "pack")
+    with packs.merge_lock(pack_dir) as held:  # as another process merging would hold it
+        assert held
+        commit_tags(store, 16)
+        assert len(live_packs(pack_dir)) >= 16  # nothing merged meanwhile
+        with packs.merge_lock(pack_dir) as second:
+            assert not second
+    commit_tags(store, 4, start=16)  # the next look at objects/pack/ merges
+    assert packs.packs_to_merge(live_packs(pack_dir), 8) == []
+    assert tag_names(MetaStore(path)) == {f"t{i}" for i in range(20)}
