@@ -43,7 +43,7 @@ _KIND_NAMES = {COMMIT: b"commit", TREE: b"tree", BLOB: b"blob"}
 _IDX_MAGIC = b"\377tOc"
 RETIRED = "retired.list"        # objects/pack/retired.list: "<time> <pack>" of merged packs still in place
 RETIRED_DIR = "retired"         # objects/pack/retired/: merged packs moved out of libgit2's sight
-RETIRE_GRACE = 1.0              # seconds a merged pack stays before it is deleted (retire_packs)
+RETIRE_GRACE = 1.0              # seconds a merged pack stays in place before it is moved (retire_packs)
 MERGE_LOCK = "merge.lock"       # objects/pack/merge.lock: flocked, one merge at a time across processes
 log = logging.getLogger("registry_core")
 
