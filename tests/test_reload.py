@@ -51,4 +51,5 @@ def test_a_changed_config_is_applied_without_a_restart_and_a_broken_one_is_ignor
         assert client.get("/v2/").status_code == 200
         assert "not reloading" in server.log()
     finally:
+        print(server.log())  # shown by pytest when the test fails: what the master and workers said
         server.stop()

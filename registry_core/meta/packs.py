@@ -363,9 +363,10 @@ class MergePolicy:
         with merge_lock(pack_dir) as locked:
             if not locked:
                 return 0
+            retired = retired_packs(pack_dir)  # again, exact now: another merge may have just ended
             merged: dict[bytes, bytes] = {}
             copied = []
-            for name in chosen:
+            for name in (name for name in chosen if name not in retired):
                 try:
                     merged.update(pack_entries(pack_dir, name))
                 except Deltified:
@@ -382,12 +383,21 @@ class MergePolicy:
 
 
 def retired_packs(pack_dir: str) -> dict[str, float]:
-    """The packs merged into newer ones and still in objects/pack/, with the time they were."""
+    """The packs merged into newer ones and still in objects/pack/, with the time they were.
+    Exact under the merge lock; outside it, the file may be being rewritten (in place), and a line
+    cut short is left out."""
+    retired = {}
     try:
         with open(os.path.join(pack_dir, RETIRED)) as f:
-            return {name: float(when) for when, name in (line.split() for line in f if line.strip())}
+            for line in f:
+                when, _, name = line.strip().partition(" ")
+                try:
+                    retired[name] = float(when)
+                except ValueError:
+                    continue
     except FileNotFoundError:
-        return {}
+        pass
+    return {name: when for name, when in retired.items() if name.startswith("pack-") and len(name) == 45}
 
 
 def retire_packs(pack_dir: str, names: list[str], wait: bool = False) -> None:
