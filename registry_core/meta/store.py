@@ -14,6 +14,7 @@ Readers use a `Snapshot` of one tip; documents are parsed once per blob id (see 
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import random
 import threading
@@ -33,6 +34,7 @@ _REPLACE = object()  # key in write_tree's nested changes: build this folder fro
 # empty or half-created meta.git inside a git checkout would otherwise open the checkout's repo).
 _OPEN_FLAGS = pygit2.enums.RepositoryOpenFlag.NO_SEARCH
 T = TypeVar("T")
+log = logging.getLogger("registry_core")
 STALE_LOCK = 30.0  # seconds: a branch lock this old was left by a writer that died (_move_branch)
 REOPEN_AFTER = 0.1  # seconds: a thread's Repository is not reopened more often (MetaStore.repo)
 # libgit2's strict object creation reads back every object a new tree or commit names. Commits are
@@ -331,10 +333,18 @@ class MetaStore:
             pack = packs.write_pack(self._pack_dir, {raw: packs.encode_entry(kind, data)
                                                      for raw, (kind, data) in objects.items()}, self.durable)
             if self._move_branch(tip.id if tip is not None else None, pygit2.Oid(raw=commit)):
-                self.merges.after_commit(self.path, pack, len(objects), self.durable)
+                self._merge_small_packs(pack, len(objects))
                 return result
             time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))
         raise ConflictRetriesExhausted(f"gave up after {attempts} attempts: {message}")
+
+    def _merge_small_packs(self, pack: str, objects: int) -> None:
+        """Merging is housekeeping after the commit is made: a failure (a full disk, a file system
+        without flock) is logged, and the caller still hears that its change was committed."""
+        try:
+            self.merges.after_commit(self.path, pack, objects, self.durable)
+        except Exception:  # noqa: BLE001
+            log.exception("merging the small packs of %s failed; the commit stands", self.path)
 
     def _move_branch(self, old: pygit2.Oid | None, new: pygit2.Oid) -> bool:
         """Move `main` from `old` to `new` unless another writer moved it first (then False).
