@@ -27,7 +27,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import itertools
-import logging
 import os
 import struct
 import time
@@ -45,7 +44,6 @@ RETIRED = "retired.list"        # objects/pack/retired.list: "<time> <pack>" of 
 RETIRED_DIR = "retired"         # objects/pack/retired/: merged packs moved out of libgit2's sight
 RETIRE_GRACE = 1.0              # seconds a merged pack stays in place before it is moved (retire_packs)
 MERGE_LOCK = "merge.lock"       # objects/pack/merge.lock: flocked, one merge at a time across processes
-log = logging.getLogger("registry_core")
 
 
 def object_id(kind: int, data: bytes) -> bytes:
@@ -260,33 +258,33 @@ class Deltified(Exception):
     """The pack stores objects as deltas (git's or libgit2's packs): its entries cannot be copied."""
 
 
+def _object_count(head: bytes, index_path: str) -> int:
+    """The number of objects a version 2 pack index starting with `head` lists."""
+    if head[:8] != _IDX_MAGIC + b"\0\0\0\2" or len(head) < 1032:
+        raise ValueError(f"{index_path} is not a version 2 pack index")
+    return struct.unpack_from(">I", head, 1028)[0]
+
+
 def read_index(index_path: str) -> tuple[list[bytes], list[int]]:
-    """The raw ids and pack offsets listed by a version 2 pack index."""
+    """The raw ids and pack offsets (31-bit; with the large-offset flag) a pack index lists."""
     with open(index_path, "rb") as f:
         data = f.read()
-    if data[:4] != _IDX_MAGIC or data[4:8] != b"\0\0\0\2" or len(data) < 1032:
-        raise ValueError(f"{index_path} is not a version 2 pack index")
-    count = struct.unpack_from(">I", data, 1028)[0]
+    count = _object_count(data, index_path)
     ids_at = 1032
-    offsets_at = ids_at + 24 * count
     ids = [data[ids_at + 20 * i:ids_at + 20 * i + 20] for i in range(count)]
-    offsets = list(struct.unpack_from(f">{count}I", data, offsets_at))
-    if any(offset & 0x80000000 for offset in offsets):
-        raise Deltified(f"{index_path} uses large offsets")
-    return ids, offsets
+    return ids, list(struct.unpack_from(f">{count}I", data, ids_at + 24 * count))
 
 
 def index_object_count(index_path: str) -> int:
     with open(index_path, "rb") as f:
-        head = f.read(1032)
-    if head[:4] != _IDX_MAGIC or len(head) < 1032:
-        raise ValueError(f"{index_path} is not a version 2 pack index")
-    return struct.unpack_from(">I", head, 1028)[0]
+        return _object_count(f.read(1032), index_path)
 
 
 def pack_entries(pack_dir: str, name: str) -> dict[bytes, bytes]:
     """The entries of a pack of whole objects, as stored: raw id -> encoded entry."""
     ids, offsets = read_index(os.path.join(pack_dir, name + ".idx"))
+    if any(offset & 0x80000000 for offset in offsets):
+        raise Deltified(f"{name} is over 2 GiB (large offsets): written by garbage-collect")
     with open(os.path.join(pack_dir, name + ".pack"), "rb") as f:
         data = f.read()
     ends = sorted(offsets) + [len(data) - 20]
@@ -391,13 +389,14 @@ def retired_packs(pack_dir: str) -> dict[str, float]:
         with open(os.path.join(pack_dir, RETIRED)) as f:
             for line in f:
                 when, _, name = line.strip().partition(" ")
-                try:
-                    retired[name] = float(when)
-                except ValueError:
-                    continue
+                if name.startswith("pack-") and len(name) == 45:
+                    try:
+                        retired[name] = float(when)
+                    except ValueError:
+                        continue
     except FileNotFoundError:
         pass
-    return {name: when for name, when in retired.items() if name.startswith("pack-") and len(name) == 45}
+    return retired
 
 
 def retire_packs(pack_dir: str, names: list[str], wait: bool = False) -> None:
@@ -474,15 +473,3 @@ class merge_lock:
         if self.fd is not None:
             os.close(self.fd)  # releases the lock
             self.fd = None
-
-
-def remove_stale_lock(lock: str, limit: float, holder: str) -> None:
-    """Remove a lock file older than `limit` seconds: left by a `holder` killed midway, it would
-    stop every later one (which hold it for well under a second)."""
-    try:
-        age = time.time() - os.stat(lock).st_mtime
-        if age > limit:
-            os.unlink(lock)
-            log.warning("removed %s, left %.0f s ago by a %s that stopped midway", lock, age, holder)
-    except FileNotFoundError:
-        pass

@@ -47,8 +47,13 @@ _trees = packs.TreeCache()
 _PARSED_LIMIT = 200_000
 
 
+def author(context: Context) -> tuple[str, str]:
+    """The (name, email) a commit made for `context` is authored by."""
+    return context.actor, f"{context.actor}@registry"
+
+
 def signature(context: Context) -> pygit2.Signature:
-    return pygit2.Signature(context.actor, f"{context.actor}@registry")
+    return pygit2.Signature(*author(context))
 
 
 def trailers(context: Context) -> str:
@@ -327,7 +332,7 @@ class MetaStore:
                 return result
             text = f"{message.rstrip()}\n\n{trailers(context)}\n"
             data = packs.encode_commit(tree, [tip.id.raw] if tip is not None else [],
-                                       (context.actor, f"{context.actor}@registry"), COMMITTER, text)
+                                       author(context), COMMITTER, text)
             commit = packs.object_id(packs.COMMIT, data)
             objects[commit] = (packs.COMMIT, data)
             pack = packs.write_pack(self._pack_dir, {raw: packs.encode_entry(kind, data)
@@ -362,7 +367,7 @@ class MetaStore:
         try:
             fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
-            packs.remove_stale_lock(lock, STALE_LOCK, "writer")
+            self._remove_stale_lock(lock)
             return False
         try:
             if self._branch_target() != old:
@@ -408,3 +413,15 @@ class MetaStore:
         except FileNotFoundError:
             pass
         return None
+
+    @staticmethod
+    def _remove_stale_lock(lock: str) -> None:
+        """A writer holds the lock for well under a second; one older than STALE_LOCK seconds was
+        left by a process killed between creating and renaming it, and would stop every commit."""
+        try:
+            age = time.time() - os.stat(lock).st_mtime
+            if age > STALE_LOCK:
+                os.unlink(lock)
+                log.warning("removed %s, left %.0f s ago by a writer that stopped midway", lock, age)
+        except FileNotFoundError:
+            pass
