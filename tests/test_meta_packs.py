@@ -92,12 +92,6 @@ def test_tiers_fill_up_before_they_are_merged():
     assert packs.packs_to_merge(sizes, 8) == [f"m{i}" for i in range(8)]
 
 
-def live_packs(pack_dir: str) -> dict[str, int]:
-    """The packs not merged into a newer one (merged ones stay a few seconds: retire_packs)."""
-    retired = packs.retired_packs(pack_dir)
-    return {name: size for name, size in packs.pack_sizes(pack_dir).items() if name not in retired}
-
-
 def commit_tags(store: MetaStore, count: int, start: int = 0) -> None:
     for i in range(start, start + count):
         store.transact(lambda txn, i=i: txn.put(f"repositories/r/_tags/{i % 16:02x}/t{i}.yaml", {
@@ -116,7 +110,7 @@ def test_small_packs_are_merged_as_commits_pile_up(tmp_path):
     store = MetaStore(str(tmp_path / "meta.git"))
     commit_tags(store, 300)
     pack_dir = tmp_path / "meta.git" / "objects" / "pack"
-    sizes = live_packs(str(pack_dir))
+    sizes = packs.pack_sizes(str(pack_dir))
     assert packs.packs_to_merge(sizes, 8) == [] and len(sizes) < 3 * 8, sizes  # under 8 in each tier
     assert sum(sizes.values()) >= 300 * 6
     assert tag_names(MetaStore(str(tmp_path / "meta.git"))) == {f"t{i}" for i in range(300)}
@@ -133,21 +127,18 @@ def test_a_reader_that_knew_the_merged_packs_still_reads_everything(tmp_path):
     stale_packs = list(packs.pack_sizes(os.path.join(path, "objects", "pack")))
     tip = stale.lookup_reference("refs/heads/main").target
     assert stale[tip].tree is not None
-    commit_tags(writer, 1, start=7)  # the eighth pack: the tier is merged, the eight retired
-    assert len(live_packs(os.path.join(path, "objects", "pack"))) == 1
-    time.sleep(packs.RETIRE_GRACE)
-    commit_tags(writer, 8, start=8)  # the next merge deletes them
-    assert not set(packs.retired_packs(os.path.join(path, "objects", "pack"))) & set(stale_packs)
+    commit_tags(writer, 1, start=7)  # the eighth pack: the tier is merged, the eight moved out
+    assert len(packs.pack_sizes(os.path.join(path, "objects", "pack"))) == 1
     moved = os.listdir(os.path.join(path, "objects", "pack", packs.RETIRED_DIR))  # moved, no inode freed
     assert {name + ".idx" for name in stale_packs} <= set(moved)
     read = 0
-    for commit in stale.walk(tip):  # every object of the old history, through deleted packs
+    for commit in stale.walk(tip):  # every object of the old history, through moved packs
         if "repositories" in commit.tree:
             for bucket in commit.tree["repositories/r/_tags"]:
                 read += sum(1 for entry in bucket if stale[entry.id].data)
     assert read == sum(range(1, 8))
     reader = MetaStore(path)
-    assert tag_names(reader) == {f"t{i}" for i in range(16)}
+    assert tag_names(reader) == {f"t{i}" for i in range(8)}
 
 
 def test_readers_in_other_threads_see_every_commit_while_packs_are_merged(tmp_path):
@@ -198,7 +189,7 @@ def test_a_writer_killed_midway_leaves_nothing_a_reader_trips_on(tmp_path):
     open(os.path.join(pack_dir, packs.MERGE_LOCK), "w").close()  # its flock went with the process
     commit_tags(store, 20, start=3)
     assert tag_names(MetaStore(path)) == {f"t{i}" for i in range(23)}
-    assert packs.packs_to_merge(live_packs(pack_dir), 8) == []  # merging went on
+    assert packs.packs_to_merge(packs.pack_sizes(pack_dir), 8) == []  # merging went on
     young = pack_metadata(path)
     assert os.path.exists(os.path.join(pack_dir, "tmp_999_deadbeef"))  # may be a commit in progress
     old = time.time() - 2 * 3600
@@ -207,7 +198,7 @@ def test_a_writer_killed_midway_leaves_nothing_a_reader_trips_on(tmp_path):
     pack_metadata(path)
     assert sorted(os.listdir(pack_dir)) == sorted([f"{name}{suffix}" for name in packs.pack_sizes(pack_dir)
                                                    for suffix in (".idx", ".pack")]
-                                                  + [packs.RETIRED, packs.RETIRED_DIR, packs.MERGE_LOCK])
+                                                  + [packs.MERGE_STAMP, packs.RETIRED_DIR, packs.MERGE_LOCK])
     assert os.listdir(os.path.join(pack_dir, packs.RETIRED_DIR)) == []  # deleted by garbage-collect
     assert young.packs >= 2 and tag_names(MetaStore(path)) == {f"t{i}" for i in range(23)}
 
@@ -245,11 +236,11 @@ def test_one_merge_at_a_time_the_others_skip(tmp_path):
     with packs.merge_lock(pack_dir) as held:  # as another process merging would hold it
         assert held
         commit_tags(store, 16)
-        assert len(live_packs(pack_dir)) >= 16  # nothing merged meanwhile
+        assert len(packs.pack_sizes(pack_dir)) >= 16  # nothing merged meanwhile
         with packs.merge_lock(pack_dir) as second:
             assert not second
     commit_tags(store, 4, start=16)  # the next look at objects/pack/ merges
-    assert packs.packs_to_merge(live_packs(pack_dir), 8) == []
+    assert packs.packs_to_merge(packs.pack_sizes(pack_dir), 8) == []
     assert tag_names(MetaStore(path)) == {f"t{i}" for i in range(20)}
 
 
@@ -262,3 +253,43 @@ def test_a_failed_merge_does_not_fail_the_commit_it_follows(tmp_path, monkeypatc
     commit_tags(store, 20)  # merges are tried at every 4th commit, and fail
     assert tag_names(MetaStore(str(tmp_path / "meta.git"))) == {f"t{i}" for i in range(20)}
     assert "the commit stands" in caplog.text
+
+
+def test_an_object_that_seems_missing_is_looked_for_again_and_a_missing_path_is_not():
+    looks = []
+
+    def pack_moved_under_the_first_look():
+        looks.append(1)
+        if len(looks) == 1:
+            raise pygit2.GitError("object not found - no match for id (42bb57d1)")
+        return "found"
+
+    assert packs.read_again_if_missing(pack_moved_under_the_first_look) == "found" and len(looks) == 2
+
+    def no_such_path():
+        looks.append(1)
+        raise KeyError("users/nobody.yaml")
+
+    del looks[:]
+    with pytest.raises(KeyError, match="nobody"):
+        packs.read_again_if_missing(no_such_path)
+    assert len(looks) == 1
+
+    def really_missing():
+        looks.append(1)
+        raise KeyError(pygit2.Oid(hex="1" * 40))
+
+    del looks[:]
+    with pytest.raises(KeyError):
+        packs.read_again_if_missing(really_missing)
+    assert len(looks) == packs.LOOKS_FOR_MISSING
+
+
+def test_merged_packs_leave_objects_pack_at_once(tmp_path):
+    path = str(tmp_path / "meta.git")
+    store = MetaStore(path)
+    commit_tags(store, 64)
+    pack_dir = os.path.join(path, "objects", "pack")
+    indexes = [name for name in os.listdir(pack_dir) if name.endswith(".idx")]
+    assert len(indexes) < 8 + 4, indexes  # the live packs, under 8 a tier; nothing merged waits there
+    assert len(os.listdir(os.path.join(pack_dir, packs.RETIRED_DIR))) >= 2 * 56

@@ -5,6 +5,7 @@ Every test uses a real bare repository in tmp_path; the contention tests use rea
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import subprocess
@@ -14,6 +15,7 @@ import pygit2
 import pytest
 
 from registry_core.context import Context
+from registry_core.meta import branch
 from registry_core.meta.documents import DocumentInvalid
 from registry_core.meta.store import BRANCH, ConflictRetriesExhausted, MetaStore
 
@@ -555,3 +557,72 @@ def test_a_packed_branch_moves_and_git_sees_one_line_of_history(store, tmp_path)
     fsck = subprocess.run(["git", "--git-dir", git_dir, "fsck", "--strict"], capture_output=True, text=True)
     assert fsck.returncode == 0, fsck.stderr
     assert MetaStore(git_dir).snapshot().get("users/bob.yaml") == user("bob")
+
+
+def test_the_branch_file_is_one_of_the_spares_in_turn_and_no_inode_is_freed(store, tmp_path):
+    git_dir = tmp_path / "meta.git"
+    spares = {os.stat(path).st_ino: path.name for path in (git_dir / branch.SPARE_FOLDER).iterdir()}
+    assert len(spares) == branch.SPARES
+    seen = []
+    for i in range(branch.SPARES + 2):
+        store.transact(put_all({f"users/u{i}.yaml": user(f"u{i}")}), ALICE, f"Add u{i}")
+        seen.append(spares[os.stat(git_dir / "refs" / "heads" / "main").st_ino])  # a spare's inode
+    assert len(set(seen[:branch.SPARES])) == branch.SPARES  # each once, in turn
+    assert seen[branch.SPARES:] == seen[:2]
+    assert {os.stat(path).st_ino for path in (git_dir / branch.SPARE_FOLDER).iterdir()} == set(spares)
+    assert os.stat(git_dir / "refs" / "heads" / "main").st_nlink == 2  # its spare's name and the branch
+    assert not (git_dir / "refs" / "heads" / "main.lock").exists()
+    assert MetaStore(str(git_dir)).snapshot().get(f"users/u{branch.SPARES + 1}.yaml") == user(f"u{branch.SPARES + 1}")
+    fsck = subprocess.run(["git", "--git-dir", str(git_dir), "fsck", "--strict"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr
+    log = subprocess.run(["git", "--git-dir", str(git_dir), "log", "--format=%an", "main"], check=True,
+                         capture_output=True, text=True).stdout.split()
+    assert len(log) == branch.SPARES + 3
+
+
+def test_a_lock_taken_from_a_spare_is_respected_and_its_age_counts_from_the_taking(store, tmp_path):
+    git_dir = tmp_path / "meta.git"
+    spare = git_dir / branch.SPARE_FOLDER / "07"
+    old = time.time() - 120
+    os.utime(spare, (old, old))  # written long ago, as a spare is
+    other = branch.Branch(str(git_dir), BRANCH)
+    os.utime(spare)
+    os.link(spare, git_dir / "refs" / "heads" / "main.lock")  # another process takes the lock with it
+    with pytest.raises(ConflictRetriesExhausted):
+        store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice", attempts=3)
+    other._remove_stale_lock()
+    assert (git_dir / "refs" / "heads" / "main.lock").exists()  # not taken for a dead writer's
+    os.unlink(git_dir / "refs" / "heads" / "main.lock")
+    store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice")
+    assert store.snapshot().get("users/alice.yaml") == user("alice")
+
+
+def test_without_spare_files_the_branch_lock_is_created_each_commit(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="registry_core")
+    git_dir = tmp_path / "meta.git"
+    git_dir.mkdir()
+    (git_dir / branch.SPARE_FOLDER).write_text("not a folder")  # they cannot be made here
+    pygit2.init_repository(str(git_dir), bare=True, initial_head="main")
+    store = MetaStore(str(git_dir))
+    assert "branch locks are created each commit" in caplog.text
+    for i in range(3):
+        store.transact(put_all({f"users/u{i}.yaml": user(f"u{i}")}), ALICE, f"Add u{i}")
+    assert os.stat(git_dir / "refs" / "heads" / "main").st_nlink == 1
+    assert [c.author.name for c in history(store)][:3] == ["alice"] * 3
+    assert MetaStore(str(git_dir)).snapshot().get("users/u2.yaml") == user("u2")
+
+
+def test_a_missing_object_is_an_error_not_a_missing_document(store, tmp_path):
+    store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice")
+    repo = pygit2.Repository(str(tmp_path / "meta.git"))
+    lost = pygit2.Oid(hex="1" * 40)  # a blob no pack holds
+    users = repo.TreeBuilder()
+    users.insert("bob.yaml", lost, pygit2.GIT_FILEMODE_BLOB)
+    root = repo.TreeBuilder(repo[tip(store).id].tree)
+    root.insert("users", users.write(), pygit2.GIT_FILEMODE_TREE)
+    signature = pygit2.Signature("admin", "admin@localhost")
+    repo.create_commit(BRANCH, signature, signature, "Damage\n", root.write(), [tip(store).id])
+    snapshot = MetaStore(str(tmp_path / "meta.git")).snapshot()
+    assert snapshot.exists("users/bob.yaml") and snapshot.get("users/carol.yaml") is None
+    with pytest.raises(KeyError, match="1111111111"):
+        snapshot.get("users/bob.yaml")

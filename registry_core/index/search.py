@@ -158,7 +158,7 @@ class SearchIndex(DiffView):
         index = bisect.bisect_left(self._names, name)
         found = index < len(self._names) and self._names[index] == name
         if present(delta):
-            self._set(name, repo.get(file.id), f"{meta_paths.REPOSITORIES}/{file.path}")
+            self._set(name, repo[file.id], f"{meta_paths.REPOSITORIES}/{file.path}")
             if not found:
                 self._names.insert(index, name)
         else:

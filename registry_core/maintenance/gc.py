@@ -53,6 +53,7 @@ from dataclasses import asdict, dataclass, field
 import pygit2
 
 from registry_core.context import Context
+from registry_core.meta import packs
 from registry_core.meta import paths as meta_paths
 from registry_core.meta.documents import DocumentInvalid
 from registry_core.meta.packing import PackResult, pack_metadata
@@ -251,8 +252,12 @@ class GarbageCollector:
         snapshot = self.meta.snapshot()
         if snapshot.tip == self._mark_tip or snapshot.root is None:
             return
-        old = snapshot.repo.get(self._mark_tree_id) if self._mark_tree_id is not None else None
-        changed = old.diff_to_tree(snapshot.root).deltas if old is not None else []
+        if self._mark_tree_id is None:
+            changed = []
+        else:
+            old = self._mark_tree_id
+            changed = packs.read_again_if_missing(
+                lambda: list(snapshot.repo[old].diff_to_tree(snapshot.root).deltas))
         for delta in changed:
             if delta.status == pygit2.GIT_DELTA_DELETED:
                 continue
@@ -260,7 +265,7 @@ class GarbageCollector:
             if match is None:
                 continue
             try:
-                document = load_blob(snapshot.repo.get(delta.new_file.id), delta.new_file.path)
+                document = load_blob(snapshot.repo[delta.new_file.id], delta.new_file.path)
             except DocumentInvalid as e:
                 raise GarbageCollectionRefused([str(e)], midway=True) from None
             self.mark(match["name"], document)
@@ -271,7 +276,7 @@ class GarbageCollector:
             if snapshot.exists(meta_paths.manifest(name, digest)):
                 self.mark(name, document)
                 del self.excluded[(name, digest)]
-        if old is None:
+        if self._mark_tree_id is None:
             for name in inventory.repositories(snapshot):
                 for document in RepositoryGraph.read(snapshot, name).manifests.values():
                     self.mark(name, document)

@@ -44,6 +44,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 
 import pygit2
 
+from registry_core.meta import packs
 from registry_core.meta.store import MetaStore, Snapshot
 
 log = logging.getLogger("registry_core")
@@ -169,7 +170,12 @@ class DiffView:
         self._unsaved = 0  # changed files applied since the view last matched a copy on disk
 
     def sync(self, snapshot: Snapshot) -> None:
-        """Bring the view to `snapshot` (forwards or backwards). Call with `self.lock` held."""
+        """Bring the view to `snapshot` (forwards or backwards). Call with `self.lock` held.
+        Run again if libgit2 missed an object of a pack being merged (applying a change twice
+        leaves a view as applying it once)."""
+        packs.read_again_if_missing(lambda: self._sync(snapshot))
+
+    def _sync(self, snapshot: Snapshot) -> None:
         tree = snapshot.tree(self.folder)
         if tree is None:
             if self._tree_id is not None:

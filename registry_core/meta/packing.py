@@ -93,7 +93,7 @@ def pack_metadata(repo_path: str, dry_run: bool = False, durable: bool = False) 
                     os.fsync(f.fileno())
             packs.sync_folder(pack_dir)
         result.pack_bytes = sum(_size(os.path.join(pack_dir, new + suffix)) for suffix in (".pack", ".idx"))
-        packs.retire_packs(pack_dir, [name for name in names if name != new], wait=True)
+        packs.retire_packs(pack_dir, [name for name in names if name != new])
         packs.delete_retired(pack_dir)
     for _, path, _ in loose:
         try:

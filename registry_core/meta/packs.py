@@ -15,10 +15,11 @@ leaves a pack no commit names, which `registry garbage-collect` removes.
 Small packs would slow every lookup that misses (libgit2 searches each index in turn), so after a
 commit `MergePolicy` may merge small packs into one by size tiers (8 packs of a tier make one of
 the next, copying their entries as stored): about 7 × log8(objects) packs at any time. The merged
-packs are deleted a few seconds later (retire_packs); a libgit2 reader that still lists one then
-treats the missing file as "not in this pack", goes on to the next and, at worst, rescans
-(libgit2's odb_pack.c: pack_entry_find). Readers reopen their repository when a merge happened
-(store.py), so they do not keep searching the indexes of deleted packs. `registry
+packs are moved out of objects/pack/ at once (retire_packs); a libgit2 reader that still lists
+one treats the missing file as "not in this pack", goes on to the next and rescans the folder
+(libgit2's odb_pack.c: pack_entry_find), and our readers look again when an object still seems
+missing (read_again_if_missing). Readers reopen their repository after a merge (store.py), so
+they do not keep searching the indexes of moved packs. `registry
 garbage-collect` writes everything as one pack with deltas (packing.py).
 """
 
@@ -31,18 +32,19 @@ import os
 import struct
 import time
 import zlib
+from typing import Callable, TypeVar
 
 import pygit2
 
 from registry_core.storage.filesystem import sync_folder
 
+T = TypeVar("T")
 COMMIT, TREE, BLOB = 1, 2, 3
 TREE_MODE, BLOB_MODE = 0o40000, 0o100644
 _KIND_NAMES = {COMMIT: b"commit", TREE: b"tree", BLOB: b"blob"}
 _IDX_MAGIC = b"\377tOc"
-RETIRED = "retired.list"        # objects/pack/retired.list: "<time> <pack>" of merged packs still in place
+MERGE_STAMP = "last-merge"      # objects/pack/last-merge: rewritten by each merge, readers reopen on it
 RETIRED_DIR = "retired"         # objects/pack/retired/: merged packs moved out of libgit2's sight
-RETIRE_GRACE = 1.0              # seconds a merged pack stays in place before it is moved (retire_packs)
 MERGE_LOCK = "merge.lock"       # objects/pack/merge.lock: flocked, one merge at a time across processes
 
 
@@ -50,6 +52,35 @@ def object_id(kind: int, data: bytes) -> bytes:
     digest = hashlib.sha1(b"%s %d\0" % (_KIND_NAMES[kind], len(data)))
     digest.update(data)
     return digest.digest()
+
+
+LOOKS_FOR_MISSING = 3            # a missing object is looked for this many times (read_again_if_missing)
+
+
+def object_missing(error: Exception) -> bool:
+    """libgit2 says "object not found": pygit2 raises NotFoundError, GitError from a path lookup
+    that met a missing tree, or KeyError(oid) from `repo[oid]`; a path that is not in a tree is a
+    KeyError of the path."""
+    if isinstance(error, pygit2.GitError):
+        return isinstance(error, KeyError) or "not found" in str(error)
+    return isinstance(error, KeyError) and bool(error.args) and isinstance(error.args[0], pygit2.Oid)
+
+
+def read_again_if_missing(read: Callable[[], T]) -> T:
+    """`read()`, run again when libgit2 reports an object missing.
+
+    libgit2 finds an object of a pack it does not know yet by listing objects/pack/ again. A merge
+    in another process may move a pack it has just listed out of the folder before it opens it
+    (retire_packs): the object then seems missing. The next look lists the folder again and finds
+    the object in the merged pack, which was written before the pack it replaces was moved. An
+    object that is really missing still raises, after LOOKS_FOR_MISSING looks."""
+    for look in range(1, LOOKS_FOR_MISSING + 1):
+        try:
+            return read()
+        except (pygit2.GitError, KeyError) as error:
+            if look == LOOKS_FOR_MISSING or not object_missing(error):
+                raise
+    raise AssertionError("unreachable")
 
 
 # --- trees ----------------------------------------------------------------------------------------
@@ -116,7 +147,7 @@ class TreeCache:
     def get(self, repo: pygit2.Repository, raw: bytes) -> TreeEntries:
         entries = self._trees.get(raw)
         if entries is None:
-            kind, data = repo.odb.read(pygit2.Oid(raw=raw))
+            kind, data = read_again_if_missing(lambda: repo.odb.read(pygit2.Oid(raw=raw)))
             if kind != TREE:
                 raise ValueError(f"{raw.hex()} is not a tree")
             entries = self.put(raw, TreeEntries.parse(data))
@@ -353,18 +384,16 @@ class MergePolicy:
         if self._commits % self.every:
             return 0
         self._sizes = pack_sizes(pack_dir, self._sizes)
-        left_out = self.deltified | set(retired_packs(pack_dir))
-        chosen = packs_to_merge({name: size for name, size in self._sizes.items() if name not in left_out},
+        chosen = packs_to_merge({name: size for name, size in self._sizes.items() if name not in self.deltified},
                                 self.factor)
         if not chosen:
             return 0
         with merge_lock(pack_dir) as locked:
             if not locked:
                 return 0
-            retired = retired_packs(pack_dir)  # again, exact now: another merge may have just ended
             merged: dict[bytes, bytes] = {}
             copied = []
-            for name in (name for name in chosen if name not in retired):
+            for name in chosen:
                 try:
                     merged.update(pack_entries(pack_dir, name))
                 except Deltified:
@@ -380,58 +409,33 @@ class MergePolicy:
             return len(copied)
 
 
-def retired_packs(pack_dir: str) -> dict[str, float]:
-    """The packs merged into newer ones and still in objects/pack/, with the time they were.
-    Exact under the merge lock; outside it, the file may be being rewritten (in place), and a line
-    cut short is left out."""
-    retired = {}
-    try:
-        with open(os.path.join(pack_dir, RETIRED)) as f:
-            for line in f:
-                when, _, name = line.strip().partition(" ")
-                if name.startswith("pack-") and len(name) == 45:
-                    try:
-                        retired[name] = float(when)
-                    except ValueError:
-                        continue
-    except FileNotFoundError:
-        pass
-    return retired
+def retire_packs(pack_dir: str, names: list[str]) -> None:
+    """Move packs whose objects are all in a newer pack into objects/pack/retired/, where libgit2
+    does not look and `registry garbage-collect` deletes them; then rewrite the merge stamp that
+    tells readers to reopen their repository. Under the merge lock.
 
-
-def retire_packs(pack_dir: str, names: list[str], wait: bool = False) -> None:
-    """Mark packs whose objects are all in a newer pack as retired, and move those retired at
-    least RETIRE_GRACE seconds ago (after waiting that long, if `wait`) into objects/pack/retired/,
-    where libgit2 does not look and `registry garbage-collect` deletes them. Under the merge lock.
-
-    Why not at once: a libgit2 reader that has just listed objects/pack/ (it rescans when it misses
-    an object) and is about to open a pack's index would find it gone and report the object as
-    missing: seen with four processes committing at once (tests/test_meta_store.py).
+    At once, not after a grace period: a libgit2 reader that has just listed objects/pack/ and is
+    about to open one of these finds it gone and reports its object missing, and looks again
+    (read_again_if_missing). Holding merged packs back for a second instead (session 3) left
+    about as many packs in the folder as commits a second, each searched on every lookup that
+    missed: 2.6 ms a push at 400 pushes a second against 1.3 ms (bench/profiles/notes.md).
     Why moved and not deleted: on ext4 without a journal every deleted inode slows each file
-    created after it in its group for 60-300 s (bench/profiles/notes.md); a push retires two files
-    (its pack and index, once merged), and deleting them made sustained pushes slow down from 264
-    to 159 a second over 5,000 pushes. The list of retired packs is written in place (no new
-    file either); its time is the stamp readers reopen their repository on (store.py)."""
-    retired = retired_packs(pack_dir)
-    retired.update(dict.fromkeys(names, time.time()))
-    if wait:
-        time.sleep(RETIRE_GRACE)
-    now = time.time()
-    due = [name for name, when in retired.items() if now - when >= RETIRE_GRACE]
-    text = "".join(f"{when} {name}\n" for name, when in retired.items() if name not in due).encode()
-    fd = os.open(os.path.join(pack_dir, RETIRED), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, text)
-    finally:
-        os.close(fd)
-    if due:
+    created after it in its group for 60-300 s (notes.md); a push retires two files (its pack
+    and index, once merged), and deleting them made sustained pushes slow down from 264 to 159
+    a second over 5,000 pushes. The stamp is written in place (no new file either)."""
+    if names:
         os.makedirs(os.path.join(pack_dir, RETIRED_DIR), exist_ok=True)
-    for name in due:
+    for name in names:
         for suffix in (".idx", ".pack", ".rev"):  # the index first: from then on nobody looks in it
             try:
                 os.replace(os.path.join(pack_dir, name + suffix), os.path.join(pack_dir, RETIRED_DIR, name + suffix))
             except FileNotFoundError:
                 pass
+    fd = os.open(os.path.join(pack_dir, MERGE_STAMP), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, "".join(f"{time.time():.6f} {name}\n" for name in names).encode())
+    finally:
+        os.close(fd)
 
 
 def delete_retired(pack_dir: str) -> int:

@@ -4,7 +4,7 @@ Every change is one commit, authored by the acting user, with trailers (Actor, C
 Request-Id) so that `git log` is the audit trail. Commits are compare-and-swap: a transaction
 reads a snapshot, records its writes, builds the new tree by rewriting only the trees on the
 changed paths, writes the new objects and the commit as one small pack (packs.py), and moves
-`main` from the snapshot's tip with git's lock-file protocol (`_move_branch`). If another writer
+`main` from the snapshot's tip with git's lock-file protocol (branch.py). If another writer
 (thread, process or node) moved it first, the move is refused, and the transaction is re-run on
 the new tip with its preconditions checked again.
 
@@ -25,6 +25,7 @@ import pygit2
 
 from registry_core.context import Context
 from registry_core.meta import documents, packs
+from registry_core.meta.branch import Branch
 
 BRANCH = "refs/heads/main"
 COMMITTER = ("registry", "registry@localhost")
@@ -35,7 +36,6 @@ _REPLACE = object()  # key in write_tree's nested changes: build this folder fro
 _OPEN_FLAGS = pygit2.enums.RepositoryOpenFlag.NO_SEARCH
 T = TypeVar("T")
 log = logging.getLogger("registry_core")
-STALE_LOCK = 30.0  # seconds: a branch lock this old was left by a writer that died (_move_branch)
 REOPEN_AFTER = 0.1  # seconds: a thread's Repository is not reopened more often (MetaStore.repo)
 # libgit2's strict object creation reads back every object a new tree or commit names. Commits are
 # written by packs.py, not libgit2; this is for the tools that build trees with pygit2 from ids they
@@ -85,7 +85,7 @@ class Snapshot:
         if self.root is None:
             return None
         try:
-            return self.root[path]
+            return packs.read_again_if_missing(lambda: self.root[path])
         except KeyError:
             return None
 
@@ -93,7 +93,10 @@ class Snapshot:
         if not path:
             return self.root
         obj = self.entry(path)
-        return obj if isinstance(obj, pygit2.Tree) else None
+        if not isinstance(obj, pygit2.Tree):
+            return None
+        packs.read_again_if_missing(lambda: len(obj))  # read now, not on the caller's first look
+        return obj
 
     def get(self, path: str) -> dict | None:
         """The document at `path`, or None. The returned dict is shared: do not modify it."""
@@ -107,13 +110,13 @@ class Snapshot:
 
     def names(self, path: str) -> list[str]:
         tree = self.tree(path)
-        return [entry.name for entry in tree] if tree is not None else []
+        return packs.read_again_if_missing(lambda: [entry.name for entry in tree]) if tree is not None else []
 
 
 def load_blob(blob: pygit2.Blob, path: str) -> dict:
     document = _parsed.get(blob.id)
     if document is None:
-        document = documents.parse(blob.data, path)
+        document = documents.parse(packs.read_again_if_missing(lambda: blob.data), path)
         if len(_parsed) >= _PARSED_LIMIT:
             _parsed.clear()
         _parsed[blob.id] = document
@@ -252,9 +255,9 @@ class MetaStore:
         branch are on disk (fsync) before transact returns."""
         self.path = path
         self.durable = durable
-        self._ref_path = os.path.join(path, *BRANCH.split("/"))
+        self.branch = Branch(path, BRANCH, durable)
         self._pack_dir = os.path.join(path, "objects", "pack")
-        self._merge_stamp_path = os.path.join(self._pack_dir, packs.RETIRED)
+        self._merge_stamp_path = os.path.join(self._pack_dir, packs.MERGE_STAMP)
         self._local = threading.local()
         self.merges = packs.MergePolicy()
         try:
@@ -266,6 +269,7 @@ class MetaStore:
             tree = repo.TreeBuilder().write()
             signature = pygit2.Signature(*COMMITTER)
             repo.create_commit(BRANCH, signature, signature, "Initialise registry metadata\n", tree, [])
+        self.branch.prepare_spares()
 
     @property
     def repo(self) -> pygit2.Repository:
@@ -287,15 +291,18 @@ class MetaStore:
         return repo
 
     def _tip(self, repo: pygit2.Repository) -> pygit2.Commit | None:
+        """The branch's commit; None for a repository without the branch."""
         try:
-            return repo.get(repo.lookup_reference(BRANCH).target)
+            target = repo.lookup_reference(BRANCH).target
         except (KeyError, pygit2.GitError):
             return None
+        return packs.read_again_if_missing(lambda: repo[target])
 
     def snapshot(self) -> Snapshot:
         """The current state, as of this call.
 
-        Every commit replaces the branch's ref file by rename (a new inode), so a stat of that file
+        Every commit replaces the branch's ref file by rename (another inode, the same one again
+        only branch.SPARES commits later, with a newer modification time), so a stat of that file
         tells whether the cached snapshot is still current: the ref is read again only when the
         stat changed (or the ref is packed). Other processes' and nodes' commits are seen at once.
         """
@@ -309,7 +316,7 @@ class MetaStore:
         return snapshot
 
     def _ref_stamp(self) -> tuple | None:
-        return _file_stamp(self._ref_path)
+        return _file_stamp(self.branch.path)
 
     def transact(self, change: Callable[[Transaction], T], context: Context, message: str,
                  attempts: int = 100) -> T:
@@ -337,7 +344,7 @@ class MetaStore:
             objects[commit] = (packs.COMMIT, data)
             pack = packs.write_pack(self._pack_dir, {raw: packs.encode_entry(kind, data)
                                                      for raw, (kind, data) in objects.items()}, self.durable)
-            if self._move_branch(tip.id if tip is not None else None, pygit2.Oid(raw=commit)):
+            if self.branch.move(tip.id if tip is not None else None, pygit2.Oid(raw=commit)):
                 self._merge_small_packs(pack, len(objects))
                 return result
             time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))
@@ -350,78 +357,3 @@ class MetaStore:
             self.merges.after_commit(self.path, pack, objects, self.durable)
         except Exception:  # noqa: BLE001
             log.exception("merging the small packs of %s failed; the commit stands", self.path)
-
-    def _move_branch(self, old: pygit2.Oid | None, new: pygit2.Oid) -> bool:
-        """Move `main` from `old` to `new` unless another writer moved it first (then False).
-
-        git's own protocol, so git, libgit2 and other registry processes can write beside us:
-        create `main.lock` exclusively, check that the branch is still at `old`, write the lock,
-        rename it over the branch. Done here rather than by libgit2 (create_commit with a ref) for
-        one reason, measured in a tag-push profile (bench/profiles/notes.md): libgit2's rename of
-        its lock took a quarter of the request's time, waiting on the disk, because ext4 flushes a
-        file's unallocated data when it is renamed over another; the lock written here has its
-        block allocated first (fallocate), so the rename has nothing to flush. Like git, this keeps
-        no reflog (a bare repository's default).
-        """
-        lock = self._ref_path + ".lock"
-        try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            self._remove_stale_lock(lock)
-            return False
-        try:
-            if self._branch_target() != old:
-                os.close(fd)
-                fd = None
-                os.unlink(lock)
-                return False
-            data = f"{new}\n".encode()
-            try:
-                os.posix_fallocate(fd, 0, len(data))
-            except OSError:  # a file system without it: the rename may flush, nothing worse
-                pass
-            os.write(fd, data)
-            if self.durable:
-                os.fdatasync(fd)
-            os.close(fd)
-            fd = None
-            os.rename(lock, self._ref_path)
-            if self.durable:
-                packs.sync_folder(os.path.dirname(self._ref_path))
-            return True
-        except BaseException:
-            if fd is not None:
-                os.close(fd)
-            try:
-                os.unlink(lock)
-            except FileNotFoundError:
-                pass
-            raise
-
-    def _branch_target(self) -> pygit2.Oid | None:
-        """Where `main` points on disk now: its ref file, or its line in packed-refs."""
-        try:
-            with open(self._ref_path, "rb") as f:
-                return pygit2.Oid(hex=f.read(40).decode())
-        except FileNotFoundError:
-            pass
-        try:
-            with open(os.path.join(self.path, "packed-refs"), "rb") as f:
-                for line in f:
-                    if line.rstrip(b"\n").endswith(b" " + BRANCH.encode()):
-                        return pygit2.Oid(hex=line[:40].decode())
-        except FileNotFoundError:
-            pass
-        return None
-
-    @staticmethod
-    def _remove_stale_lock(lock: str) -> None:
-        """A writer holds the lock for well under a second; one older than STALE_LOCK seconds was
-        left by a process killed between creating and renaming it, and would stop every commit."""
-        try:
-            age = time.time() - os.stat(lock).st_mtime
-            if age > STALE_LOCK:
-                os.unlink(lock)
-                log.warning("removed %s, left %.0f s ago by a writer that stopped midway", lock, age)
-        except FileNotFoundError:
-            pass

@@ -38,6 +38,7 @@ import pygit2
 
 from registry_core.context import Context, now_iso
 from registry_core.errors import RegistryError
+from registry_core.meta import packs
 from registry_core.meta import paths as meta_paths
 from registry_core.meta.diffs import DiffView, SavedViews, outside_underscore_folders, present, saved_views
 from registry_core.meta.store import MetaStore, Snapshot, Transaction
@@ -153,8 +154,8 @@ class TagNames:
         with self._lock:
             names = self._lists.get(tags_tree.id)
             if names is None:
-                names = sorted(chain.from_iterable(self._bucket(entry) for entry in tags_tree
-                                                   if isinstance(entry, pygit2.Tree)))
+                names = packs.read_again_if_missing(lambda: sorted(chain.from_iterable(
+                    self._bucket(entry) for entry in tags_tree if isinstance(entry, pygit2.Tree))))
                 _remember(self._lists, tags_tree.id, names, self._limits[0])
             return names
 
