@@ -626,3 +626,17 @@ def test_a_missing_object_is_an_error_not_a_missing_document(store, tmp_path):
     assert snapshot.exists("users/bob.yaml") and snapshot.get("users/carol.yaml") is None
     with pytest.raises(KeyError, match="1111111111"):
         snapshot.get("users/bob.yaml")
+
+
+def test_spare_files_made_anew_under_a_running_store_are_never_the_branch_and_its_lock(store, tmp_path):
+    git_dir = tmp_path / "meta.git"
+    store.transact(put_all({"users/u0.yaml": user("u0")}), ALICE, "Add u0")
+    # by hand, while this store remembers the old ones (kept aside: their inodes are not reused)
+    os.rename(git_dir / branch.SPARE_FOLDER, tmp_path / "old-spares")
+    branch.Branch(str(git_dir), BRANCH).prepare_spares()
+    for i in range(1, 4):  # the second of these would link the branch itself as its lock
+        store.transact(put_all({f"users/u{i}.yaml": user(f"u{i}")}), ALICE, f"Add u{i}")
+        assert not (git_dir / "refs" / "heads" / "main.lock").exists()
+    assert [c.message.splitlines()[0] for c in history(store)][:4] == ["Add u3", "Add u2", "Add u1", "Add u0"]
+    fresh = {os.stat(path).st_ino for path in (git_dir / branch.SPARE_FOLDER).iterdir()}
+    assert os.stat(git_dir / "refs" / "heads" / "main").st_ino in fresh

@@ -90,16 +90,20 @@ class Branch:
 
     def move(self, old: pygit2.Oid | None, new: pygit2.Oid) -> bool:
         """Move the branch from `old` to `new` unless another writer moved it first (then False)."""
-        spare = self._take_lock()
-        if spare is False:
+        if not self._take_lock():
             return False
         fd = None
         try:
+            fd = os.open(self.lock, os.O_WRONLY)
+            lock_inode = os.fstat(fd).st_ino
             target, inode = self._read_target()
-            if target != old or (spare is not None and inode == spare[1]):
+            if inode == lock_inode:  # branch-files was made anew since it was listed here
+                self._spares = None
+            if target != old or inode == lock_inode:
+                os.close(fd)
+                fd = None
                 os.unlink(self.lock)
                 return False
-            fd = os.open(self.lock, os.O_WRONLY)
             _write_at_start(fd, f"{new}\n".encode())
             if self.durable:
                 os.fdatasync(fd)
@@ -118,9 +122,9 @@ class Branch:
                 pass
             raise
 
-    def _take_lock(self) -> tuple[str, int] | None | bool:
-        """Create the lock: as a link to the spare after the current branch's (that spare), or
-        as a new file when there are no spares (None); False when another writer holds it."""
+    def _take_lock(self) -> bool:
+        """Create the lock, as a link to the spare after the current branch's (or as a new file
+        when there are no spares); False when another writer holds it."""
         spare = self._next_spare()
         try:
             if spare is None:
@@ -128,7 +132,7 @@ class Branch:
             else:
                 os.utime(spare[0])  # the lock's age is its modification time (_remove_stale_lock)
                 os.link(spare[0], self.lock)
-            return spare
+            return True
         except FileExistsError:
             self._remove_stale_lock()
             return False
