@@ -1,7 +1,7 @@
 """Tag pushes through the whole WSGI app in this process: no server, no sockets, no client.
 
     .venv/bin/python bench/inprocess_tag_push.py [--pushes 500] [--rounds 1] [--auth on|off] [--profile]
-                                                 [--keep-in DIR]
+                                                 [--keep-in DIR] [--durable]
 
 Seeds a store in a temporary folder (as `registry serve` does), builds the app a worker builds,
 fetches a Bearer token (auth on), pushes a small image, then PUTs its manifest under new tags one
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--auth", choices=["on", "off"], default="on")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--durable", action="store_true", help="storage.durable: fsync each commit")
     parser.add_argument("--keep-in", metavar="DIR",
                         help="make the store in DIR and keep it (deleting one frees thousands of inodes, "
                              "which slows the next run's file creations on this machine: notes.md)")
@@ -79,6 +80,7 @@ def main() -> None:
 def run(args: argparse.Namespace, store: str) -> None:
     config = read_config(None, store)
     config.auth.enabled = args.auth == "on"
+    config.durable = args.durable
     seed(Registry(config))
     client = InProcessApp(build_app(Registry(config)))
     headers = {}

@@ -113,11 +113,12 @@ def serve(store, config_path, host, port, workers, threads, dev, access_log, emp
     from registry_core.serving import serve as run_server
 
     # registry.yaml with the command line's overrides; each worker makes it again from these
-    # options (and so reads registry.yaml again at a reload)
+    # options and the text checked here (or at the last reload: serving.CHECKED_CONFIG_ENV)
     options = ServeOptions(config_path=config_path, store=store, plugins_dir=plugins_dir, role=role,
                            host=host, port=port, workers=workers, threads=threads)
     try:
-        config = options.config()
+        text = options.config_text()
+        config = options.config(text)
         pm = plugin_manager(config)
         Registry.check_config(config, pm)
     except DocumentInvalid as e:
@@ -142,7 +143,7 @@ def serve(store, config_path, host, port, workers, threads, dev, access_log, emp
     banner.append(f"Try: skopeo inspect --tls-verify=false docker://{config.host}:{config.port}/library/hello:latest")
     # gunicorn: this process becomes its master (see registry_core/serving.py) and does not return
     run_server(options, config.host, config.port, config.workers, config.threads, dev=dev,
-               access_log=access_log, banner="\n".join(banner), watch=bool(config_path))
+               access_log=access_log, banner="\n".join(banner), watch=bool(config_path), config_text=text)
 
 
 @main.command()

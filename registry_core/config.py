@@ -87,14 +87,22 @@ class Config:
         return config
 
 
-def load(path: str | None) -> Config:
+def read_text(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as e:
+        raise DocumentInvalid(path, f"cannot read the config file: {e.strerror}") from None
+
+
+def load(path: str | None, text: str | None = None) -> Config:
+    """The configuration in the file at `path` (defaults without one); in `text` instead when
+    given, which is then that file's text as read earlier (relative paths in it are still the
+    file's folder's)."""
     if path is None:
         return Config()
     try:
-        with open(path) as f:
-            document = yaml.safe_load(f) or {}
-    except OSError as e:
-        raise DocumentInvalid(path, f"cannot read the config file: {e.strerror}") from None
+        document = yaml.safe_load(read_text(path) if text is None else text) or {}
     except yaml.YAMLError as e:
         raise DocumentInvalid(path, f"not valid YAML: {e}") from None
     config = Config.from_document(document, path)

@@ -12,8 +12,8 @@ process (execv: the same pid, so whoever started it still holds the server and i
 of the registry, since all it does is bind, fork, watch and restart workers (and, with
 `--config`, watch registry.yaml: each change is checked in a short-lived process of its own,
 `python -m registry_core.serving check`, before the workers reload). Each worker imports and
-builds the app after the fork (`worker_app`: registry.yaml is read again, so a reload applies
-it) and warms it up (`registry_core.app.warm_up`) before it accepts a connection.
+builds the app after the fork (`worker_app`, from registry.yaml's text as last checked:
+CHECKED_CONFIG_ENV) and warms it up (`registry_core.app.warm_up`) before it accepts a connection.
 
 Why: the anonymous memory a master holds when it forks is mapped, and counted as resident, in
 every worker too. A master that had imported the registry and built and seeded a store (67 MiB
@@ -29,7 +29,8 @@ What the master is told travels in the environment variable REGISTRY_SERVE_SPEC 
 command line's options, the address, the banner to print when ready, demo logins included),
 which it takes out of its environment before it starts anything; never in its arguments, which
 every user of the machine can read (a process's initial environment is readable only by its
-user and root). No configuration value is in it: every process reads registry.yaml itself.
+user and root). No configuration value is in it; registry.yaml's checked text travels the same
+way, in CHECKED_CONFIG_ENV, which the workers inherit.
 """
 
 from __future__ import annotations
@@ -44,15 +45,21 @@ from typing import Callable
 CONFIG_ENV = "REGISTRY_CONFIG"
 PLUGINS_DIR_ENV = "REGISTRY_PLUGINS_DIR"
 SPEC_ENV = "REGISTRY_SERVE_SPEC"
+# registry.yaml's text as `serve` or the last reload checked it: what a worker (started, restarted
+# after a crash, or reloaded) builds its app from, never the file as it is at that moment, which
+# may be half-written or wrong (an invalid file is ignored until it is corrected).
+CHECKED_CONFIG_ENV = "REGISTRY_CHECKED_CONFIG"
 CHECK_TIMEOUT = 120  # seconds for `serving check` (it imports the config and plugin modules)
 
 
-def read_config(config_path: str | None, store: str | None = None, plugins_dir: str | None = None):
-    """registry.yaml (`config_path`, else $REGISTRY_CONFIG, else the defaults) with the store and
-    plugins dir of the command line; the store made absolute. Raises DocumentInvalid."""
+def read_config(config_path: str | None, store: str | None = None, plugins_dir: str | None = None,
+                text: str | None = None):
+    """registry.yaml (`config_path`, else $REGISTRY_CONFIG, else the defaults; its `text` when
+    given) with the store and plugins dir of the command line; the store made absolute. Raises
+    DocumentInvalid."""
     from registry_core import config as config_module
 
-    config = config_module.load(config_path or os.environ.get(CONFIG_ENV))
+    config = config_module.load(config_path or os.environ.get(CONFIG_ENV), text)
     if store:
         config.store = store
     config.store = os.path.abspath(config.store)
@@ -81,10 +88,20 @@ class ServeOptions:
             if getattr(self, name):
                 setattr(self, name, os.path.abspath(getattr(self, name)))
 
-    def config(self):
-        """The configuration: registry.yaml read now, with the command line's overrides. Raises
-        DocumentInvalid; the plugins' sections are checked by `Registry`, or by `check_config`."""
-        config = read_config(self.config_path, self.store, self.plugins_dir)
+    def config_text(self) -> str | None:
+        """registry.yaml's text as it is now (None without a file). Raises DocumentInvalid."""
+        from registry_core.config import read_text
+
+        return read_text(self.config_path) if self.config_path else None
+
+    def config(self, text: str | None = None):
+        """The configuration, with the command line's overrides: from `text` (registry.yaml's, as
+        read by `config_text`), else from the text last checked (CHECKED_CONFIG_ENV: a worker),
+        else from the file as it is now. Raises DocumentInvalid; the plugins' sections are checked
+        by `Registry`, or by `check_config`."""
+        if text is None and self.config_path:
+            text = os.environ.get(CHECKED_CONFIG_ENV)
+        config = read_config(self.config_path, self.store, self.plugins_dir, text)
         config.role = self.role or config.role
         config.host = self.host or config.host
         config.port = self.port if self.port is not None else config.port
@@ -134,10 +151,14 @@ def _receive_bodies_in_heap_sized_pieces() -> None:
 
 
 def serve(options: ServeOptions, host: str, port: int, workers: int = 2, threads: int = 8,
-          dev: bool = False, access_log: bool = False, banner: str = "", watch: bool = False) -> None:
+          dev: bool = False, access_log: bool = False, banner: str = "", watch: bool = False,
+          config_text: str | None = None) -> None:
     """Serve until stopped. Production (gunicorn): this process becomes the master (execv) and
     never returns. `banner` is printed once the server listens; with `watch`, a change of the
-    options' registry.yaml reloads the workers once the new file passes `check_config`."""
+    options' registry.yaml reloads the workers once the new file passes `check_config`.
+    `config_text`: registry.yaml's text as the caller checked it (what the workers start from)."""
+    if config_text is not None:
+        os.environ[CHECKED_CONFIG_ENV] = config_text
     if dev:
         import bottle
         app = worker_app(options)
@@ -216,17 +237,29 @@ def run_master(spec: dict) -> None:
             print(spec["banner"], flush=True)
         if spec["watch"]:
             from registry_core.reload import watch_config
-            watch_config(options.config_path, lambda: check_in_a_process(options))
+            watch_config(options.config_path, lambda: check_for_reload(options))
 
     settings["when_ready"] = when_ready
     gunicorn_application(lambda: worker_app(options), settings).run()
 
 
-def check_in_a_process(options: ServeOptions) -> None:
-    """`check_config` of the options' configuration in a process of its own (the master imports
-    none of the registry); raises RuntimeError with what it said when it fails."""
+def check_for_reload(options: ServeOptions) -> None:
+    """Before a reload: read registry.yaml once, check that text, and make it what the workers
+    start from from now on. Raises (OSError, RuntimeError) when it cannot be used. (Read here
+    with open(), not `config_text`: the master imports nothing of the registry.)"""
+    with open(options.config_path) as f:
+        text = f.read()
+    check_in_a_process(options, text)
+    os.environ[CHECKED_CONFIG_ENV] = text
+
+
+def check_in_a_process(options: ServeOptions, text: str) -> None:
+    """`check_config` of the options' configuration, registry.yaml's `text`, in a process of its
+    own (the master imports none of the registry); raises RuntimeError with what it said when it
+    fails."""
     environment = {key: value for key, value in os.environ.items() if key != SPEC_ENV}
     environment[SPEC_ENV] = json.dumps({"options": asdict(options)})
+    environment[CHECKED_CONFIG_ENV] = text
     result = subprocess.run(_python("check"), env=environment, stdin=subprocess.DEVNULL, capture_output=True,
                             text=True, timeout=CHECK_TIMEOUT)
     if result.returncode != 0:

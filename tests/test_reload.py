@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import requests
@@ -52,4 +54,24 @@ def test_a_changed_config_is_applied_without_a_restart_and_a_broken_one_is_ignor
         assert "not reloading" in server.log()
     finally:
         print(server.log())  # shown by pytest when the test fails: what the master and workers said
+        server.stop()
+
+
+def test_a_worker_started_while_the_file_is_broken_serves_the_last_good_config(tmp_path):
+    config = tmp_path / "registry.yaml"
+    config.write_text(yaml.safe_dump({"auth": {"enabled": False}, "readOnly": True}))
+    server = RunningRegistry(tmp_path / "store", "--empty", "--config", str(config))
+    try:
+        config.write_text("auth: [this is not: valid\n")
+        assert wait_until(lambda: "not reloading" in server.log())
+        workers = server.pids()[1:]
+        os.kill(workers[0], signal.SIGKILL)  # the master starts another worker while the file is broken
+        assert wait_until(lambda: set(server.pids()[1:]) - set(workers))
+        assert not wait_until(lambda: server.process.poll() is not None, timeout=5)  # it booted
+        session = requests.Session()
+        session.headers["Connection"] = "close"  # a connection a request: both workers answer
+        client, name = Client(server.url, session), unique_name()
+        assert {client.post(f"/v2/{name}/blobs/uploads/").status_code for _ in range(12)} == {405}
+    finally:
+        print(server.log())
         server.stop()
