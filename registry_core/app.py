@@ -18,7 +18,7 @@ from registry_core.errors import RegistryError
 from registry_core.events import Event, event
 from registry_core.meta.store import MetaStore
 from registry_core.names import is_valid_name
-from registry_core.plugins import has_implementations, make_plugin_manager, validate_plugin_config
+from registry_core.plugins import direct_caller, has_implementations, make_plugin_manager, validate_plugin_config
 from registry_core.registry.blobs import BlobService
 from registry_core.registry.manifests import ManifestService
 from registry_core.registry.pullthrough import PullThrough
@@ -58,11 +58,14 @@ class Registry:
         self._active = {name: has_implementations(self.plugins, name)
                         for name in ("filter_request", "actor_from_request", "track_event", "before_event",
                                      "validate_manifest", "resolve_upstream")}
+        self._actor_from_request = direct_caller(self.plugins, "actor_from_request")
+        self._permission_allowed = direct_caller(self.plugins, "permission_allowed")
         self._open_registry = [impl.plugin_name for impl in self.hook.permission_allowed.get_hookimpls()] \
             == ["open_access"]
 
     def _build_index(self, config: Config) -> None:
         from registry_core.index.accounts import Accounts
+        from registry_core.index.auth import TokenActors
         from registry_core.index.policy import AccessPolicy
         from registry_core.index.ratelimit import LoginLimiter
         from registry_core.index.tokens import build_token_service
@@ -73,6 +76,7 @@ class Registry:
             self.accounts = Accounts(self.meta, limiter)
         self.policy = AccessPolicy(self.meta, config.auth.anonymous_pull)
         self.token_issuer, self.token_verifier = build_token_service(config)
+        self.token_actors = TokenActors()
 
     @staticmethod
     def check_config(config: Config, plugins) -> None:
@@ -106,7 +110,7 @@ class Registry:
         if _ACTOR_KEY not in environ:
             found = None
             if self._active["actor_from_request"]:
-                found = Actor.coerce(self.hook.actor_from_request(request=request, registry=self))
+                found = Actor.coerce(self._actor_from_request(request=request, registry=self))
             environ[_ACTOR_KEY] = found
         return environ[_ACTOR_KEY]
 
@@ -120,7 +124,7 @@ class Registry:
     def may(self, actor: Actor | None, name: str | None, action: str) -> bool:
         if self._open_registry:
             return True
-        answers = self.hook.permission_allowed(actor=actor, action=action, repository=name, registry=self)
+        answers = self._permission_allowed(actor=actor, action=action, repository=name, registry=self)
         return False not in answers and True in answers
 
     def denied(self, actor: Actor | None, name: str | None, action: str) -> RegistryError:

@@ -235,10 +235,17 @@ def test_a_disabled_user_can_no_longer_authenticate_until_enabled(secured_regist
     name, password = make_user(secured_registry)
     secret = make_token(secured_registry, (name, password), name)
     assert requests.get(f"{secured_registry.url}/v2/", auth=(name, password)).status_code == 200
+    issued = requests.get(f"{secured_registry.url}/token?service=registry", auth=(name, password))
+    bearer = {"Authorization": "Bearer " + issued.json()["token"]}
+    for _ in range(4):  # each worker has seen the account active
+        assert requests.get(f"{secured_registry.url}/v2/", headers=bearer).status_code == 200
     with one_commit_by(secured_registry, "admin") as commit:
         r = requests.patch(api(secured_registry, f"/users/{name}"), auth=ADMIN, json={"disabled": True})
     assert r.status_code == 200 and r.json()["disabled"] is True
     assert f"Disable {name}" in commit["message"]
+    for _ in range(4):  # a token issued before: refused from the commit on, by every worker
+        refused = requests.get(f"{secured_registry.url}/v2/", headers=bearer)
+        assert refused.status_code == 401 and "disabled or gone" in refused.text
     for credential in ((name, password), (name, secret)):
         assert requests.get(f"{secured_registry.url}/v2/", auth=credential).status_code == 401
         assert requests.get(api(secured_registry, f"/users/{name}"), auth=credential).status_code == 401

@@ -15,7 +15,7 @@ from registry_core import cli
 from registry_core.app import Registry
 from registry_core.config import Config
 from registry_core.meta.documents import DocumentInvalid
-from registry_core.plugins import PluginError, make_plugin_manager
+from registry_core.plugins import PluginError, direct_caller, make_plugin_manager
 from tests.support.oci import Client, error_codes, unique_name
 from tests.support.server import REGISTRY, RunningRegistry, free_port
 
@@ -223,3 +223,47 @@ def test_read_only_mode_from_the_default_plugins_refuses_changes_and_serves_pull
         assert client.get("/v2/").status_code == 200
     finally:
         server.stop()
+
+
+def test_a_hook_with_one_plain_implementation_is_called_directly_with_the_hooks_answers():
+    import pluggy
+
+    from registry_core import hookspecs
+    from registry_core.hookspecs import hookimpl
+
+    class Says:
+        def __init__(self, answer):
+            self.answer = answer
+
+        @hookimpl
+        def permission_allowed(self, actor, action):  # an implementation may take fewer arguments
+            return self.answer(actor, action)
+
+        @hookimpl
+        def actor_from_request(self, request):
+            return self.answer(request, None)
+
+    class Wraps:
+        @hookimpl(wrapper=True)
+        def permission_allowed(self):
+            return (yield)
+
+    def manager(*plugins):
+        pm = pluggy.PluginManager("registry_core")
+        pm.add_hookspecs(hookspecs)
+        for plugin in plugins:
+            pm.register(plugin)
+        return pm
+
+    asked = {"actor": "alice", "action": "pull", "repository": "r", "registry": None}
+    for answer in (lambda *a: True, lambda *a: None, lambda *a: list(a)):
+        pm = manager(Says(answer))
+        direct = direct_caller(pm, "permission_allowed")
+        assert direct is not pm.hook.permission_allowed
+        assert direct(**asked) == pm.hook.permission_allowed(**asked)
+        first = direct_caller(pm, "actor_from_request")
+        assert first(request="q", registry=None) == pm.hook.actor_from_request(request="q", registry=None)
+    two = manager(Says(lambda *a: True), Says(lambda *a: False))
+    assert direct_caller(two, "permission_allowed") is two.hook.permission_allowed
+    wrapped = manager(Says(lambda *a: True), Wraps())
+    assert direct_caller(wrapped, "permission_allowed") is wrapped.hook.permission_allowed

@@ -463,3 +463,18 @@ def test_a_registry_role_issues_nothing_and_trusts_the_index_certificate_it_is_g
 
     with pytest.raises(DocumentInvalid, match="auth.trust"):
         build_token_service(Config(store=str(tmp_path / "r2"), role="registry"))
+
+
+def test_a_tokens_actor_is_kept_until_the_next_commit_or_its_expiry():
+    from registry_core.context import Actor
+    from registry_core.index.auth import TokenActors
+
+    actors, alice = TokenActors(limit=2), Actor(name="alice", kind="jwt")
+    actors.put("t1", "tip-1", 1000.0, alice)
+    assert actors.get("t1", "tip-1", 999.0) is alice
+    assert actors.get("t1", "tip-2", 999.0) is None  # a commit since: the account may be disabled
+    assert actors.get("t1", "tip-1", 1000.5) is None  # expired
+    assert actors.get("t2", "tip-1", 999.0) is None
+    actors.put("t2", "tip-1", 1000.0, alice)
+    actors.put("t3", "tip-1", 1000.0, alice)  # over the limit: the kept ones are forgotten
+    assert actors.get("t1", "tip-1", 999.0) is None and actors.get("t3", "tip-1", 999.0) is alice
