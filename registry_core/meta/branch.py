@@ -16,7 +16,9 @@ written again only SPARES commits after it stopped being the branch; a reader th
 branch file then and has still not read it would be the only one to see the write.
 
 Without the folder (a read-only store, a file system without hard links), the lock is created
-the classic way.
+the classic way. Done here rather than by libgit2 (create_commit with a ref) since session 2:
+libgit2's rename of its lock waited on the disk (_write_at_start). Like git in a bare
+repository, no reflog is kept.
 """
 
 from __future__ import annotations
