@@ -187,13 +187,14 @@ def test_a_writer_killed_midway_leaves_nothing_a_reader_trips_on(tmp_path):
     (open(os.path.join(pack_dir, "tmp_999_deadbeef"), "wb")).write(b"PACK\0\0")
     (open(os.path.join(pack_dir, "pack-" + "0" * 40 + ".pack"), "wb")).write(b"PACK\0\0\0\2")
     open(os.path.join(pack_dir, packs.MERGE_LOCK), "w").close()  # its flock went with the process
+    (open(os.path.join(pack_dir, "retired.list"), "w")).write("1790000000.0 pack-" + "1" * 40 + "\n")  # older versions'
     commit_tags(store, 20, start=3)
     assert tag_names(MetaStore(path)) == {f"t{i}" for i in range(23)}
     assert packs.packs_to_merge(packs.pack_sizes(pack_dir), 8) == []  # merging went on
     young = pack_metadata(path)
     assert os.path.exists(os.path.join(pack_dir, "tmp_999_deadbeef"))  # may be a commit in progress
     old = time.time() - 2 * 3600
-    for name in ("tmp_999_deadbeef", "pack-" + "0" * 40 + ".pack"):
+    for name in ("tmp_999_deadbeef", "pack-" + "0" * 40 + ".pack", "retired.list"):
         os.utime(os.path.join(pack_dir, name), (old, old))
     pack_metadata(path)
     assert sorted(os.listdir(pack_dir)) == sorted([f"{name}{suffix}" for name in packs.pack_sizes(pack_dir)

@@ -28,6 +28,7 @@ import pygit2
 from registry_core.meta import packs
 
 LEFTOVER_AGE = 3600.0  # seconds: a temporary file or index-less pack this old was left by a killed writer
+OLD_RETIRED_LIST = "retired.list"  # merged packs waiting a second to be moved, before 73adfd6 (packs.retire_packs)
 _HEX2 = re.compile(r"^[0-9a-f]{2}$")
 _HEX38 = re.compile(r"^[0-9a-f]{38}$")
 
@@ -124,10 +125,11 @@ def _write_one_pack(repo_path: str, pack_dir: str, wanted: set[bytes]) -> str:
 
 def _remove_leftovers(pack_dir: str, packs_with_index: set[str]) -> None:
     """Temporary files and packs without an index that a killed writer left (older than
-    LEFTOVER_AGE: a younger one may belong to a commit being written)."""
+    LEFTOVER_AGE: a younger one may belong to a commit being written), and the list of packs
+    waiting to be moved that earlier versions kept (OLD_RETIRED_LIST)."""
     now = time.time()
     for entry in os.scandir(pack_dir):
-        leftover = entry.name.startswith("tmp_") or (
+        leftover = entry.name.startswith("tmp_") or entry.name == OLD_RETIRED_LIST or (
             entry.name.startswith("pack-") and entry.name.endswith(".pack") and entry.name[:-5] not in packs_with_index)
         try:
             if leftover and now - entry.stat(follow_symlinks=False).st_mtime > LEFTOVER_AGE:
