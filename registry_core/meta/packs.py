@@ -46,15 +46,13 @@ _IDX_MAGIC = b"\377tOc"
 MERGE_STAMP = "last-merge"      # objects/pack/last-merge: rewritten by each merge, readers reopen on it
 RETIRED_DIR = "retired"         # objects/pack/retired/: merged packs moved out of libgit2's sight
 MERGE_LOCK = "merge.lock"       # objects/pack/merge.lock: flocked, one merge at a time across processes
+LOOKS_FOR_MISSING = 3           # a missing object is looked for this many times (read_again_if_missing)
 
 
 def object_id(kind: int, data: bytes) -> bytes:
     digest = hashlib.sha1(b"%s %d\0" % (_KIND_NAMES[kind], len(data)))
     digest.update(data)
     return digest.digest()
-
-
-LOOKS_FOR_MISSING = 3            # a missing object is looked for this many times (read_again_if_missing)
 
 
 def object_missing(error: Exception) -> bool:
