@@ -13,7 +13,10 @@ spare after the current branch's as `main.lock` (link fails when the name exists
 exclusive create), checks that the branch has not moved, writes the new id into it and renames it
 over `main`. The old `main` keeps its link in `branch-files/`, so nothing is freed. A spare is
 written again only SPARES commits after it stopped being the branch; a reader that opened the
-branch file then and has still not read it would be the only one to see the write.
+branch file then and has still not read it would be the only one to see the write. Readers tell
+a new branch by its file's (inode, mtime, size) (store.py `snapshot`): a spare comes back with a
+newer mtime unless SPARES commits fit in one tick of the file system's clock (1-10 ms on Linux
+file systems; a file system with 1 s timestamps would need a check of the content instead).
 
 Without the folder (a read-only store, a file system without hard links), the lock is created
 the classic way. Done here rather than by libgit2 (create_commit with a ref) since session 2:
