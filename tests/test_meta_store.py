@@ -582,17 +582,17 @@ def test_the_branch_file_is_one_of_the_spares_in_turn_and_no_inode_is_freed(stor
 
 def test_a_lock_taken_from_a_spare_is_respected_and_its_age_counts_from_the_taking(store, tmp_path):
     git_dir = tmp_path / "meta.git"
-    spare = git_dir / branch.SPARE_FOLDER / "07"
     old = time.time() - 120
-    os.utime(spare, (old, old))  # written long ago, as a spare is
-    other = branch.Branch(str(git_dir), BRANCH)
-    os.utime(spare)
-    os.link(spare, git_dir / "refs" / "heads" / "main.lock")  # another process takes the lock with it
+    for spare in (git_dir / branch.SPARE_FOLDER).iterdir():
+        os.utime(spare, (old, old))  # written long ago, as spares are
+    other = branch.Branch(str(git_dir), BRANCH)  # another process's
+    assert other._take_lock()  # and it holds the lock now, a link of a spare
+    lock = git_dir / "refs" / "heads" / "main.lock"
+    assert os.stat(lock).st_nlink == 2
     with pytest.raises(ConflictRetriesExhausted):
         store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice", attempts=3)
-    other._remove_stale_lock()
-    assert (git_dir / "refs" / "heads" / "main.lock").exists()  # not taken for a dead writer's
-    os.unlink(git_dir / "refs" / "heads" / "main.lock")
+    assert lock.exists()  # not taken for a dead writer's: its age counts from the taking
+    os.unlink(lock)
     store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice")
     assert store.snapshot().get("users/alice.yaml") == user("alice")
 

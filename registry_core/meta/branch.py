@@ -74,11 +74,9 @@ class Branch:
                 log.info("no spare branch files in %s (%s): branch locks are created each commit",
                          self.repo_path, error)
 
-    def target(self) -> pygit2.Oid | None:
-        """Where the branch points on disk now: its ref file, or its line in packed-refs."""
-        return self._read_target()[0]
-
     def _read_target(self) -> tuple[pygit2.Oid | None, int | None]:
+        """Where the branch points on disk now (its ref file, or its line in packed-refs), and the
+        ref file's inode (None when packed)."""
         try:
             with open(self.path, "rb") as f:
                 return pygit2.Oid(hex=f.read(40).decode()), os.fstat(f.fileno()).st_ino
