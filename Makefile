@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # System packages the test suite drives for real (skopeo, a private dockerd, podman, the
 # reference registry). Installed with apt-get when missing.
-SYSTEM_PACKAGES := skopeo docker.io podman docker-registry
+SYSTEM_PACKAGES := git skopeo docker.io podman docker-registry
 
 .PHONY: run test system-deps clean
 

@@ -13,7 +13,7 @@ import os
 import bottle
 
 from registry_core.config import Config
-from registry_core.context import Actor, Context
+from registry_core.context import Actor, Context, InvalidIdentity
 from registry_core.errors import RegistryError
 from registry_core.events import Event, event
 from registry_core.meta.store import MetaStore
@@ -42,7 +42,8 @@ class Registry:
         self.hook = self.plugins.hook
         os.makedirs(config.store, exist_ok=True)
         self.driver = self._open_driver()
-        self.meta = MetaStore(os.path.join(config.store, META_DIR), durable=config.durable)
+        self.meta = MetaStore(os.path.join(config.store, META_DIR), durable=config.durable,
+                              writer=config.meta_writer)
         self.blobs = BlobService(self.driver)
         self.uploads = UploadService(self.driver, self.blobs)
         self.repositories = RepositoryService(self.meta, config.default_visibility)
@@ -110,7 +111,10 @@ class Registry:
         if _ACTOR_KEY not in environ:
             found = None
             if self._active["actor_from_request"]:
-                found = Actor.coerce(self._actor_from_request(request=request, registry=self))
+                try:
+                    found = Actor.coerce(self._actor_from_request(request=request, registry=self))
+                except InvalidIdentity as e:  # a plugin's identity that may not author commits
+                    raise RegistryError("UNAUTHORIZED", f"the identity of this request cannot be used: {e}") from None
             environ[_ACTOR_KEY] = found
         return environ[_ACTOR_KEY]
 

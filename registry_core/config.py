@@ -44,6 +44,7 @@ class Config:
     storage_driver: str = "filesystem"
     storage_options: dict = field(default_factory=dict)
     durable: bool = False
+    meta_writer: str = "packs"
     host: str = "127.0.0.1"
     port: int = 5000
     workers: int = 2
@@ -70,6 +71,7 @@ class Config:
         config.storage_driver = storage.get("driver", config.storage_driver)
         config.storage_options = storage.get("options", {})
         config.durable = storage.get("durable", config.durable)
+        config.meta_writer = storage.get("metaWriter", config.meta_writer)
         config.host = http.get("host", config.host)
         config.port = http.get("port", config.port)
         config.workers = http.get("workers", config.workers)

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import bottle
 
-from registry_core.context import Actor, Context
+from registry_core.context import Actor, Context, is_trailer_value
 from registry_core.errors import RegistryError
 from registry_core.names import canonical_name
 
@@ -150,9 +150,14 @@ def new_request_id() -> str:
 
 
 def request_context(request: bottle.BaseRequest, identity: Actor | None = None) -> Context:
-    request_id = request.environ.get("HTTP_X_REQUEST_ID") or new_request_id()
+    """The request's context. A client's own X-Request-Id is kept only where it can be written
+    into a commit trailer as it is (context.is_trailer_value); otherwise the request gets a new one."""
+    request_id = request.environ.get("HTTP_X_REQUEST_ID")
+    if not is_trailer_value(request_id):
+        request_id = new_request_id()
+    address = request.environ.get("REMOTE_ADDR")
     return Context(actor=identity.name if identity else "anonymous", identity=identity,
-                   client_addr=request.environ.get("REMOTE_ADDR"), request_id=request_id,
+                   client_addr=address if is_trailer_value(address) else None, request_id=request_id,
                    user_agent=request.environ.get("HTTP_USER_AGENT"))
 
 

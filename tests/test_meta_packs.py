@@ -129,7 +129,7 @@ def test_a_reader_that_knew_the_merged_packs_still_reads_everything(tmp_path):
     assert stale[tip].tree is not None
     commit_tags(writer, 1, start=7)  # the eighth pack: the tier is merged, the eight moved out
     assert len(packs.pack_sizes(os.path.join(path, "objects", "pack"))) == 1
-    moved = os.listdir(os.path.join(path, "objects", "pack", packs.RETIRED_DIR))  # moved, no inode freed
+    moved = os.listdir(os.path.join(path, packs.MERGES_DIR, packs.RETIRED_DIR))  # moved, no inode freed
     assert {name + ".idx" for name in stale_packs} <= set(moved)
     read = 0
     for commit in stale.walk(tip):  # every object of the old history, through moved packs
@@ -185,22 +185,27 @@ def test_a_writer_killed_midway_leaves_nothing_a_reader_trips_on(tmp_path):
     pack_dir = os.path.join(path, "objects", "pack")
     # what a killed commit or merge can leave: a temporary file, a pack without its index, a lock
     (open(os.path.join(pack_dir, "tmp_999_deadbeef"), "wb")).write(b"PACK\0\0")
-    (open(os.path.join(pack_dir, "pack-" + "0" * 40 + ".pack"), "wb")).write(b"PACK\0\0\0\2")
-    open(os.path.join(pack_dir, packs.MERGE_LOCK), "w").close()  # its flock went with the process
-    (open(os.path.join(pack_dir, "retired.list"), "w")).write("1790000000.0 pack-" + "1" * 40 + "\n")  # older versions'
+    indexless = os.path.join(pack_dir, "pack-" + "0" * 40 + ".pack")
+    (open(indexless, "wb")).write(b"PACK\0\0\0\2")
+    os.utime(indexless, (time.time() - 120, time.time() - 120))  # its writer was killed two minutes ago
+    os.makedirs(os.path.join(path, packs.MERGES_DIR), exist_ok=True)
+    open(os.path.join(path, packs.MERGES_DIR, packs.MERGE_LOCK), "w").close()  # its flock went with the process
+    # and what older versions kept in objects/pack/, where git counts it as garbage
+    for name in ("merge.lock", "last-merge", "retired.list"):
+        (open(os.path.join(pack_dir, name), "w")).write("1790000000.0 pack-" + "1" * 40 + "\n")
+    os.makedirs(os.path.join(pack_dir, "retired"))
     commit_tags(store, 20, start=3)
     assert tag_names(MetaStore(path)) == {f"t{i}" for i in range(23)}
     assert packs.packs_to_merge(packs.pack_sizes(pack_dir), 8) == []  # merging went on
     young = pack_metadata(path)
     assert os.path.exists(os.path.join(pack_dir, "tmp_999_deadbeef"))  # may be a commit in progress
+    assert not os.path.exists(indexless)
     old = time.time() - 2 * 3600
-    for name in ("tmp_999_deadbeef", "pack-" + "0" * 40 + ".pack", "retired.list"):
-        os.utime(os.path.join(pack_dir, name), (old, old))
+    os.utime(os.path.join(pack_dir, "tmp_999_deadbeef"), (old, old))
     pack_metadata(path)
     assert sorted(os.listdir(pack_dir)) == sorted([f"{name}{suffix}" for name in packs.pack_sizes(pack_dir)
-                                                   for suffix in (".idx", ".pack")]
-                                                  + [packs.MERGE_STAMP, packs.RETIRED_DIR, packs.MERGE_LOCK])
-    assert os.listdir(os.path.join(pack_dir, packs.RETIRED_DIR)) == []  # deleted by garbage-collect
+                                                   for suffix in (".idx", ".pack")])
+    assert os.listdir(os.path.join(path, packs.MERGES_DIR, packs.RETIRED_DIR)) == []  # deleted by garbage-collect
     assert young.packs >= 2 and tag_names(MetaStore(path)) == {f"t{i}" for i in range(23)}
 
 
@@ -293,4 +298,4 @@ def test_merged_packs_leave_objects_pack_at_once(tmp_path):
     pack_dir = os.path.join(path, "objects", "pack")
     indexes = [name for name in os.listdir(pack_dir) if name.endswith(".idx")]
     assert len(indexes) < 8 + 4, indexes  # the live packs, under 8 a tier; nothing merged waits there
-    assert len(os.listdir(os.path.join(pack_dir, packs.RETIRED_DIR))) >= 2 * 56
+    assert len(os.listdir(os.path.join(path, packs.MERGES_DIR, packs.RETIRED_DIR))) >= 2 * 56

@@ -20,10 +20,10 @@ DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"
 DEFAULT_TAG = "latest"
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
-_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}$")
-_HOST_RE = re.compile(r"^(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]+)?$")
+_NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+_DIGEST_RE = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
+_HOST_RE = re.compile(r"(?:\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -72,17 +72,17 @@ def parse(text: str) -> Reference:
     digest = None
     if "@" in text:
         text, digest = text.split("@", 1)
-        if not _DIGEST_RE.match(digest):
+        if not _DIGEST_RE.fullmatch(digest):
             raise UsageError(f"{original!r}: {digest!r} is not a digest (algorithm:hex)")
     tag = None
     slash = text.rfind("/")
     colon = text.rfind(":")
     if colon > slash:
         text, tag = text[:colon], text[colon + 1:]
-        if not _TAG_RE.match(tag):
+        if not _TAG_RE.fullmatch(tag):
             raise UsageError(f"{original!r}: {tag!r} is not a valid tag")
     host, name = split_host(text)
-    if not name or not _NAME_RE.match(name):
+    if not name or not _NAME_RE.fullmatch(name):
         raise UsageError(f"{original!r}: {name!r} is not a repository name (lowercase components "
                          "separated by '/')")
     if tag is None and digest is None:
@@ -93,7 +93,7 @@ def parse(text: str) -> Reference:
 def split_host(text: str) -> tuple[str, str]:
     first, sep, rest = text.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
-        if not _HOST_RE.match(first):
+        if not _HOST_RE.fullmatch(first):
             raise UsageError(f"{text!r}: {first!r} is not a registry host")
         host = "docker.io" if first in ("index.docker.io", "registry-1.docker.io") else first
         name = rest
@@ -110,7 +110,7 @@ def parse_repository(text: str) -> Reference:
     if "@" in text or text.rfind(":") > text.rfind("/"):
         raise UsageError(f"{text!r}: give a repository, without a tag or digest")
     host, name = split_host(text)
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise UsageError(f"{text!r}: {name!r} is not a repository name")
     return Reference(host, name)
 
@@ -120,7 +120,7 @@ def normalize_host(text: str) -> str:
     host = re.sub(r"^[a-z]+://", "", text.strip()).split("/", 1)[0]
     if host in ("index.docker.io", "registry-1.docker.io", "docker.io", ""):
         return DOCKER_HUB
-    if not _HOST_RE.match(host):
+    if not _HOST_RE.fullmatch(host):
         raise UsageError(f"{text!r} is not a registry host")
     return host
 
@@ -178,7 +178,7 @@ def parse_location(text: str) -> Location:
         path, _, tag = text[4:].partition(":")
         if not path:
             raise UsageError(f"{text!r}: oci: needs a directory (oci:DIR[:tag])")
-        if tag and not _TAG_RE.match(tag):
+        if tag and not _TAG_RE.fullmatch(tag):
             raise UsageError(f"{text!r}: {tag!r} is not a valid tag")
         return LayoutLocation(path, tag or None)
     if text.startswith("docker-archive:"):

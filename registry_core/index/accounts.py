@@ -24,10 +24,12 @@ from registry_core.errors import RegistryError
 from registry_core.index.passwords import hash_password, password_matches, secret_hash, secret_matches
 from registry_core.index.ratelimit import LoginLimiter
 from registry_core.meta import paths as meta_paths
-from registry_core.meta.store import MetaStore, Snapshot, Transaction
+from registry_core.meta.store import MetaStore, Snapshot, Transaction, one_line
+from registry_core.names import is_account_name
 
-ACCOUNT_NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-RESERVED_NAMES = frozenset({"library", "v2", "token", "api", "static", "login", "logout"})
+# "registry" authors the system's own commits and "anonymous" stands for no login: no account may
+# take either name, so neither can be forged in the audit log.
+RESERVED_NAMES = frozenset({"library", "v2", "token", "api", "static", "login", "logout", "registry", "anonymous"})
 TOKEN_PREFIX = "rct"
 ORG_ROLES = ("owner", "maintainer", "member")
 _VERIFIED_KEPT = 4096
@@ -42,7 +44,7 @@ def not_found(message: str) -> RegistryError:
 
 
 def check_account_name(name: str) -> str:
-    if not ACCOUNT_NAME_RE.match(name or "") or len(name) > 64:
+    if not is_account_name(name):
         raise RegistryError("NAME_INVALID", f"invalid account name {name!r}: use lowercase letters and digits, "
                             "with '.', '_' or '-' between them (at most 64 characters)")
     return name
@@ -77,10 +79,10 @@ class Accounts:
     # --- reading --------------------------------------------------------------------------------
 
     def user(self, name: str, snapshot: Snapshot | None = None) -> dict | None:
-        return (snapshot or self.meta.snapshot()).get(meta_paths.user(name)) if ACCOUNT_NAME_RE.match(name) else None
+        return (snapshot or self.meta.snapshot()).get(meta_paths.user(name)) if is_account_name(name) else None
 
     def org(self, name: str, snapshot: Snapshot | None = None) -> dict | None:
-        return (snapshot or self.meta.snapshot()).get(meta_paths.org(name)) if ACCOUNT_NAME_RE.match(name) else None
+        return (snapshot or self.meta.snapshot()).get(meta_paths.org(name)) if is_account_name(name) else None
 
     def users(self) -> list[dict]:
         snapshot = self.meta.snapshot()
@@ -281,7 +283,7 @@ class Accounts:
                 raise not_found(f"no user {owner}")
             txn.put(meta_paths.token(owner, token_id), document)
         self.meta.transact(change, context, f"Add {purpose} token {token_id} for {owner}"
-                           + (f": {description}" if description else ""))
+                           + (f": {one_line(description)}" if description else ""))
         return secret, document
 
     def revoke_token(self, context: Context, owner: str, token_id: str) -> None:

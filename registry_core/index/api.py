@@ -38,7 +38,7 @@ BODY_LIMIT = 64 * 1024
 MIN_PASSWORD_LENGTH = 8
 TOKEN_ACTIONS = (("pull",), ("pull", "push"))
 MAX_TOKEN_DAYS = 3650
-TOKEN_ID_RE = re.compile(r"^[a-f0-9]{12}$")
+TOKEN_ID_RE = re.compile(r"[a-f0-9]{12}")
 USER_FIELDS = ("name", "email", "admin", "disabled", "robot", "owner", "createdAt")
 TOKEN_FIELDS = ("id", "purpose", "description", "actions", "repositories", "clientId", "expiresAt",
                 "createdBy", "createdAt")
@@ -318,7 +318,7 @@ class AccountsApi:
     def revoke_token(self, user: str, token_id: str):
         context = self._login("revoking tokens")
         self._account(context, user, "revoke the tokens of")
-        if not TOKEN_ID_RE.match(token_id):
+        if not TOKEN_ID_RE.fullmatch(token_id):
             raise not_found(f"{user} has no token {token_id}")
         self.accounts.revoke_token(context, user, token_id)
         return bottle.HTTPResponse(status=204)

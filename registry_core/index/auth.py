@@ -14,6 +14,7 @@ from registry_core.context import Actor
 from registry_core.errors import RegistryError
 from registry_core.hookspecs import hookimpl
 from registry_core.index.tokens import InvalidToken, token_allows
+from registry_core.names import is_account_name
 
 TOKEN_ACTOR = "jwt"
 
@@ -69,6 +70,9 @@ def _token_actor(request, registry, token: str) -> Actor:
         raise unauthorized(registry, request, f"the bearer token is not valid ({e}): log in again",
                            error="invalid_token") from None
     subject = claims.get("sub") or ""
+    if subject and not is_account_name(subject):
+        raise unauthorized(registry, request, f"the bearer token's subject {subject!r} is not an account name",
+                           error="invalid_token")
     if subject and registry.accounts is not None and registry.accounts.actor_for(subject) is None:
         raise unauthorized(registry, request, f"the account {subject} is disabled or gone", error="invalid_token")
     actor = Actor(name=subject or "anonymous", kind=TOKEN_ACTOR, extra={"claims": claims})

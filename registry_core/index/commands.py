@@ -17,7 +17,7 @@ import sys
 
 import click
 
-from registry_core.context import Context
+from registry_core.context import Context, InvalidIdentity, check_actor_name
 from registry_core.errors import RegistryError
 from registry_core.index import collaborators as repository_access
 from registry_core.index.accounts import ORG_ROLES, Accounts
@@ -35,22 +35,37 @@ META_DIR = "meta.git"
 class Store:
     """The metadata of one store, and who is acting on it."""
 
-    def __init__(self, root: str, actor: str, durable: bool = False):
+    def __init__(self, root: str, actor: str, durable: bool = False, writer: str = "packs"):
         path = os.path.join(root, META_DIR)
         if not os.path.isdir(path):
             raise click.ClickException(f"no store in {root}: create one with `registry init {root}`, "
                                        "or give --store or --config")
         self.root = root
-        self.meta = MetaStore(path, create=False, durable=durable)
+        self.meta = MetaStore(path, create=False, durable=durable, writer=writer)
         self.accounts = Accounts(self.meta)
         self.context = Context(actor=actor, user_agent="registry-cli")
 
 
 def acting_user() -> str:
+    """The operating-system login name, which authors the commits when --as is not given."""
     try:
-        return getpass.getuser()
+        name = getpass.getuser()
     except (KeyError, OSError):  # no login name in this environment (a container without USER)
         return "registry"
+    try:
+        return check_actor_name(name)
+    except InvalidIdentity:
+        raise click.UsageError(f"your login name {name!r} cannot author commits (an account name is lowercase "
+                               "letters and digits with '.', '_' or '-' between them): give --as NAME") from None
+
+
+def _acting_option(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return check_actor_name(value)
+    except InvalidIdentity as e:
+        raise click.BadParameter(str(e)) from None
 
 
 def store_command(open_store):
@@ -61,7 +76,8 @@ def store_command(open_store):
                       help="Store root [default: the config's store, else ./registry-data].")
         @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
                       help="registry.yaml naming the store (and its storage driver).")
-        @click.option("--as", "acting", metavar="NAME", help="Author the commits as NAME [default: your login name].")
+        @click.option("--as", "acting", metavar="NAME", callback=_acting_option,
+                      help="Author the commits as the account name NAME [default: your login name].")
         @functools.wraps(function)
         def wrapper(store_dir, config_path, acting, **kwargs):
             from registry_core.cli import load_config
@@ -77,7 +93,7 @@ def store_command(open_store):
     return decorate
 
 
-on_store = store_command(lambda config, acting: Store(config.store, acting, config.durable))
+on_store = store_command(lambda config, acting: Store(config.store, acting, config.durable, config.meta_writer))
 
 
 def read_password(password_stdin: bool, prompt: str = "Password") -> str:
@@ -327,7 +343,7 @@ def token_list(store: Store, user_name, as_json):
 @on_store
 def token_revoke(store: Store, user_name, token_id):
     """Revoke the token ID of USER: it stops working at once."""
-    if not TOKEN_ID_RE.match(token_id):
+    if not TOKEN_ID_RE.fullmatch(token_id):
         raise click.BadParameter("a token id is 12 hexadecimal digits (see `registry token list`)",
                                  param_hint="ID")
     store.accounts.revoke_token(store.context, user_name, token_id)

@@ -38,8 +38,8 @@ from registry_core.registry.repositories import RepositoryService, name_unknown,
 
 MAX_COMMENT = 4096
 DEFAULT_COMMENT_PAGE = 100
-COMMENT_ID_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{11}$")
-_STAR_PATH_RE = re.compile(r"^(?P<name>.+)/_stars/(?P<user>[^/]+)\.yaml$")
+COMMENT_ID_RE = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{11}")
+_STAR_PATH_RE = re.compile(r"(?P<name>.+)/_stars/(?P<user>[^/]+)\.yaml")
 
 
 def _now() -> datetime.datetime:
@@ -178,7 +178,7 @@ class StarIndex(DiffView):
     def apply(self, repo: pygit2.Repository, delta: pygit2.DiffDelta) -> None:
         if not (added(delta) or deleted(delta)):
             return
-        match = _STAR_PATH_RE.match((delta.new_file if added(delta) else delta.old_file).path)
+        match = _STAR_PATH_RE.fullmatch((delta.new_file if added(delta) else delta.old_file).path)
         if match is None:
             return
         name, user = match.group("name"), match.group("user")
@@ -234,7 +234,7 @@ class Comments:
         return document
 
     def get(self, name: str, comment_id: str, snapshot: Snapshot | None = None) -> dict | None:
-        if not COMMENT_ID_RE.match(comment_id):
+        if not COMMENT_ID_RE.fullmatch(comment_id):
             return None
         return (snapshot or self.meta.snapshot()).get(meta_paths.comment(name, comment_id))
 
@@ -265,7 +265,7 @@ class Comments:
             if not txn.exists(meta_paths.repository(name)):
                 raise name_unknown(name)
             path = meta_paths.comment(name, comment_id)
-            document = txn.get(path) if COMMENT_ID_RE.match(comment_id) else None
+            document = txn.get(path) if COMMENT_ID_RE.fullmatch(comment_id) else None
             if document is None:
                 raise comment_unknown(name, comment_id)
             if document["author"] != context.actor and not moderator:

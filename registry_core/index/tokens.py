@@ -47,11 +47,11 @@ ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512")
 
 _HOST_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _HOSTNAME = rf"{_HOST_COMPONENT}(?:\.{_HOST_COMPONENT})*(?::[0-9]+)?"
-_RESOURCE_NAME_RE = re.compile(rf"^(?:{_HOSTNAME}/)?{NAME_COMPONENT}(?:/{NAME_COMPONENT})*$")
-_RESOURCE_TYPE_RE = re.compile(r"^([a-z0-9]+)(?:\(([a-z0-9]+)\))?$")
+_RESOURCE_NAME_RE = re.compile(rf"(?:{_HOSTNAME}/)?{NAME_COMPONENT}(?:/{NAME_COMPONENT})*")
+_RESOURCE_TYPE_RE = re.compile(r"([a-z0-9]+)(?:\(([a-z0-9]+)\))?")
 # The grammar says /[a-z]*/; clients also send "*" (catalog) and a few hyphenated actions
 # (e.g. "metadata-read"), which parse and are then simply not granted.
-_ACTION_RE = re.compile(r"^(?:\*|[a-z0-9_-]+)$")
+_ACTION_RE = re.compile(r"(?:\*|[a-z0-9_-]+)")
 _MAX_SCOPE_LENGTH = 1024
 
 
@@ -95,18 +95,18 @@ def parse_scope(text: str) -> Scope:
     if not separator or not name:
         raise InvalidScope(f"invalid scope {text!r}: expected <type>:<name>:<actions>, "
                            "like repository:alice/app:pull,push")
-    type_match = _RESOURCE_TYPE_RE.match(kind)
+    type_match = _RESOURCE_TYPE_RE.fullmatch(kind)
     if not type_match:
         raise InvalidScope(f"invalid scope {text!r}: the resource type {kind!r} is not lowercase letters and "
                            "digits, optionally with a class in parentheses: repository, repository(plugin)")
-    if not _RESOURCE_NAME_RE.match(name):
+    if not _RESOURCE_NAME_RE.fullmatch(name):
         raise InvalidScope(f"invalid scope {text!r}: {name!r} is not a resource name (lowercase path "
                            "components separated by '/', optionally after a host[:port]/)")
     wanted: list[str] = []
     for action in actions.split(","):
         if not action:
             continue  # the grammar allows an empty action: it asks for nothing
-        if not _ACTION_RE.match(action):
+        if not _ACTION_RE.fullmatch(action):
             raise InvalidScope(f"invalid scope {text!r}: {action!r} is not an action (pull, push, delete, *)")
         if action not in wanted:
             wanted.append(action)

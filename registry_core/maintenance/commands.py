@@ -32,7 +32,8 @@ class MaintainedStore:
             raise click.ClickException(f"no store in {root}: give --store or --config (a store is made by "
                                        f"`registry init` or the first `registry serve`)")
         self.root = root
-        self.meta = MetaStore(os.path.join(root, META_DIR), create=False, durable=config.durable)
+        self.meta = MetaStore(os.path.join(root, META_DIR), create=False, durable=config.durable,
+                              writer=config.meta_writer)
         self.driver = open_driver(config, plugin_manager(config))
         self.context = Context(actor=actor, user_agent="registry-cli")
 

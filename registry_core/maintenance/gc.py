@@ -19,8 +19,9 @@ What goes, in this order:
    the links of each repository that are older than `grace` and whose blob is gone or that no
    manifest of that repository needs.
 5. meta.git's objects (the small packs commits write, and loose files of older stores) are
-   written as one pack whose trees are stored as deltas (meta/packing.py). Nothing of the
-   history goes.
+   written as one pack whose trees are stored as deltas, by git's repack (meta/packing.py).
+   Nothing of the history goes; objects no commit reaches (a commit that lost its race with
+   another writer) go once they are older than `grace`.
 
 A file's age is the time since it was last written. A finished upload is moved into blobs/ with
 the time of its last chunk, but the link it writes at the same moment is new, so the blob counts
@@ -64,8 +65,8 @@ from registry_core.storage import paths
 from registry_core.storage.driver import StorageDriver
 
 HOUR = 3600.0
-_MANIFEST_PATH = re.compile(rf"^{meta_paths.REPOSITORIES}/(?P<name>.+)/_manifests/"
-                            r"(?P<algorithm>[a-z0-9]+)/(?P<encoded>[a-f0-9]+)\.yaml$")
+_MANIFEST_PATH = re.compile(rf"{meta_paths.REPOSITORIES}/(?P<name>.+)/_manifests/"
+                            r"(?P<algorithm>[a-z0-9]+)/(?P<encoded>[a-f0-9]+)\.yaml")
 
 
 class GarbageCollectionRefused(Exception):
@@ -199,7 +200,8 @@ class GarbageCollector:
         self.delete_manifests(plan)
         removed_blobs = self.sweep_blobs()
         self.sweep_links(removed_blobs)
-        self.report.metadata = pack_metadata(self.meta.path, dry_run=self.options.dry_run, durable=self.meta.durable)
+        self.report.metadata = pack_metadata(self.meta.path, dry_run=self.options.dry_run, durable=self.meta.durable,
+                                             grace=self.options.grace, now=self.now)
         return self.report
 
     def old(self, when: float | None, limit: float) -> bool:
@@ -261,7 +263,7 @@ class GarbageCollector:
         for delta in changed:
             if delta.status == pygit2.GIT_DELTA_DELETED:
                 continue
-            match = _MANIFEST_PATH.match(delta.new_file.path)
+            match = _MANIFEST_PATH.fullmatch(delta.new_file.path)
             if match is None:
                 continue
             try:

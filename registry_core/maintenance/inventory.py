@@ -61,7 +61,7 @@ def is_temporary(name: str) -> bool:
 def digest_from_name(algorithm: str, name: str) -> str | None:
     """The digest a file named `name` in a folder of `algorithm` stands for; None if it is no digest."""
     shape = ALGORITHMS.get(algorithm)
-    return f"{algorithm}:{name}" if shape is not None and shape.match(name) else None
+    return f"{algorithm}:{name}" if shape is not None and shape.fullmatch(name) else None
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class UploadSession:
 
 def upload_sessions(driver: StorageDriver) -> Iterator[UploadSession]:
     for upload_id in driver.list(paths.UPLOADS):
-        if not UPLOAD_ID_RE.match(upload_id):
+        if not UPLOAD_ID_RE.fullmatch(upload_id):
             continue
         folder = paths.upload_dir(upload_id)
         try:

@@ -51,7 +51,7 @@ log = logging.getLogger("registry_core")
 STATE_DIR = "state"
 SAVE_AFTER = 500  # changed files applied since the last copy before another copy is written
 _HEADER = b"registry-core-view"
-_TREE_FILE = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
+_TREE_FILE = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?")
 _STALE_TEMPORARY = 3600.0  # seconds: a temporary file this old was left by a crash
 
 
@@ -111,7 +111,7 @@ class SavedViews:
         copies = []
         for entry in entries:
             try:
-                if _TREE_FILE.match(entry.name):
+                if _TREE_FILE.fullmatch(entry.name):
                     copies.append((entry.stat().st_mtime, entry.name))
                 elif entry.name.endswith(".tmp") and time.time() - entry.stat().st_mtime > _STALE_TEMPORARY:
                     self._remove(entry.path)

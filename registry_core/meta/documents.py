@@ -16,7 +16,7 @@ import yaml
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 # A kind names a file in schemas/: no '/', '.' or '..' that could reach a YAML file elsewhere.
-_KIND = re.compile(r"^[a-z][a-z0-9-]*$")
+_KIND = re.compile(r"[a-z][a-z0-9-]*")
 
 
 class DocumentInvalid(Exception):
@@ -51,7 +51,7 @@ def validate(document: dict, path: str, kind: str | None = None) -> dict:
     kind = kind or document.get("kind")
     if not isinstance(kind, str):
         raise DocumentInvalid(path, "the document has no 'kind'")
-    if not _KIND.match(kind):
+    if not _KIND.fullmatch(kind):
         raise DocumentInvalid(path, f"kind: {kind!r} is not a document kind")
     try:
         document_validator = validator(kind)

@@ -1,145 +1,167 @@
-"""Packing meta.git whole: a step of `registry garbage-collect`.
+"""Packing meta.git whole and pruning what no commit reaches: a step of `registry garbage-collect`,
+done by git's own tools (`git repack`, `git prune`), which know every file git may leave in
+objects/pack/ (.bitmap, .rev, .mtimes, .keep) and are what an operator's `git gc` runs too.
 
-Why: commits write their objects as small packs of whole objects (packs.py), merged into bigger
-ones as they pile up; stores from before that (and the first commit of every store) also have
-loose objects, one file each. This step writes all of them, loose and packed, as one pack in which
-libgit2's PackBuilder stores the trees as deltas of each other: 1,000 image pushes took 76 MiB as
-loose files and take under 2 MiB this way (tests/test_gc.py, bench/RESULTS.md).
+Commits write their objects as small packs of whole objects (packs.py, or loose objects from the
+libgit2 writer); a commit that lost its compare-and-swap leaves objects no branch reaches. This
+step writes every reachable object into one pack with deltas (1,000 image pushes: 76 MiB as loose
+files, under 2 MiB packed: tests/test_gc.py, bench/RESULTS.md), and an unreachable object only
+while it is younger than the grace period, in a cruft pack (git's own way of remembering when an
+unreachable object was last written: its .mtimes file).
 
-Safe beside a serving registry: the loose objects and packs are listed first; the new pack and
-its index are written whole in a staging folder and renamed into objects/pack/ (the index last);
-only then are the listed loose files and packs removed. A process that later looks for one of
-their objects finds no loose file or pack and, as libgit2 does on every miss, rescans
-objects/pack/ and reads it from the new pack. Objects written after the listing stay where they
-are until the next run.
+Safe beside a serving registry, as `git gc` is beside git: a commit being written has its objects
+in a pack or loose files younger than the grace period, so they are kept even before its branch
+moves (choose a grace longer than any commit takes: seconds). Packs written after git listed the
+folder are left alone. Small packs are not merged meanwhile (the merge lock is held).
 """
 
 from __future__ import annotations
 
+import datetime
 import os
-import re
 import shutil
-import tempfile
+import subprocess
 import time
 from dataclasses import dataclass
 
-import pygit2
-
 from registry_core.meta import packs
 
-LEFTOVER_AGE = 3600.0  # seconds: a temporary file or index-less pack this old was left by a killed writer
-OLD_RETIRED_LIST = "retired.list"  # merged packs waiting a second to be moved, before 73adfd6 (packs.retire_packs)
-_HEX2 = re.compile(r"^[0-9a-f]{2}$")
-_HEX38 = re.compile(r"^[0-9a-f]{38}$")
+LEFTOVER_AGE = 3600.0  # seconds: a temporary file this old was left by a killed writer
+# A writer renames a pack's index into place microseconds after the pack: a pack without an index
+# for this long was left by a killed writer. git's repack lists *.pack files and fails on one
+# without an index, so they are removed (or waited for) before it runs.
+INDEXLESS_AGE = 60.0
+# What earlier versions kept inside objects/pack/, where git counts it as garbage: merges.py's
+# bookkeeping now lives in meta.git/merges/ (packs.merges_dir).
+_OLD_BOOKKEEPING = ("retired.list", "retired", "merge.lock", "last-merge")
+
+
+class PackingFailed(Exception):
+    """git could not pack meta.git; nothing was removed."""
 
 
 @dataclass
 class PackResult:
-    objects: int = 0          # objects in the pack written (or, in a dry run, that would be)
+    objects: int = 0          # objects before packing (in packs and loose files)
     loose_objects: int = 0    # of which were loose files
-    packs: int = 0            # packs replaced by it
-    bytes_before: int = 0     # disk space of those loose files (allocated blocks) and packs
-    pack_bytes: int = 0       # the size of the pack and its index written
+    packs: int = 0            # packs before packing
+    bytes_before: int = 0     # disk space of meta.git's objects before
+    pack_bytes: int = 0       # and after
+
+    @property
+    def bytes_freed(self) -> int:
+        return max(self.bytes_before - self.pack_bytes, 0)
 
     def as_json(self) -> dict:
         return {"objects": self.objects, "looseObjects": self.loose_objects, "packs": self.packs,
-                "bytesBefore": self.bytes_before, "packBytes": self.pack_bytes}
+                "bytesBefore": self.bytes_before, "packBytes": self.pack_bytes, "bytesFreed": self.bytes_freed}
 
 
-def loose_objects(objects_dir: str) -> list[tuple[str, str, int]]:
-    """(hex id, path, bytes allocated on disk) of each loose object file."""
-    found = []
-    for folder in sorted(os.listdir(objects_dir)):
-        if not _HEX2.match(folder):
-            continue
-        path = os.path.join(objects_dir, folder)
-        for entry in os.scandir(path):
-            if _HEX38.match(entry.name):
-                try:
-                    found.append((folder + entry.name, entry.path, entry.stat().st_blocks * 512))
-                except FileNotFoundError:  # removed meanwhile (another run)
-                    continue
-    return found
+def count_objects(repo_path: str) -> dict[str, int]:
+    """`git count-objects -v` as numbers (count, size, in-pack, packs, size-pack, garbage, …; sizes in KiB)."""
+    output = _git(repo_path, "count-objects", "-v")
+    return {key: int(value) for key, _, value in (line.partition(": ") for line in output.splitlines()) if value}
 
 
-def pack_metadata(repo_path: str, dry_run: bool = False, durable: bool = False) -> PackResult:
-    """Write the loose objects and all packs of the bare repository at `repo_path` as one pack,
-    then remove the loose files and the packs it replaces. Nothing to do if that is one pack.
-    `durable`: the new pack is on disk before anything is removed."""
-    objects_dir = os.path.join(repo_path, "objects")
-    pack_dir = os.path.join(objects_dir, "pack")
+def objects_bytes(repo_path: str) -> int:
+    """Disk space of everything under objects/ (allocated blocks)."""
+    total = 0
+    for folder, _, files in os.walk(os.path.join(repo_path, "objects")):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def pack_metadata(repo_path: str, dry_run: bool = False, durable: bool = False, grace: float = 3600.0,
+                  now: float | None = None) -> PackResult:
+    """Pack every object a ref reaches into one pack; keep unreachable objects written within
+    `grace` seconds (in a cruft pack) and drop older ones. `durable`: git fsyncs what it writes."""
+    pack_dir = os.path.join(repo_path, "objects", "pack")
     os.makedirs(pack_dir, exist_ok=True)
+    counted = count_objects(repo_path)
+    result = PackResult(objects=counted.get("count", 0) + counted.get("in-pack", 0),
+                        loose_objects=counted.get("count", 0), packs=counted.get("packs", 0),
+                        bytes_before=objects_bytes(repo_path))
+    if dry_run:
+        result.pack_bytes = result.bytes_before
+        return result
+    expire = _git_date((now if now is not None else time.time()) - grace)
+    fsync = ["-c", "core.fsync=objects,derived-metadata,reference", "-c", "core.fsyncMethod=fsync"] if durable else []
     with packs.merge_lock(pack_dir) as locked:
         if not locked:  # a commit is merging small packs right now: the next run packs
-            return PackResult()
-        loose = loose_objects(objects_dir)
-        names = sorted(packs.pack_sizes(pack_dir))
-        wanted = {bytes.fromhex(hex_id) for hex_id, _, _ in loose}
-        for name in names:
-            wanted.update(packs.read_index(os.path.join(pack_dir, name + ".idx"))[0])
-        result = PackResult(objects=len(wanted), loose_objects=len(loose), packs=len(names),
-                            bytes_before=sum(size for _, _, size in loose) + sum(
-                                _size(os.path.join(pack_dir, name + suffix)) for name in names
-                                for suffix in (".pack", ".idx")))
-        if not loose and len(names) < 2:
-            _remove_leftovers(pack_dir, set(names))
-            return PackResult()
-        if dry_run:
+            result.pack_bytes = result.bytes_before
             return result
-        _remove_leftovers(pack_dir, set(names))
-        new = _write_one_pack(repo_path, pack_dir, wanted)
-        if durable:
-            for suffix in (".pack", ".idx"):
-                with open(os.path.join(pack_dir, new + suffix), "rb") as f:
-                    os.fsync(f.fileno())
-            packs.sync_folder(pack_dir)
-        result.pack_bytes = sum(_size(os.path.join(pack_dir, new + suffix)) for suffix in (".pack", ".idx"))
-        packs.retire_packs(pack_dir, [name for name in names if name != new])
+        _remove_old_bookkeeping(pack_dir)
+        _remove_indexless_packs(pack_dir)
+        _git(repo_path, *fsync, "-c", "repack.writeBitmaps=false", "repack", "-a", "-d", "-q", "--cruft",
+             f"--cruft-expiration={expire}")
+        _git(repo_path, *fsync, "prune", f"--expire={expire}")
         packs.delete_retired(pack_dir)
-    for _, path, _ in loose:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-    return result  # the emptied objects/xx folders stay
+        _remove_leftovers(pack_dir)
+    result.pack_bytes = objects_bytes(repo_path)
+    return result
 
 
-def _write_one_pack(repo_path: str, pack_dir: str, wanted: set[bytes]) -> str:
-    repo = pygit2.Repository(repo_path, pygit2.enums.RepositoryOpenFlag.NO_SEARCH)
-    builder = pygit2.PackBuilder(repo)
-    for raw in sorted(wanted):
-        builder.add(pygit2.Oid(raw=raw))
-    staging = tempfile.mkdtemp(prefix="tmp_repack_", dir=pack_dir)
+def _git(repo_path: str, *args: str) -> str:
     try:
-        builder.write(staging)
-        written = [name[:-5] for name in os.listdir(staging) if name.endswith(".pack")]
-        if builder.written_objects_count != len(wanted) or len(written) != 1:
-            raise RuntimeError(f"packing {repo_path} wrote {builder.written_objects_count} of {len(wanted)} "
-                               "objects: the loose objects and packs were left in place")
-        for suffix in (".pack", ".idx"):  # the index last: readers only look at packs with one
-            os.rename(os.path.join(staging, written[0] + suffix), os.path.join(pack_dir, written[0] + suffix))
-        return written[0]
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        done = subprocess.run(["git", "--git-dir", repo_path, *args], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise PackingFailed("the git command is not installed: `apt-get install git` (meta.git is packed "
+                            "with git's own repack and prune)") from None
+    if done.returncode != 0:
+        raise PackingFailed(f"git {' '.join(args)} failed: {done.stderr.strip() or done.stdout.strip()}")
+    return done.stdout
 
 
-def _remove_leftovers(pack_dir: str, packs_with_index: set[str]) -> None:
-    """Temporary files and packs without an index that a killed writer left (older than
-    LEFTOVER_AGE: a younger one may belong to a commit being written), and the list of packs
-    waiting to be moved that earlier versions kept (OLD_RETIRED_LIST)."""
+def _git_date(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(int(timestamp), datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S +0000")
+
+
+def _remove_old_bookkeeping(pack_dir: str) -> None:
+    for name in _OLD_BOOKKEEPING:
+        path = os.path.join(pack_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.exists(path):
+            os.unlink(path)
+
+
+def _remove_indexless_packs(pack_dir: str, wait: float = 2.0) -> None:
+    """Remove the packs without an index older than INDEXLESS_AGE; wait up to `wait` seconds for
+    the index of a younger one (a commit being written), else raise PackingFailed."""
+    deadline = time.monotonic() + wait
+    while True:
+        names = set(os.listdir(pack_dir))
+        young = []
+        for name in names:
+            if name.endswith(".pack") and name[:-5] + ".idx" not in names:
+                path = os.path.join(pack_dir, name)
+                try:
+                    if time.time() - os.stat(path).st_mtime > INDEXLESS_AGE:
+                        os.unlink(path)
+                    else:
+                        young.append(name)
+                except FileNotFoundError:
+                    pass
+        if not young:
+            return
+        if time.monotonic() > deadline:
+            raise PackingFailed(f"{young[0]} has no index yet (a commit being written, or a writer killed "
+                                f"less than {INDEXLESS_AGE:.0f} s ago): run garbage-collect again")
+        time.sleep(0.1)
+
+
+def _remove_leftovers(pack_dir: str) -> None:
+    """Temporary files a killed writer left (older than LEFTOVER_AGE: a younger one may belong to
+    a commit being written)."""
     now = time.time()
     for entry in os.scandir(pack_dir):
-        leftover = entry.name.startswith("tmp_") or entry.name == OLD_RETIRED_LIST or (
-            entry.name.startswith("pack-") and entry.name.endswith(".pack") and entry.name[:-5] not in packs_with_index)
         try:
-            if leftover and now - entry.stat(follow_symlinks=False).st_mtime > LEFTOVER_AGE:
+            if entry.name.startswith("tmp_") and now - entry.stat(follow_symlinks=False).st_mtime > LEFTOVER_AGE:
                 shutil.rmtree(entry.path) if entry.is_dir(follow_symlinks=False) else os.unlink(entry.path)
         except FileNotFoundError:
             pass
-
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except FileNotFoundError:
-        return 0

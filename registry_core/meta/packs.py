@@ -29,9 +29,11 @@ import fcntl
 import hashlib
 import itertools
 import os
+import re
 import struct
 import time
 import zlib
+from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 import pygit2
@@ -43,9 +45,15 @@ COMMIT, TREE, BLOB = 1, 2, 3
 TREE_MODE, BLOB_MODE = 0o40000, 0o100644
 _KIND_NAMES = {COMMIT: b"commit", TREE: b"tree", BLOB: b"blob"}
 _IDX_MAGIC = b"\377tOc"
-MERGE_STAMP = "last-merge"      # objects/pack/last-merge: rewritten by each merge, readers reopen on it
-RETIRED_DIR = "retired"         # objects/pack/retired/: merged packs moved out of libgit2's sight
-MERGE_LOCK = "merge.lock"       # objects/pack/merge.lock: flocked, one merge at a time across processes
+# The merges' bookkeeping, in meta.git/merges/ (objects/pack/ is git's: it counts anything else
+# there as garbage):
+MERGES_DIR = "merges"
+MERGE_STAMP = "last-merge"      # merges/last-merge: rewritten by each merge, readers reopen on it
+RETIRED_DIR = "retired"         # merges/retired/: merged packs moved out of libgit2's sight
+MERGE_LOCK = "lock"             # merges/lock: flocked, one merge (or garbage-collect) at a time
+# Files git writes beside a pack of its own: such a pack is git's (a garbage-collected, cruft or
+# kept pack), never one of the small packs of whole objects that MergePolicy merges.
+GIT_PACK_EXTRAS = (".keep", ".mtimes", ".bitmap", ".rev", ".promisor")
 LOOKS_FOR_MISSING = 3           # a missing object is looked for this many times (read_again_if_missing)
 
 
@@ -126,6 +134,11 @@ class TreeEntries:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def items(self) -> list[tuple[bytes, int, bytes]]:
+        """(name, mode, raw id) of each entry, in git's order."""
+        return [(entry[0].rstrip(b"/") if entry[1] == TREE_MODE else entry[0], entry[1], entry[2])
+                for entry in sorted(self.entries.values())]
+
     def encode(self) -> bytes:
         return b"".join(entry[3] for entry in sorted(self.entries.values()))
 
@@ -163,7 +176,55 @@ class TreeCache:
 # --- commits --------------------------------------------------------------------------------------
 
 
+@dataclass
+class CommitFields:
+    tree: bytes
+    parents: list[bytes]
+    author: tuple[str, str, int, int]      # name, email, seconds since the epoch, UTC offset in minutes
+    committer: tuple[str, str, int, int]
+    message: str
+
+
+_IDENT_LINE_RE = re.compile(rb"(author|committer) ([^<>\n]+) <([^<>\n]*)> ([0-9]+) ([+-])([0-9]{2})([0-9]{2})")
+
+
+def parse_commit(data: bytes) -> CommitFields:
+    """The fields of a commit as encode_commit writes it (tree, parents, author, committer, message)."""
+    header, _, message = data.partition(b"\n\n")
+    tree, parents, people = None, [], {}
+    for line in header.split(b"\n"):
+        key, _, value = line.partition(b" ")
+        if key == b"tree":
+            tree = bytes.fromhex(value.decode())
+        elif key == b"parent":
+            parents.append(bytes.fromhex(value.decode()))
+        else:
+            match = _IDENT_LINE_RE.fullmatch(line)
+            if match is None:
+                raise InvalidCommit(f"unexpected commit header line {line!r}")
+            role, name, email, when, sign, hours, minutes = match.groups()
+            offset = (int(hours) * 60 + int(minutes)) * (-1 if sign == b"-" else 1)
+            people[role] = (name.decode(), email.decode(), int(when), offset)
+    if tree is None or set(people) != {b"author", b"committer"}:
+        raise InvalidCommit("a commit needs a tree, an author and a committer")
+    return CommitFields(tree, parents, people[b"author"], people[b"committer"], message.decode())
+
+
+# What `git fsck` accepts in an author or committer line (fsck.c, fsck_ident): a name that is not
+# empty and has no '<', '>' or line break, an email without them; we also refuse every control
+# character and spaces around the name, which git would keep but a reader could not see.
+_IDENT_NAME_RE = re.compile(r"[^\s<>\x00-\x1f\x7f](?:[^<>\x00-\x1f\x7f]*[^\s<>\x00-\x1f\x7f])?")
+_IDENT_EMAIL_RE = re.compile(r"[^\s<>\x00-\x1f\x7f]+")
+
+
+class InvalidCommit(ValueError):
+    """A commit that git would reject (or that would say something other than what was meant)."""
+
+
 def signature_line(role: bytes, name: str, email: str, when: float) -> bytes:
+    if not _IDENT_NAME_RE.fullmatch(name) or not _IDENT_EMAIL_RE.fullmatch(email):
+        raise InvalidCommit(f"refusing to write the {role.decode()} {name!r} <{email!r}>: a name and an email "
+                            "without '<', '>', control characters or line breaks")
     offset = time.localtime(when).tm_gmtoff // 60
     sign = b"+" if offset >= 0 else b"-"
     return b"%s %s <%s> %d %s%02d%02d\n" % (role, name.encode(), email.encode(), int(when), sign,
@@ -177,6 +238,8 @@ def encode_commit(tree: bytes, parents: list[bytes], author: tuple[str, str], co
     lines += [b"parent %s\n" % parent.hex().encode() for parent in parents]
     lines.append(signature_line(b"author", *author, when))
     lines.append(signature_line(b"committer", *committer, when))
+    if "\0" in message:
+        raise InvalidCommit("refusing to write a commit message with a NUL character")
     lines.append(b"\n" + message.encode())
     return b"".join(lines)
 
@@ -343,12 +406,20 @@ def packs_to_merge(sizes: dict[str, int], factor: int) -> list[str]:
     return []
 
 
-def pack_sizes(pack_dir: str, known: dict[str, int] | None = None) -> dict[str, int]:
+def merges_dir(pack_dir: str) -> str:
+    """meta.git/merges/ of the repository whose objects/pack/ is `pack_dir`."""
+    return os.path.join(os.path.dirname(os.path.dirname(pack_dir)), MERGES_DIR)
+
+
+def pack_sizes(pack_dir: str, known: dict[str, int] | None = None, ours_only: bool = False) -> dict[str, int]:
     """The packs in `pack_dir` (those with an index) and their numbers of objects. A pack's name
-    is its checksum, so `known` sizes (from an earlier call) are not read again."""
+    is its checksum, so `known` sizes (from an earlier call) are not read again. `ours_only`:
+    leave out the packs git made (GIT_PACK_EXTRAS beside them)."""
     sizes = {}
-    for name in os.listdir(pack_dir):
-        if name.startswith("pack-") and name.endswith(".idx"):
+    listed = os.listdir(pack_dir)
+    gits = {name.rsplit(".", 1)[0] for name in listed if name.endswith(GIT_PACK_EXTRAS)} if ours_only else ()
+    for name in listed:
+        if name.startswith("pack-") and name.endswith(".idx") and name[:-4] not in gits:
             name = name[:-4]
             size = known.get(name) if known is not None else None
             if size is None:
@@ -381,7 +452,7 @@ class MergePolicy:
         self._commits += 1
         if self._commits % self.every:
             return 0
-        self._sizes = pack_sizes(pack_dir, self._sizes)
+        self._sizes = pack_sizes(pack_dir, self._sizes, ours_only=True)
         chosen = packs_to_merge({name: size for name, size in self._sizes.items() if name not in self.deltified},
                                 self.factor)
         if not chosen:
@@ -408,7 +479,7 @@ class MergePolicy:
 
 
 def retire_packs(pack_dir: str, names: list[str]) -> None:
-    """Move packs whose objects are all in a newer pack into objects/pack/retired/, where libgit2
+    """Move packs whose objects are all in a newer pack into meta.git/merges/retired/, where libgit2
     does not look and `registry garbage-collect` deletes them; then rewrite the merge stamp that
     tells readers to reopen their repository. Under the merge lock.
 
@@ -421,15 +492,16 @@ def retire_packs(pack_dir: str, names: list[str]) -> None:
     created after it in its group for 60-300 s (notes.md); a push retires two files (its pack
     and index, once merged), and deleting them made sustained pushes slow down from 264 to 159
     a second over 5,000 pushes. The stamp is written in place (no new file either)."""
+    retired = os.path.join(merges_dir(pack_dir), RETIRED_DIR)
     if names:
-        os.makedirs(os.path.join(pack_dir, RETIRED_DIR), exist_ok=True)
+        os.makedirs(retired, exist_ok=True)
     for name in names:
-        for suffix in (".idx", ".pack", ".rev"):  # the index first: from then on nobody looks in it
+        for suffix in (".idx", ".pack"):  # the index first: from then on nobody looks in it
             try:
-                os.replace(os.path.join(pack_dir, name + suffix), os.path.join(pack_dir, RETIRED_DIR, name + suffix))
+                os.replace(os.path.join(pack_dir, name + suffix), os.path.join(retired, name + suffix))
             except FileNotFoundError:
                 pass
-    fd = os.open(os.path.join(pack_dir, MERGE_STAMP), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(os.path.join(merges_dir(pack_dir), MERGE_STAMP), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, "".join(f"{time.time():.6f} {name}\n" for name in names).encode())
     finally:
@@ -437,9 +509,9 @@ def retire_packs(pack_dir: str, names: list[str]) -> None:
 
 
 def delete_retired(pack_dir: str) -> int:
-    """Delete the packs moved to objects/pack/retired/ (their objects are in newer packs); how many
+    """Delete the packs moved to meta.git/merges/retired/ (their objects are in newer packs); how many
     files were deleted. For `registry garbage-collect`, not the request path (see retire_packs)."""
-    folder = os.path.join(pack_dir, RETIRED_DIR)
+    folder = os.path.join(merges_dir(pack_dir), RETIRED_DIR)
     try:
         names = os.listdir(folder)
     except FileNotFoundError:
@@ -453,15 +525,16 @@ def delete_retired(pack_dir: str) -> int:
 
 
 class merge_lock:
-    """An flock on objects/pack/merge.lock, taken without waiting: `with merge_lock(dir) as locked`.
+    """An flock on meta.git/merges/lock, taken without waiting: `with merge_lock(pack_dir) as locked`.
     The file stays (no file made and deleted per merge); the kernel releases the lock of a process
     that dies."""
 
     def __init__(self, pack_dir: str):
-        self.path = os.path.join(pack_dir, MERGE_LOCK)
+        self.path = os.path.join(merges_dir(pack_dir), MERGE_LOCK)
         self.fd: int | None = None
 
     def __enter__(self) -> bool:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -26,6 +26,7 @@ import pygit2
 from registry_core.context import Context
 from registry_core.meta import documents, packs
 from registry_core.meta.branch import Branch
+from registry_core.meta.writers import make_writer
 
 BRANCH = "refs/heads/main"
 COMMITTER = ("registry", "registry@localhost")
@@ -37,10 +38,6 @@ _OPEN_FLAGS = pygit2.enums.RepositoryOpenFlag.NO_SEARCH
 T = TypeVar("T")
 log = logging.getLogger("registry_core")
 REOPEN_AFTER = 0.1  # seconds: a thread's Repository is not reopened more often (MetaStore.repo)
-# libgit2's strict object creation reads back every object a new tree or commit names. Commits are
-# written by packs.py, not libgit2; this is for the tools that build trees with pygit2 from ids they
-# just wrote (a store's first commit, bench/bigstore.py, tests), where the check cannot fail.
-pygit2.settings.enable_strict_object_creation(False)
 
 _parsed: dict[pygit2.Oid, dict] = {}
 _trees = packs.TreeCache()
@@ -48,8 +45,16 @@ _PARSED_LIMIT = 200_000
 
 
 def author(context: Context) -> tuple[str, str]:
-    """The (name, email) a commit made for `context` is authored by."""
+    """The (name, email) a commit made for `context` is authored by: the account name, checked
+    when the context was made (context.py), and an email derived from it."""
     return context.actor, f"{context.actor}@registry"
+
+
+def one_line(text: str, limit: int = 100) -> str:
+    """User-supplied text (a token's description) as it may appear in a commit's subject line:
+    control characters and line breaks become spaces, so it can neither add a line nor a trailer."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
 def signature(context: Context) -> pygit2.Signature:
@@ -250,16 +255,17 @@ def _file_stamp(path: str) -> tuple | None:
 class MetaStore:
     """The bare git repository at `path` (created with an initial commit when missing)."""
 
-    def __init__(self, path: str, create: bool = True, durable: bool = False):
-        """`durable` (registry.yaml storage.durable): each commit's pack, its index and the moved
-        branch are on disk (fsync) before transact returns."""
+    def __init__(self, path: str, create: bool = True, durable: bool = False, writer: str = "packs"):
+        """`durable` (registry.yaml storage.durable): each commit's objects and the moved branch
+        are on disk (fsync) before transact returns. `writer` (storage.metaWriter): how commits are
+        written, writers.py."""
         self.path = path
         self.durable = durable
         self.branch = Branch(path, BRANCH, durable)
         self._pack_dir = os.path.join(path, "objects", "pack")
-        self._merge_stamp_path = os.path.join(self._pack_dir, packs.MERGE_STAMP)
+        self._merge_stamp_path = os.path.join(path, packs.MERGES_DIR, packs.MERGE_STAMP)
         self._local = threading.local()
-        self.merges = packs.MergePolicy()
+        self.writer = make_writer(writer, path, self.branch, durable)
         try:
             pygit2.Repository(path, _OPEN_FLAGS)
         except pygit2.GitError:
@@ -342,18 +348,9 @@ class MetaStore:
                                        author(context), COMMITTER, text)
             commit = packs.object_id(packs.COMMIT, data)
             objects[commit] = (packs.COMMIT, data)
-            pack = packs.write_pack(self._pack_dir, {raw: packs.encode_entry(kind, data)
-                                                     for raw, (kind, data) in objects.items()}, self.durable)
-            if self.branch.move(tip.id if tip is not None else None, pygit2.Oid(raw=commit)):
-                self._merge_small_packs(pack, len(objects))
+            written = self.writer.write_objects(repo, objects)
+            if self.writer.move_branch(repo, tip.id if tip is not None else None, pygit2.Oid(raw=commit)):
+                self.writer.committed(written, len(objects))
                 return result
             time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))
         raise ConflictRetriesExhausted(f"gave up after {attempts} attempts: {message}")
-
-    def _merge_small_packs(self, pack: str, objects: int) -> None:
-        """Merging is housekeeping after the commit is made: a failure (a full disk, a file system
-        without flock) is logged, and the caller still hears that its change was committed."""
-        try:
-            self.merges.after_commit(self.path, pack, objects, self.durable)
-        except Exception:  # noqa: BLE001
-            log.exception("merging the small packs of %s failed; the commit stands", self.path)

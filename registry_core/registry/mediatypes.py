@@ -51,6 +51,11 @@ class ParsedManifest:
         return None
 
 
+# image-spec descriptor.md: size is an int64. Larger numbers are no blob's size, and other tools
+# (Go's encoding/json, YAML readers of the documents) could not read them back.
+MAX_DESCRIPTOR_SIZE = 2**63 - 1
+
+
 def invalid(message: str, **detail) -> RegistryError:
     return RegistryError("MANIFEST_INVALID", message, detail=detail or None)
 
@@ -109,11 +114,11 @@ def descriptor(value, where: str) -> dict:
     if not isinstance(value, dict):
         raise invalid(f"{where} must be a descriptor object")
     digest, size, media_type = value.get("digest"), value.get("size"), value.get("mediaType")
-    match = DIGEST_RE.match(digest) if isinstance(digest, str) else None
-    if not match or match.group(1) not in ALGORITHMS or not ALGORITHMS[match.group(1)].match(match.group(2)):
+    match = DIGEST_RE.fullmatch(digest) if isinstance(digest, str) else None
+    if not match or match.group(1) not in ALGORITHMS or not ALGORITHMS[match.group(1)].fullmatch(match.group(2)):
         raise invalid(f"{where}.digest {digest!r} is not a valid sha256 or sha512 digest", field=where)
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise invalid(f"{where}.size must be a non-negative integer", field=where)
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_DESCRIPTOR_SIZE:
+        raise invalid(f"{where}.size must be an integer from 0 to {MAX_DESCRIPTOR_SIZE}", field=where)
     if not isinstance(media_type, str) or not media_type:
         raise invalid(f"{where}.mediaType must be a non-empty string", field=where)
     result = {"mediaType": media_type, "digest": digest, "size": size}

@@ -18,7 +18,8 @@ from registry_core.web import (RegistryErrors, base_url, body_chunks, has_body,
                                json_response, read_body)
 
 BLOB_CONTENT_TYPE = "application/octet-stream"
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# At most 19 digits: int64 offsets, and never a number Python refuses to convert (over 4,300 digits).
+_RANGE_RE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})")
 
 
 def build_registry_app(registry) -> bottle.Bottle:
@@ -276,7 +277,7 @@ def next_link(path: str, n: int | None, last: str) -> str:
 
 def parse_range(header: str, size: int) -> tuple[int, int]:
     """One `bytes=start-end` range (RFC 9110), clamped to the blob; 416 when unsatisfiable."""
-    match = _RANGE_RE.match(header.strip())
+    match = _RANGE_RE.fullmatch(header.strip())
     unsatisfiable = RegistryError("RANGE_INVALID", f"cannot serve range {header!r} of a {size}-byte blob: "
                                   "ask for one range bytes=<start>-<end> within the blob",
                                   headers={"Content-Range": f"bytes */{size}"})

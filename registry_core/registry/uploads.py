@@ -29,7 +29,7 @@ from registry_core.registry.blobs import BlobService, algorithm_of, hash_file
 from registry_core.storage import paths
 from registry_core.storage.driver import PathNotFound, StorageDriver
 
-UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 RUNNING_HASHES_KEPT = 256
 
 
@@ -52,7 +52,7 @@ class UploadService:
                                 f"upload {upload_id} is unknown in repository {repository}: it was "
                                 "completed, cancelled or expired; start a new upload with POST",
                                 detail={"uuid": upload_id})
-        if not UPLOAD_ID_RE.match(upload_id):
+        if not UPLOAD_ID_RE.fullmatch(upload_id):
             raise unknown
         try:
             owner = self.driver.get_content(paths.upload_repository_path(upload_id)).decode()
@@ -189,7 +189,7 @@ def range_header(size: int) -> str:
 
 def parse_content_range(value: str) -> tuple[int, int]:
     """Parse a PATCH Content-Range "<start>-<end>" (inclusive); RANGE_INVALID if malformed."""
-    match = re.fullmatch(r"(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?", value.strip())
+    match = re.fullmatch(r"(?:bytes[ =])?([0-9]{1,19})-([0-9]{1,19})(?:/[0-9]{1,19}|/\*)?", value.strip())
     if not match or int(match.group(2)) < int(match.group(1)):
         raise RegistryError("RANGE_INVALID", f"malformed Content-Range {value!r}: expected <start>-<end>")
     return int(match.group(1)), int(match.group(2))
