@@ -98,6 +98,7 @@ def commit_tags(store: MetaStore, count: int, start: int = 0) -> None:
             "kind": "tag", "schemaVersion": 1, "name": f"t{i}", "digest": "sha256:" + "a" * 64,
             "mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 1, "pushedBy": "alice",
             "pushedAt": "2026-01-01T00:00:00Z"}), ACTOR, f"Push r:t{i}")
+    assert store.settle()  # the merges of small packs run in a thread of their own
 
 
 def tag_names(store: MetaStore) -> set[str]:

@@ -28,9 +28,11 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import itertools
+import logging
 import os
 import re
 import struct
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -54,6 +56,8 @@ MERGE_LOCK = "lock"             # merges/lock: flocked, one merge (or garbage-co
 # Files git writes beside a pack of its own: such a pack is git's (a garbage-collected, cruft or
 # kept pack), never one of the small packs of whole objects that MergePolicy merges.
 GIT_PACK_EXTRAS = (".keep", ".mtimes", ".bitmap", ".rev", ".promisor")
+log = logging.getLogger("registry_core")
+MERGE_LIMIT = 64 << 20          # bytes: packs bigger in all are merged by garbage-collect, not by commits
 LOOKS_FOR_MISSING = 3           # a missing object is looked for this many times (read_again_if_missing)
 
 
@@ -299,8 +303,12 @@ def pack_bytes(entries: dict[bytes, bytes]) -> tuple[bytes, bytes]:
         raise ValueError("a pack of 2 GiB or more needs large offsets, which are not written here")
     pack = b"".join(parts)
     checksum = hashlib.sha1(pack).digest()
-    pack += checksum
-    located.sort()
+    return pack + checksum, _index_bytes(located, checksum)
+
+
+def _index_bytes(located: list[tuple[bytes, int, int]], pack_checksum: bytes) -> bytes:
+    """A version 2 pack index of (raw id, crc32, offset) entries (offsets under 2 GiB)."""
+    located = sorted(located)
     counts = [0] * 256
     for raw, _, _ in located:
         counts[raw[0]] += 1
@@ -308,9 +316,8 @@ def pack_bytes(entries: dict[bytes, bytes]) -> tuple[bytes, bytes]:
                       *(raw for raw, _, _ in located),
                       struct.pack(f">{len(located)}I", *(crc for _, crc, _ in located)),
                       struct.pack(f">{len(located)}I", *(where for _, _, where in located)),
-                      checksum])
-    index += hashlib.sha1(index).digest()
-    return pack, index
+                      pack_checksum])
+    return index + hashlib.sha1(index).digest()
 
 
 def _write_new(path: str, data: bytes, durable: bool = False) -> None:
@@ -432,50 +439,190 @@ def pack_sizes(pack_dir: str, known: dict[str, int] | None = None, ours_only: bo
 
 
 class MergePolicy:
-    """After a commit: merge this store's small packs of whole objects when a tier is full.
+    """After commits: merge this store's small packs of whole objects when a tier is full, in a
+    thread of its own, so a commit never waits for a merge (`after_commit` only notes the pack and
+    wakes the thread). A merge streams the entries from the old packs into the new one
+    (merge_packs): its memory does not grow with the packs. Packs over MERGE_LIMIT bytes in all
+    are left to `registry garbage-collect` (git's repack), so no merge copies more than that.
 
     Packs with deltas (written by `registry garbage-collect`) are never merged here; the process
     remembers their names so as not to read them again."""
 
-    def __init__(self, factor: int = 8, every: int = 4):
+    def __init__(self, factor: int = 8, every: int = 4, background: bool = True):
         self.factor = factor
         self.every = every      # commits of this process between looks at objects/pack/
+        self.background = background
         self.deltified: set[str] = set()
         self._sizes: dict[str, int] = {}
         self._commits = 0
+        self._wanted = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread: threading.Thread | None = None
+        self._thread_pid = None
+        self._lock = threading.Lock()
+        self._pending: tuple[str, bool] | None = None
 
     def after_commit(self, repo_path: str, written: str, objects: int, durable: bool = False) -> int:
-        """Merge one full tier if there is one; the number of packs merged (0 if none). `written`
-        is the pack the commit wrote, with `objects` objects."""
+        """Note the pack a commit wrote (`objects` objects); every `every` commits, have full tiers
+        merged: by the merge thread, or here when not `background` (the number of packs merged)."""
+        with self._lock:
+            self._sizes[written] = objects
+            self._commits += 1
+            if self._commits % self.every:
+                return 0
+            self._pending = (repo_path, durable)
+        if not self.background:
+            return self._merge_pending()
+        self._idle.clear()
+        self._start_thread()
+        self._wanted.set()
+        return 0
+
+    def settle(self, timeout: float = 60) -> bool:
+        """Wait until the merge thread has nothing left to do (for tests and tools that exit)."""
+        return self._idle.wait(timeout)
+
+    def _start_thread(self) -> None:
+        if self._thread is not None and self._thread_pid == os.getpid() and self._thread.is_alive():
+            return  # (a forked worker has no thread: it starts its own)
+        self._thread_pid = os.getpid()
+        self._thread = threading.Thread(target=self._run, name="pack-merges", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            try:
+                while self._merge_pending():
+                    pass  # a merge may fill the next tier
+            except Exception:  # noqa: BLE001
+                log.exception("merging small packs failed; the commit stands, and a later commit tries again")
+            finally:
+                if not self._wanted.is_set():
+                    self._idle.set()
+
+    def _merge_pending(self) -> int:
+        with self._lock:
+            if self._pending is None:
+                return 0
+            repo_path, durable = self._pending
+            known = dict(self._sizes)
         pack_dir = os.path.join(repo_path, "objects", "pack")
-        self._sizes[written] = objects
-        self._commits += 1
-        if self._commits % self.every:
-            return 0
-        self._sizes = pack_sizes(pack_dir, self._sizes, ours_only=True)
-        chosen = packs_to_merge({name: size for name, size in self._sizes.items() if name not in self.deltified},
+        sizes = pack_sizes(pack_dir, known, ours_only=True)
+        with self._lock:
+            self._sizes = sizes
+        chosen = packs_to_merge({name: size for name, size in sizes.items() if name not in self.deltified},
                                 self.factor)
-        if not chosen:
+        chosen = _within(pack_dir, chosen, MERGE_LIMIT)
+        if len(chosen) < 2:
+            with self._lock:
+                self._pending = None
             return 0
         with merge_lock(pack_dir) as locked:
             if not locked:
                 return 0
-            merged: dict[bytes, bytes] = {}
-            copied = []
-            for name in chosen:
-                try:
-                    merged.update(pack_entries(pack_dir, name))
-                except Deltified:
-                    self.deltified.add(name)
-                    continue
-                except FileNotFoundError:  # merged by another process since the listing
-                    continue
-                copied.append(name)
-            if len(copied) < 2:
+            try:
+                _, copied = merge_packs(pack_dir, chosen, durable)
+            except Deltified as error:
+                self.deltified.add(error.args[1])
                 return 0
-            write_pack(pack_dir, merged, durable)  # on disk before the packs it replaces go
+            except FileNotFoundError:  # a pack was merged by another process since the listing
+                return 0
             retire_packs(pack_dir, copied)
             return len(copied)
+
+
+def _within(pack_dir: str, names: list[str], limit: int) -> list[str]:
+    """The packs of `names` whose sizes add up to at most `limit` bytes (smallest first)."""
+    sized = []
+    for name in names:
+        try:
+            sized.append((os.path.getsize(os.path.join(pack_dir, name + ".pack")), name))
+        except FileNotFoundError:  # merged by another process since the listing
+            pass
+    chosen, total = [], 0
+    for size, name in sorted(sized):
+        if total + size > limit:
+            break
+        chosen.append(name)
+        total += size
+    return chosen
+
+
+def merge_packs(pack_dir: str, names: list[str], durable: bool = False) -> tuple[str, list[str]]:
+    """Copy the entries of the packs `names` (whole objects only) into one new pack, as stored and
+    a chunk at a time; (the new pack's name, the packs copied). An object in several packs is
+    copied once. Raises Deltified(message, name) at a pack with deltas, leaving nothing behind."""
+    plans, seen = [], set()
+    for name in names:
+        try:
+            ids, offsets = read_index(os.path.join(pack_dir, name + ".idx"))
+        except FileNotFoundError:
+            continue
+        if any(offset & 0x80000000 for offset in offsets):
+            raise Deltified(f"{name} is over 2 GiB (large offsets): written by garbage-collect", name)
+        wanted = [(offset, raw) for raw, offset in zip(ids, offsets) if raw not in seen]
+        seen.update(raw for _, raw in wanted)
+        plans.append((name, sorted(offsets), sorted(wanted)))
+    temporary = f"{pack_dir}/tmp_{os.getpid()}_{os.urandom(4).hex()}"
+    located: list[tuple[bytes, int, int]] = []
+    copied: list[str] = []
+    checksum = hashlib.sha1()
+    try:
+        with open(temporary, "wb") as out:
+            def emit(data: bytes) -> None:
+                checksum.update(data)
+                out.write(data)
+            emit(b"PACK" + struct.pack(">II", 2, len(seen)))
+            position = 12
+            for name, all_offsets, wanted in plans:
+                try:
+                    source = open(os.path.join(pack_dir, name + ".pack"), "rb")
+                except FileNotFoundError:  # merged by another process since: try again later
+                    raise FileNotFoundError(f"{name} was merged elsewhere") from None
+                with source:
+                    end_of_data = os.fstat(source.fileno()).st_size - 20
+                    ends = dict(zip(all_offsets, all_offsets[1:] + [end_of_data]))
+                    for offset, raw in wanted:
+                        source.seek(offset)
+                        remaining = ends[offset] - offset
+                        first = True
+                        crc = 0
+                        start = position
+                        while remaining > 0:
+                            chunk = source.read(min(remaining, 1 << 20))
+                            if not chunk:
+                                raise ValueError(f"{name} ends before its object at {offset}")
+                            if first and (chunk[0] >> 4) & 7 in (6, 7):
+                                raise Deltified(f"{name} stores deltas", name)
+                            first = False
+                            crc = zlib.crc32(chunk, crc)
+                            emit(chunk)
+                            position += len(chunk)
+                            remaining -= len(chunk)
+                        located.append((raw, crc, start))
+                copied.append(name)
+            if position >= 1 << 31:
+                raise ValueError("a pack of 2 GiB or more needs large offsets, which are not written here")
+            digest = checksum.digest()
+            out.write(digest)
+            if durable:
+                out.flush()
+                os.fdatasync(out.fileno())
+        name = "pack-" + digest.hex()
+        os.rename(temporary, os.path.join(pack_dir, name + ".pack"))
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except FileNotFoundError:
+            pass
+        raise
+    _write_new(os.path.join(pack_dir, name + ".idx"), _index_bytes(located, digest), durable)
+    if durable:
+        sync_folder(pack_dir)
+    return name, copied
 
 
 def retire_packs(pack_dir: str, names: list[str]) -> None:

@@ -39,6 +39,17 @@ T = TypeVar("T")
 log = logging.getLogger("registry_core")
 REOPEN_AFTER = 0.1  # seconds: a thread's Repository is not reopened more often (MetaStore.repo)
 
+# libgit2's limits per process (its defaults: every pack file kept open and up to 8 GiB of packs
+# mapped): under sustained pushes a worker held ~1,100 mappings of small and merged packs and grew
+# to gigabytes. Past these limits libgit2 closes the least recently used pack files and windows,
+# and opens them again when needed.
+OPEN_PACK_FILES = 128
+MAPPED_PACK_BYTES = 256 << 20
+OBJECT_CACHE_BYTES = 64 << 20
+pygit2.settings.mwindow_file_limit = OPEN_PACK_FILES
+pygit2.settings.mwindow_mapped_limit = MAPPED_PACK_BYTES
+pygit2.settings.cache_max_size(OBJECT_CACHE_BYTES)
+
 _parsed: dict[pygit2.Oid, dict] = {}
 _trees = packs.TreeCache()
 _PARSED_LIMIT = 200_000
@@ -295,6 +306,10 @@ class MetaStore:
             self._local.snapshot = None
         self._local.opened = time.monotonic()
         return repo
+
+    def settle(self, timeout: float = 60) -> bool:
+        """Wait until the writer's housekeeping (merging small packs) is done; False on timeout."""
+        return self.writer.settle(timeout)
 
     def _tip(self, repo: pygit2.Repository) -> pygit2.Commit | None:
         """The branch's commit; None for a repository without the branch."""

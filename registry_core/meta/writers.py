@@ -45,6 +45,9 @@ class Writer(Protocol):
     def committed(self, written: object, objects: int) -> None:
         """Housekeeping after a commit was made (never fails the commit)."""
 
+    def settle(self, timeout: float = 60) -> bool:
+        """Wait for housekeeping still running in the background; False on timeout."""
+
 
 class PackWriter:
     """The objects as one small pack (packs.write_pack), the branch through spare files."""
@@ -70,6 +73,9 @@ class PackWriter:
             self.merges.after_commit(self.repo_path, written, objects, self.durable)
         except Exception:  # noqa: BLE001
             log.exception("merging the small packs of %s failed; the commit stands", self.repo_path)
+
+    def settle(self, timeout: float = 60) -> bool:
+        return self.merges.settle(timeout)
 
 
 class LibgitWriter:
@@ -116,6 +122,9 @@ class LibgitWriter:
 
     def committed(self, written: object, objects: int) -> None:
         pass  # loose objects: `registry garbage-collect` packs them
+
+    def settle(self, timeout: float = 60) -> bool:
+        return True
 
 
 class _BranchMoved(Exception):

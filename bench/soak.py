@@ -1,0 +1,181 @@
+"""Soak: one server under sustained mixed load, in rounds, to see whether throughput and memory
+hold (issues 12 and 13). Not part of `make test`.
+
+Each round: 64 keep-alive connections GET a manifest by tag (wrk) while 8 pusher processes push
+a distinct image manifest each time (a new config blob, then the manifest under a new tag, as CI
+pipelines do) into one repository. After each round: manifest GETs and pushes per second, errors,
+the server's whole process tree's resident memory (VmRSS summed), its open descriptors and
+memory mappings, and meta.git's size. At the end every acknowledged push is read back by tag and
+must answer its digest.
+
+    .venv/bin/python bench/soak.py [--rounds 3] [--seconds 60] [--readers 64] [--pushers 8]
+                                   [--writer packs|libgit2] [--out bench/SOAK.md]
+
+Pass: zero errors, the last round's GET and push rates within 20 % of the first's, the process
+tree under 300 MiB at the end, every acknowledged push readable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loads import OCI_CONFIG, OCI_MANIFEST, OCI_LAYER, Client, Image, digest_of, push_image, with_query, wrk  # noqa: E402
+from servers import OurRegistry, process_tree, tree_memory  # noqa: E402
+
+BENCH = Path(__file__).resolve().parent
+REPOSITORY = "soak/app"
+READ_TAG = "read-me"
+
+
+def layer_descriptors(image: Image) -> list[dict]:
+    return [{"mediaType": OCI_LAYER, "digest": digest_of(blob), "size": len(blob)} for blob in image.blobs[1:]]
+
+
+def pusher(base: str, number: int, deadline: float, layers: list[dict], results) -> None:
+    """Push distinct manifests until `deadline`; report (tag, digest) of each acknowledged push and
+    the errors."""
+    client = Client(base, {})
+    pushed, errors, sequence = [], [], 0
+    while time.time() < deadline:
+        sequence += 1
+        tag = f"p{number}-{os.getpid()}-{sequence}"
+        config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": {"push": tag}},
+                             "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                               "config": {"mediaType": OCI_CONFIG, "digest": digest_of(config), "size": len(config)},
+                               "layers": layers}).encode()
+        try:
+            response, _ = client.request("POST", f"/v2/{REPOSITORY}/blobs/uploads/", expect=(202,))
+            client.request("PUT", with_query(client.path_of(response.getheader("Location")), digest=digest_of(config)),
+                           body=config, headers={"Content-Type": "application/octet-stream"}, expect=(201,))
+            client.request("PUT", f"/v2/{REPOSITORY}/manifests/{tag}", body=manifest,
+                           headers={"Content-Type": OCI_MANIFEST}, expect=(201,))
+            pushed.append((tag, digest_of(manifest)))
+        except Exception as error:  # noqa: BLE001 - every failure is a figure of the soak
+            errors.append(f"{tag}: {error}")
+            client.close()
+            client = Client(base, {})
+    client.close()
+    results.put((pushed, errors))
+
+
+def descriptors(pids: list[int]) -> tuple[int, int]:
+    """(open file descriptors, memory mappings) summed over `pids`."""
+    fds = maps = 0
+    for pid in pids:
+        try:
+            fds += len(os.listdir(f"/proc/{pid}/fd"))
+            with open(f"/proc/{pid}/maps") as f:
+                maps += sum(1 for _ in f)
+        except OSError:
+            pass
+    return fds, maps
+
+
+def du(path: Path) -> int:
+    return int(subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True).stdout.split()[0])
+
+
+def run(args) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="soak-"))
+    config = workdir / "registry.yaml"
+    config.write_text(f"auth:\n  enabled: false\nstorage:\n  metaWriter: {args.writer}\n")
+    server = OurRegistry(workdir / "store", workdir / "server.log", auth=False, config_dir=workdir)
+    server.config = config
+    server.start()
+    rounds = []
+    acknowledged: list[tuple[str, str]] = []
+    try:
+        image = Image.make()
+        push_image(server.url, {}, REPOSITORY, image, READ_TAG)
+        layers = layer_descriptors(image)
+        url = f"{server.url}/v2/{REPOSITORY}/manifests/{READ_TAG}"
+        for number in range(1, args.rounds + 1):
+            deadline = time.time() + args.seconds
+            results = multiprocessing.Queue()
+            pushers = [multiprocessing.Process(target=pusher, args=(server.url, i, deadline, layers, results))
+                       for i in range(args.pushers)]
+            for process in pushers:
+                process.start()
+            reads = wrk(url, {"Accept": OCI_MANIFEST}, args.readers, args.seconds, workdir)
+            outcomes = [results.get(timeout=args.seconds + 120) for _ in pushers]
+            for process in pushers:
+                process.join()
+            pushed = [item for done, _ in outcomes for item in done]
+            errors = [error for _, failed in outcomes for error in failed]
+            acknowledged += pushed
+            pids = process_tree(server.process.pid)
+            rss, pss = tree_memory(server.process.pid)
+            fds, maps = descriptors(pids)
+            rounds.append({"round": number, "get_rps": reads["rps"], "get_p99_ms": reads["p99_ms"],
+                           "get_errors": reads["errors"], "pushes": len(pushed), "push_rps": len(pushed) / args.seconds,
+                           "push_errors": len(errors), "first_errors": errors[:3], "rss_mib": rss / 2**20,
+                           "pss_mib": pss / 2**20, "processes": len(pids), "fds": fds, "maps": maps,
+                           "meta_mib": du(workdir / "store" / "meta.git") / 2**20})
+            print(json.dumps(rounds[-1]), flush=True)
+        unreadable = []
+        client = Client(server.url, {})
+        for tag, digest in acknowledged:
+            response, _ = client.request("HEAD", f"/v2/{REPOSITORY}/manifests/{tag}",
+                                         headers={"Accept": OCI_MANIFEST}, expect=(200, 404))
+            if response.status != 200 or response.getheader("Docker-Content-Digest") != digest:
+                unreadable.append(tag)
+        client.close()
+    finally:
+        server.stop()
+    first, last = rounds[0], rounds[-1]
+    summary = {"writer": args.writer, "rounds": rounds, "acknowledged": len(acknowledged),
+               "unreadable": len(unreadable), "get_last_over_first": last["get_rps"] / first["get_rps"],
+               "push_last_over_first": last["push_rps"] / first["push_rps"] if first["push_rps"] else None,
+               "rss_end_mib": last["rss_mib"],
+               "errors": sum(r["get_errors"] + r["push_errors"] for r in rounds)}
+    summary["pass"] = (summary["errors"] == 0 and summary["unreadable"] == 0 and summary["rss_end_mib"] < 300
+                       and summary["get_last_over_first"] >= 0.8 and (summary["push_last_over_first"] or 0) >= 0.8)
+    return summary
+
+
+def markdown(summary: dict, args) -> str:
+    lines = [f"## Soak: {args.readers} readers, {args.pushers} pushers, {args.rounds} × {args.seconds:g} s "
+             f"(writer: {summary['writer']})", "",
+             "| round | manifest GET/s | GET p99 ms | pushes/s | errors | RSS MiB (tree) | processes | fds | maps | meta.git MiB |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in summary["rounds"]:
+        lines.append(f"| {r['round']} | {r['get_rps']:,.0f} | {r['get_p99_ms']:.1f} | {r['push_rps']:.1f} | "
+                     f"{r['get_errors'] + r['push_errors']} | {r['rss_mib']:.0f} | {r['processes']} | {r['fds']} | "
+                     f"{r['maps']} | {r['meta_mib']:.1f} |")
+    lines += ["", f"Last round over first: GETs {summary['get_last_over_first']:.2f}, pushes "
+                  f"{summary['push_last_over_first']:.2f}. Acknowledged pushes {summary['acknowledged']:,}, "
+                  f"unreadable {summary['unreadable']}. Errors {summary['errors']}. "
+                  f"**{'PASS' if summary['pass'] else 'FAIL'}** (targets: no errors, ≥ 0.8, < 300 MiB, all readable).", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--readers", type=int, default=64)
+    parser.add_argument("--pushers", type=int, default=8)
+    parser.add_argument("--writer", choices=("packs", "libgit2"), default="packs")
+    parser.add_argument("--out", type=Path, help="append the table to this Markdown file")
+    args = parser.parse_args()
+    summary = run(args)
+    text = markdown(summary, args)
+    print(text)
+    if args.out:
+        with open(args.out, "a") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
