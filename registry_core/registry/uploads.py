@@ -43,8 +43,12 @@ class UploadService:
     def start(self, repository: str) -> str:
         upload_id = str(uuid.uuid4())
         now = datetime.datetime.now(datetime.timezone.utc).isoformat()
-        self.driver.put_content(paths.upload_started_path(upload_id), now.encode())
-        self.driver.put_content(paths.upload_repository_path(upload_id), repository.encode())
+        try:
+            self.driver.put_content(paths.upload_started_path(upload_id), now.encode())
+            self.driver.put_content(paths.upload_repository_path(upload_id), repository.encode())
+        except BaseException:  # a full disk: no session half-made
+            self.driver.delete(paths.upload_dir(upload_id))
+            raise
         return upload_id
 
     def _check(self, repository: str, upload_id: str) -> None:
@@ -189,7 +193,7 @@ def range_header(size: int) -> str:
 
 def parse_content_range(value: str) -> tuple[int, int]:
     """Parse a PATCH Content-Range "<start>-<end>" (inclusive); RANGE_INVALID if malformed."""
-    match = re.fullmatch(r"(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?", value.strip())
+    match = re.fullmatch(r"(?:bytes[ =])?([0-9]{1,19})-([0-9]{1,19})(?:/[0-9]{1,19}|/\*)?", value.strip())
     if not match or int(match.group(2)) < int(match.group(1)):
         raise RegistryError("RANGE_INVALID", f"malformed Content-Range {value!r}: expected <start>-<end>")
     return int(match.group(1)), int(match.group(2))
