@@ -25,7 +25,7 @@ from registry_core.registry.pullthrough import PullThrough
 from registry_core.registry.referrers import ReferrerService
 from registry_core.registry.repositories import RepositoryService
 from registry_core.registry.uploads import UploadService
-from registry_core.web import base_url, error_response, request_context
+from registry_core.web import ErrorsAsJson, base_url, error_response, request_context
 
 META_DIR = "meta.git"
 _ACTOR_KEY = "registry_core.actor"
@@ -246,21 +246,34 @@ def challenge_scope(name: str | None, action: str) -> str | None:
     return f"repository:{name}:{actions}"
 
 
+_CODES_BY_STATUS = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 405: "UNSUPPORTED",
+                    413: "PAYLOAD_TOO_LARGE", 416: "RANGE_INVALID", 429: "TOOMANYREQUESTS", 503: "UNAVAILABLE"}
+
+
 def _json_error(error: bottle.HTTPError) -> str:
-    """Unrouted requests answer in the spec's JSON too (bottle would send an HTML page)."""
-    code, message = ("UNSUPPORTED", f"{bottle.request.method} is not supported on {bottle.request.path}") \
-        if error.status_code == 405 else ("NOT_FOUND", f"nothing is served at {bottle.request.path}")
+    """Bottle's own errors answer in the spec's JSON too (bottle would send an HTML page): an
+    unrouted path (404), a method the path does not take (405), an HTTPError a plugin's route
+    raised (`bottle.abort(403, "…")`: its text is the message)."""
+    status = error.status_code
+    if status == 405:
+        message = f"{bottle.request.method} is not supported on {bottle.request.path}"
+    elif status == 404:
+        message = f"nothing is served at {bottle.request.path}"
+    else:
+        message = error.body if isinstance(error.body, str) and error.body else error.status_line
     bottle.response.content_type = "application/json; charset=utf-8"
     bottle.response.set_header("Docker-Distribution-Api-Version", "registry/2.0")
-    return json.dumps({"errors": [{"code": code, "message": message}]})
+    return json.dumps({"errors": [{"code": _CODES_BY_STATUS.get(status, "UNKNOWN"), "message": message}]})
 
 
-def build_app(registry: Registry) -> bottle.Bottle:
-    """The WSGI application of one worker process, for the roles in `config.role`."""
+def build_app(registry: Registry) -> ErrorsAsJson:
+    """The WSGI application of one worker process, for the roles in `config.role`: the bottle app
+    inside `ErrorsAsJson`, so that every failure, on any route, answers JSON."""
     from registry_core.registry.routes import build_registry_app
 
     role = registry.config.role
     root = bottle.Bottle()
+    root.config["catchall"] = False  # what the routes do not answer goes to ErrorsAsJson
     if role in ("all", "registry"):
         root.merge(build_registry_app(registry))
     if role in ("all", "index") and registry.config.auth.enabled:
@@ -268,11 +281,10 @@ def build_app(registry: Registry) -> bottle.Bottle:
         root.merge(build_index_app(registry))
     if registry._active["filter_request"]:
         root.add_hook("before_request", lambda: registry.filter_request(bottle.request))
-    for status in (404, 405):
-        root.error(status)(_json_error)
+    root.default_error_handler = _json_error
     registry.hook.register_routes(app=root, registry=registry)
     registry.hook.startup(registry=registry)
-    return root
+    return ErrorsAsJson(root)
 
 
 # --- before serving --------------------------------------------------------------------------------

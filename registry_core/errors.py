@@ -1,11 +1,14 @@
 """Registry errors as values: a spec error code, its HTTP status, and a message a person can act on.
 
 The codes and statuses are those of the OCI distribution-spec ("Error Codes") plus the few that
-Docker's v2 API and the token spec add. Services raise `RegistryError`; one place (the web layer)
-turns it into the spec's JSON body `{"errors": [{"code", "message", "detail"}]}`.
+Docker's v2 API, CNCF Distribution (PAGINATION_NUMBER_INVALID, UNKNOWN) and the token spec add,
+and INSUFFICIENT_STORAGE (507, RFC 4918) for a full disk. Services raise `RegistryError`; one
+place (the web layer) turns it into the spec's JSON body `{"errors": [{"code", "message", "detail"}]}`.
 """
 
 from __future__ import annotations
+
+import errno
 
 # code -> (HTTP status, default message)
 ERROR_CODES: dict[str, tuple[int, str]] = {
@@ -27,7 +30,18 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "RANGE_INVALID": (416, "invalid content range"),
     "PAYLOAD_TOO_LARGE": (413, "payload too large"),
     "UNAVAILABLE": (503, "service unavailable"),
+    "PAGINATION_NUMBER_INVALID": (400, "invalid number of results requested"),
+    "INSUFFICIENT_STORAGE": (507, "the registry's storage is full: an operator must free space "
+                                  "(or add some) before anything more can be stored"),
+    "UNKNOWN": (500, "unknown error"),
 }
+
+STORAGE_FULL = (errno.ENOSPC, errno.EDQUOT)  # OSError errnos that mean: no space left to write
+
+
+def is_storage_full(error: BaseException) -> bool:
+    """Whether `error` is a write that failed for want of space (answered 507 INSUFFICIENT_STORAGE)."""
+    return isinstance(error, OSError) and error.errno in STORAGE_FULL
 
 
 class RegistryError(Exception):

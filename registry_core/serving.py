@@ -127,6 +127,7 @@ def worker_app(options: ServeOptions):
     app = build_app(registry)
     warm_up(registry)
     _receive_bodies_in_heap_sized_pieces()
+    _answer_server_errors_in_json()
     return app
 
 
@@ -145,6 +146,32 @@ def _receive_bodies_in_heap_sized_pieces() -> None:
     from gunicorn.http.unreader import SocketUnreader
 
     SocketUnreader.max_body_chunk = BODY_RECV
+
+
+def _answer_server_errors_in_json() -> None:
+    """What gunicorn refuses before the app sees a request (a malformed request line or header, a
+    bad Content-Length, a URI or headers over its limits: 400, 414, 431…), and an exception the app
+    lets out before its response starts (500: none should, see web.ErrorsAsJson), it answers with
+    an HTML page of its own: every worker class's `handle_error` picks the status and message,
+    then calls `util.write_error`, the one function that renders them. In each worker that
+    function is replaced by `write_json_error`, so these answers take the spec's JSON shape too."""
+    from gunicorn import util
+
+    util.write_error = write_json_error
+
+
+def write_json_error(sock, status: int, reason: str, message: str) -> None:
+    """gunicorn's `util.write_error`, in the distribution spec's error shape. The code is the
+    reason phrase in capitals (BAD_REQUEST, URI_TOO_LONG), UNKNOWN for a 500, whose message is
+    empty in gunicorn (it logged the traceback)."""
+    from gunicorn import util
+
+    code = "UNKNOWN" if status == 500 else reason.upper().replace(" ", "_")
+    text = message or (f"{reason}: see the server's log" if status == 500 else reason)
+    body = json.dumps({"errors": [{"code": code, "message": text}]}).encode()
+    head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
 # --- serving ---------------------------------------------------------------------------------------

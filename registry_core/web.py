@@ -1,27 +1,40 @@
-"""The web layer's shared pieces: reading request bodies as streams, and errors as spec JSON.
+"""The web layer's shared pieces: reading request bodies as streams, numbers from query strings,
+and errors as spec JSON.
 
 Bodies are read from `wsgi.input` in chunks, to Content-Length or, for chunked transfer-encoding,
 until the server signals the end: bottle's `request.body` would answer 400 for chunked bodies and
 spool large ones to a temporary file.
+
+Errors: a route raises RegistryError, and `RegistryErrors` (the bottle plugin of the /v2/, token
+and /api/v1/ routes) answers it. Whatever else escapes the app, on any route, a plugin's included,
+reaches `ErrorsAsJson`, the WSGI middleware around the whole app: a full disk (ENOSPC, EDQUOT)
+answers 507 INSUFFICIENT_STORAGE, anything unexpected 500 UNKNOWN with the request's id, logged
+with its traceback; never bottle's HTML page.
 """
 
 from __future__ import annotations
 
+import http
 import itertools
 import json
+import logging
 import os
+import re
 import secrets
 from typing import Iterator
 
 import bottle
 
 from registry_core.context import Actor, Context, is_trailer_value
-from registry_core.errors import RegistryError
+from registry_core.errors import RegistryError, is_storage_full
 from registry_core.names import canonical_name
 
 CHUNK = 120 * 1024  # under glibc's mmap threshold: see serving.BODY_RECV
 DRAIN_LIMIT = 8 << 20  # bytes of an unwanted body read (and dropped) before the connection is closed instead
 API_VERSION_HEADER = ("Docker-Distribution-Api-Version", "registry/2.0")
+REQUEST_ID_KEY = "registry_core.request_id"
+_NUMBER = re.compile(r"[0-9]{1,18}")  # ASCII digits only (int() also takes "٣", " 3", "3_0"); 64 bits
+log = logging.getLogger("registry_core")
 
 
 def body_chunks(environ: dict, code: str = "BLOB_UPLOAD_INVALID") -> Iterator[bytes]:
@@ -30,10 +43,9 @@ def body_chunks(environ: dict, code: str = "BLOB_UPLOAD_INVALID") -> Iterator[by
     length = environ.get("CONTENT_LENGTH")
     chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     if length and not chunked:
-        try:
-            remaining = int(length)
-        except ValueError:
-            raise RegistryError("SIZE_INVALID", f"Content-Length {length!r} is not a number") from None
+        remaining = content_length(length)
+        if remaining is None:
+            raise RegistryError("SIZE_INVALID", f"Content-Length {length!r} is not a byte count")
         total = remaining
         while remaining > 0:
             chunk = _read(stream, min(CHUNK, remaining), code)
@@ -45,6 +57,11 @@ def body_chunks(environ: dict, code: str = "BLOB_UPLOAD_INVALID") -> Iterator[by
     elif chunked:
         while chunk := _read(stream, CHUNK, code):
             yield chunk
+
+
+def content_length(value: str | None) -> int | None:
+    """A Content-Length header's number; None when absent, or not 1 to 18 ASCII digits."""
+    return int(value) if value and _NUMBER.fullmatch(value) else None
 
 
 def _read(stream, size: int, code: str) -> bytes:
@@ -65,8 +82,8 @@ def drain_body(environ: dict, limit: int = DRAIN_LIMIT) -> None:
     (`wsgi.input_terminated`, else a read could block), and at most `limit` bytes."""
     if not environ.get("wsgi.input_terminated") or not has_body(environ):
         return
-    length = environ.get("CONTENT_LENGTH")
-    if length and length.isdigit() and int(length) > limit:
+    length = content_length(environ.get("CONTENT_LENGTH"))
+    if length is not None and length > limit:
         return
     stream, drained = environ["wsgi.input"], 0
     try:
@@ -83,8 +100,8 @@ def has_body(environ: dict) -> bool:
 
 def read_body(environ: dict, limit: int, code: str = "MANIFEST_INVALID") -> bytes:
     """The whole (small) body, refusing with 413 anything over `limit` bytes."""
-    length = environ.get("CONTENT_LENGTH")
-    if length and length.isdigit() and int(length) > limit:
+    length = content_length(environ.get("CONTENT_LENGTH"))
+    if length is not None and length > limit:
         raise RegistryError(code, f"the request body is {length} bytes; the limit is {limit} bytes",
                             status=413)
     parts, size = [], 0
@@ -94,6 +111,19 @@ def read_body(environ: dict, limit: int, code: str = "MANIFEST_INVALID") -> byte
             raise RegistryError(code, f"the request body is over the limit of {limit} bytes", status=413)
         parts.append(chunk)
     return b"".join(parts)
+
+
+def whole_number(value: str | None, key: str, default: int | None = None, minimum: int = 0,
+                 code: str = "PAGINATION_NUMBER_INVALID") -> int | None:
+    """The query parameter `key`'s `value` as a whole number from `minimum` up, in at most 18
+    ASCII digits (a 64-bit number, as Distribution takes `n`); `default` when it is absent or
+    empty; 400 `code` otherwise."""
+    if value is None or value == "":
+        return default
+    if _NUMBER.fullmatch(value) and int(value) >= minimum:
+        return int(value)
+    raise RegistryError(code, f"{key}={value!r} is not a whole number from {minimum} up, "
+                        "in at most 18 digits 0-9")
 
 
 def error_response(error: RegistryError) -> bottle.HTTPResponse:
@@ -149,16 +179,68 @@ def new_request_id() -> str:
     return f"{_process_tag}-{next(_request_ids):x}"
 
 
+def request_id(environ: dict) -> str:
+    """The request's id, the same all through one request (its events, its error, its log
+    lines, its commit's trailer): the client's X-Request-Id when it is one line of printable ASCII
+    without spaces (context.is_trailer_value), else a new one."""
+    found = environ.get(REQUEST_ID_KEY)
+    if found is None:
+        given = environ.get("HTTP_X_REQUEST_ID")
+        found = environ[REQUEST_ID_KEY] = given if is_trailer_value(given) \
+            else new_request_id()
+    return found
+
+
 def request_context(request: bottle.BaseRequest, identity: Actor | None = None) -> Context:
-    """The request's context. A client's own X-Request-Id is kept only where it can be written
-    into a commit trailer as it is (context.is_trailer_value); otherwise the request gets a new one."""
-    request_id = request.environ.get("HTTP_X_REQUEST_ID")
-    if not is_trailer_value(request_id):
-        request_id = new_request_id()
-    address = request.environ.get("REMOTE_ADDR")
+    """The request's context; its client address and request id become commit trailers
+    (context.is_trailer_value)."""
+    environ = request.environ
+    address = environ.get("REMOTE_ADDR")
     return Context(actor=identity.name if identity else "anonymous", identity=identity,
-                   client_addr=address if is_trailer_value(address) else None, request_id=request_id,
-                   user_agent=request.environ.get("HTTP_USER_AGENT"))
+                   client_addr=address if is_trailer_value(address) else None, request_id=request_id(environ),
+                   user_agent=environ.get("HTTP_USER_AGENT"))
+
+
+class ErrorsAsJson:
+    """WSGI middleware around the whole app (`registry_core.app.build_app`), the last resort for
+    what no route answered: a RegistryError raised outside the routes that answer it (a plugin's
+    route or hook), a full disk anywhere (507 INSUFFICIENT_STORAGE; the services write content
+    and metadata so that a failed write leaves nothing half-visible), and anything unexpected:
+    500 UNKNOWN naming the request's id (also in X-Request-Id), whose traceback is logged. The
+    bottle app must have `catchall` off, or bottle answers these itself with an HTML page."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ: dict, start_response):
+        try:
+            return self.app(environ, start_response)
+        except Exception as exc:  # the last resort
+            error, headers = self._error(environ, exc), []
+            if error.status >= 500:
+                headers.append(("X-Request-Id", request_id(environ)))
+            drain_body(environ)
+            body = json.dumps(error.to_json()).encode()
+            headers += [("Content-Type", "application/json; charset=utf-8"), API_VERSION_HEADER,
+                        ("Content-Length", str(len(body))), *error.headers.items()]
+            try:
+                reason = http.HTTPStatus(error.status).phrase
+            except ValueError:
+                reason = "Error"
+            start_response(f"{error.status} {reason}", headers, (type(exc), exc, exc.__traceback__))
+            return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+    @staticmethod
+    def _error(environ: dict, exc: Exception) -> RegistryError:
+        where = f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')!r}"  # repr: no line breaks
+        if isinstance(exc, RegistryError):
+            return exc
+        if is_storage_full(exc):
+            log.error("storage full: %s failed (request %s): %s", where, request_id(environ), exc)
+            return RegistryError("INSUFFICIENT_STORAGE", detail={"error": exc.strerror or str(exc)})
+        log.error("unexpected error in %s (request %s)", where, request_id(environ),
+                  exc_info=(type(exc), exc, exc.__traceback__))
+        return RegistryError("UNKNOWN", f"internal error; report request id {request_id(environ)}")
 
 
 def base_url(request: bottle.BaseRequest, public_url: str | None = None) -> str:

@@ -360,7 +360,7 @@ def test_search_pages_and_checks_its_parameters(secured_registry):
     assert {(p["num_results"], p["num_pages"], p["page_size"]) for p in pages} == {(3, 2, 2)}
     for params in ({"n": 0}, {"n": 101}, {"n": "ten"}, {"page": 0}, {"page": "-1"}):
         r = search(secured_registry, term, **params)
-        assert r.status_code == 400 and error_codes(r) == ["UNSUPPORTED"], params
+        assert r.status_code == 400 and error_codes(r) == ["PAGINATION_NUMBER_INVALID"], params
 
 
 def test_docker_v1_search_answers_as_docker_hub_did(secured_registry):

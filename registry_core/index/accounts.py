@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import logging
 import re
 import secrets
 import threading
@@ -26,6 +27,8 @@ from registry_core.index.ratelimit import LoginLimiter
 from registry_core.meta import paths as meta_paths
 from registry_core.meta.store import MetaStore, Snapshot, Transaction, one_line
 from registry_core.names import is_account_name
+
+log = logging.getLogger("registry_core")
 
 # "registry" authors the system's own commits and "anonymous" stands for no login: no account may
 # take either name, so neither can be forged in the audit log.
@@ -118,10 +121,14 @@ class Accounts:
         failures_on_record = self.limiter.check(name, client_addr) if self.limiter else False
         actor = self._verify(name, secret)
         if self.limiter:
-            if actor is None:
-                self.limiter.failed(name, client_addr)
-            elif failures_on_record:
-                self.limiter.succeeded(name, client_addr)
+            try:
+                if actor is None:
+                    self.limiter.failed(name, client_addr)
+                elif failures_on_record:
+                    self.limiter.succeeded(name, client_addr)
+            except OSError as e:  # a full disk: the answer (401, or the actor) does not depend on it
+                log.warning("the login %s of %r could not be recorded for the rate limit: %s",
+                            "failure" if actor is None else "success", name, e)
         return actor
 
     def _verify(self, name: str, secret: str, purpose: str = "access") -> Actor | None:

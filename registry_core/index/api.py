@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import bottle
 
+from registry_core import json_text
 from registry_core.context import Actor, Context
 from registry_core.errors import RegistryError
 from registry_core.index import collaborators as repository_access
@@ -52,9 +53,9 @@ def json_body(fields: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
     """The request's body: a JSON object with only `fields`, and all of `required`."""
     raw = read_body(bottle.request.environ, BODY_LIMIT, "SIZE_INVALID")
     try:
-        document = json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        raise bad_request("the request body is not JSON") from None
+        document = json_text.parse(raw) if raw.strip() else {}
+    except json_text.JsonRefused as e:
+        raise bad_request(f"the request body {e}") from None
     if not isinstance(document, dict):
         raise bad_request("the request body must be a JSON object")
     unknown = sorted(set(document) - set(fields))

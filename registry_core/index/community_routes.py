@@ -32,14 +32,14 @@ import bottle
 from registry_core.context import Context
 from registry_core.errors import RegistryError
 from registry_core.index.accounts import not_found
-from registry_core.index.api import PREFIX, bad_request, json_body, own_login
+from registry_core.index.api import PREFIX, json_body, own_login
 from registry_core.index.community import Comments, Stars, comment_unknown, comment_view
 from registry_core.index.search import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Search, SearchPage
 from registry_core.meta import paths as meta_paths
 from registry_core.names import check_name
 from registry_core.registry.repositories import DEFAULT_PAGE, paginate
 from registry_core.registry.routes import next_link, page_query
-from registry_core.web import json_response
+from registry_core.web import json_response, whole_number
 
 
 def register_community_routes(app: bottle.Bottle, registry) -> None:
@@ -83,10 +83,11 @@ class CommunityApi:
     def _search(self) -> SearchPage:
         query = bottle.request.query
         text = query.getunicode("q", default="") or ""
-        n = _positive(query.get("n"), "n", DEFAULT_PAGE_SIZE)
+        n = whole_number(query.get("n"), "n", DEFAULT_PAGE_SIZE, minimum=1)
         if n > MAX_PAGE_SIZE:
-            raise bad_request(f"n={n} is over the limit of {MAX_PAGE_SIZE} results per page")
-        page = _positive(query.get("page"), "page", 1)
+            raise RegistryError("PAGINATION_NUMBER_INVALID",
+                                f"n={n} is over the limit of {MAX_PAGE_SIZE} results per page")
+        page = whole_number(query.get("page"), "page", 1, minimum=1)
         return self.search_service.query(
             text, lambda names: self.registry.visible_repositories(bottle.request, names), page, n)
 
@@ -190,11 +191,3 @@ class CommunityApi:
         moderator = self.registry.may(context.identity, name, "admin")
         self.comments.delete(context, name, comment_id, moderator)
         return bottle.HTTPResponse(status=204)
-
-
-def _positive(value: str | None, key: str, default: int) -> int:
-    if value is None or value == "":
-        return default
-    if not value.isdigit() or int(value) < 1:
-        raise bad_request(f"{key}={value!r} is not a whole number from 1 up")
-    return int(value)

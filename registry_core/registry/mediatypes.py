@@ -7,9 +7,9 @@ re-serialised: the graph node is extracted, the bytes are stored and served as t
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
+from registry_core import json_text
 from registry_core.errors import RegistryError
 from registry_core.names import DIGEST_RE, ALGORITHMS
 
@@ -62,9 +62,9 @@ def invalid(message: str, **detail) -> RegistryError:
 
 def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise invalid(f"the manifest is not valid JSON: {e}") from None
+        document = json_text.parse(body)
+    except json_text.JsonRefused as e:
+        raise invalid(f"the manifest {e}") from None
     if not isinstance(document, dict):
         raise invalid("the manifest must be a JSON object")
 

@@ -14,8 +14,8 @@ from registry_core.errors import RegistryError
 from registry_core.events import event
 from registry_core.names import check_digest, check_name
 from registry_core.registry.uploads import parse_content_range, range_header
-from registry_core.web import (RegistryErrors, base_url, body_chunks, has_body,
-                               json_response, read_body)
+from registry_core.web import (RegistryErrors, base_url, body_chunks, content_length, has_body,
+                               json_response, read_body, whole_number)
 
 BLOB_CONTENT_TYPE = "application/octet-stream"
 # At most 19 digits: int64 offsets, and never a number Python refuses to convert (over 4,300 digits).
@@ -183,8 +183,8 @@ class Api:
         content_range = environ.get("HTTP_CONTENT_RANGE")
         if content_range:
             start, end = parse_content_range(content_range)
-            length = environ.get("CONTENT_LENGTH")
-            if length and length.isdigit() and int(length) != end - start + 1:
+            length = content_length(environ.get("CONTENT_LENGTH"))
+            if length is not None and length != end - start + 1:
                 raise RegistryError("RANGE_INVALID", f"Content-Range {content_range} covers {end - start + 1} "
                                     f"bytes but Content-Length is {length}")
         self.uploads.append(name, upload_id, body_chunks(environ), start=start)
@@ -256,16 +256,9 @@ class Api:
 
 
 def page_query() -> tuple[int | None, str | None]:
+    """`n` (None when not given) and `last` of a paginated listing."""
     query = bottle.request.query
-    n = query.get("n")
-    if n is not None and n != "":
-        if not n.isdigit():
-            raise RegistryError("UNSUPPORTED", f"n={n!r} is not a page size: use a whole number",
-                                status=400)
-        n = int(n)
-    else:
-        n = None
-    return n, query.get("last") or None
+    return whole_number(query.get("n"), "n"), query.get("last") or None
 
 
 def next_link(path: str, n: int | None, last: str) -> str:

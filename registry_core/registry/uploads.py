@@ -43,8 +43,12 @@ class UploadService:
     def start(self, repository: str) -> str:
         upload_id = str(uuid.uuid4())
         now = datetime.datetime.now(datetime.timezone.utc).isoformat()
-        self.driver.put_content(paths.upload_started_path(upload_id), now.encode())
-        self.driver.put_content(paths.upload_repository_path(upload_id), repository.encode())
+        try:
+            self.driver.put_content(paths.upload_started_path(upload_id), now.encode())
+            self.driver.put_content(paths.upload_repository_path(upload_id), repository.encode())
+        except BaseException:  # a full disk: no session half-made
+            self.driver.delete(paths.upload_dir(upload_id))
+            raise
         return upload_id
 
     def _check(self, repository: str, upload_id: str) -> None:

@@ -6,11 +6,13 @@ so a crash leaves at worst a stray temporary file, never a half-written blob.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 from typing import BinaryIO, Iterator
 
+from registry_core.errors import is_storage_full
 from registry_core.storage.driver import PathNotFound
 
 # The mode open() would give a new file. mkstemp creates 0600, which would make content written by
@@ -68,15 +70,25 @@ class FilesystemDriver:
         return f
 
     def append(self, path: str, chunks: Iterator[bytes]) -> int:
+        """Append; when the disk is full (ENOSPC, EDQUOT) the file is cut back to its size before
+        this call, so an upload stays at the offset its client last saw, whole chunks only."""
         target = self.local_path(path)
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "ab") as f:
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            if self.durable:
-                os.fdatasync(f.fileno())
-            return f.tell()
+        start = None
+        try:
+            with open(target, "ab") as f:
+                start = f.tell()
+                for chunk in chunks:
+                    f.write(chunk)
+                f.flush()
+                if self.durable:
+                    os.fdatasync(f.fileno())
+                return f.tell()
+        except OSError as e:
+            if start is not None and is_storage_full(e):
+                with contextlib.suppress(OSError):
+                    os.truncate(target, start)
+            raise
 
     def size(self, path: str) -> int:
         try:
