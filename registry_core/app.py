@@ -118,11 +118,13 @@ class Registry:
             environ[_ACTOR_KEY] = found
         return environ[_ACTOR_KEY]
 
-    def authorize(self, request: bottle.BaseRequest, name: str | None, action: str) -> Context:
-        """The request's context if `action` on repository `name` is allowed; raises otherwise."""
+    def authorize(self, request: bottle.BaseRequest, name: str | None, action: str,
+                  mount_from: str | None = None) -> Context:
+        """The request's context if `action` on repository `name` is allowed; raises otherwise.
+        `mount_from`: the repository a cross-repository mount reads (its challenge asks for it too)."""
         identity = self.actor(request)
         if not self.may(identity, name, action):
-            raise self.denied(identity, name, action)
+            raise self.denied(identity, name, action, mount_from)
         return request_context(request, identity)
 
     def may(self, actor: Actor | None, name: str | None, action: str) -> bool:
@@ -131,17 +133,20 @@ class Registry:
         answers = self._permission_allowed(actor=actor, action=action, repository=name, registry=self)
         return False not in answers and True in answers
 
-    def denied(self, actor: Actor | None, name: str | None, action: str) -> RegistryError:
+    def denied(self, actor: Actor | None, name: str | None, action: str,
+               mount_from: str | None = None) -> RegistryError:
         """401 with a challenge to the unauthenticated and to token holders (whose token lacks the
         scope); 403 to users who authenticated directly. The same answer whether or not `name`
-        exists, so a private repository cannot be told from a missing one."""
+        exists, so a private repository cannot be told from a missing one. A mount's challenge
+        also asks for pull on the repository it reads, as Distribution's does: a client that asks
+        the token service for exactly the challenge's scopes then gets a token the mount can use."""
         target = f" on {name}" if name else ""
         message = f"{actor.name if actor else 'anonymous'} may not {action}{target}" + (
             "" if actor else ": log in first")
         if actor is None or actor.kind == "jwt":
             if not self.config.auth.enabled:
                 return RegistryError("UNAUTHORIZED", message, headers={"WWW-Authenticate": 'Basic realm="registry"'})
-            scope = challenge_scope(name, action)
+            scope = challenge_scope(name, action, mount_from)
             error = "insufficient_scope" if actor is not None else None
             return RegistryError("UNAUTHORIZED", message, headers=self.challenge(bottle.request, scope, error))
         return RegistryError("DENIED", message)
@@ -239,11 +244,17 @@ class Registry:
         return True
 
 
-def challenge_scope(name: str | None, action: str) -> str | None:
+def challenge_scope(name: str | None, action: str, mount_from: str | None = None) -> str | None:
+    """The scope a challenge names: space-separated scopes, as the token spec writes several.
+    `mount_from` is added (pull) only when it is a valid repository name: it comes from the query
+    and goes into a header."""
     if name is None:
         return "registry:catalog:*" if action == "catalog" else None
     actions = {"pull": "pull", "push": "pull,push", "delete": "delete"}.get(action, "pull")
-    return f"repository:{name}:{actions}"
+    scope = f"repository:{name}:{actions}"
+    if mount_from and mount_from != name and is_valid_name(mount_from) and "\n" not in mount_from:
+        scope += f" repository:{mount_from}:pull"  # ("\n": is_valid_name's `$` lets one end a name)
+    return scope
 
 
 _CODES_BY_STATUS = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 405: "UNSUPPORTED",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 
 import click
 
@@ -140,10 +141,30 @@ def serve(store, config_path, host, port, workers, threads, dev, access_log, emp
         banner.append("Demo logins: " + ", ".join(f"{u['name']} / {u['password']}"
                                                   for u in description.get("users", [])))
         banner.append("Demo images: " + ", ".join(r["name"] for r in description["repositories"]))
+    first_admin = first_admin_hint(config)
+    if first_admin:
+        banner.append(first_admin)
     banner.append(f"Try: skopeo inspect --tls-verify=false docker://{config.host}:{config.port}/library/hello:latest")
     # gunicorn: this process becomes its master (see registry_core/serving.py) and does not return
     run_server(options, config.host, config.port, config.workers, config.threads, dev=dev,
                access_log=access_log, banner="\n".join(banner), watch=bool(config_path), config_text=text)
+
+
+def first_admin_hint(config: config_module.Config) -> str | None:
+    """For a store that serves accounts (auth on, role all or index) and has no admin yet (made
+    with --empty, or every admin removed): the command that makes one. Not made here: `serve`
+    prints to logs, where a password would stay readable (`registry init` prints it to its user)."""
+    if not config.auth.enabled or config.role == "registry":
+        return None
+    from registry_core.index.accounts import Accounts
+    from registry_core.meta.store import MetaStore
+
+    meta = MetaStore(os.path.join(config.store, "meta.git"), create=False)
+    if any(user.get("admin") for user in Accounts(meta).users()):
+        return None
+    store = shlex.quote(os.path.abspath(config.store))
+    return (f"No admin account yet: create one with `registry user add admin --admin --generate-password "
+            f"--store {store}` (the password is printed once; without --generate-password it is asked for)")
 
 
 @main.command()

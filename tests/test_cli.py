@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+import shlex
+import subprocess
+import time
 
 import pygit2
 import pytest
+import requests
 import yaml
 from click.testing import CliRunner
 
@@ -14,6 +18,7 @@ from registry_core.cli import main
 from registry_core.index.passwords import password_matches
 from registry_core.meta.documents import DocumentInvalid
 from registry_core.meta.store import BRANCH
+from tests.support.server import REGISTRY, RunningRegistry
 
 
 pytestmark = pytest.mark.usefixtures("cli_isolation")
@@ -85,6 +90,29 @@ def test_init_creates_an_empty_store_with_an_admin(runner, tmp_path):
     assert document["passwordHash"].startswith("$argon2id$")
     assert password_matches(document["passwordHash"], password)
     assert not password_matches(document["passwordHash"], password + "x")
+
+
+def test_serve_empty_says_how_to_create_the_first_admin_and_that_command_works(tmp_path):
+    server = RunningRegistry(tmp_path / "store", "--empty")
+    try:
+        deadline = time.monotonic() + 30
+        while "Registry serving on" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the banner is printed once gunicorn listens
+        hint = re.search(r"No admin account yet: create one with `registry (user add [^`]+)`", server.log())
+        assert hint, server.log()
+        made = subprocess.run([REGISTRY, *shlex.split(hint[1])], capture_output=True, text=True, timeout=60)
+        assert made.returncode == 0, made.stderr
+        password = re.search(r"^Password: (\S+)", made.stdout, re.M)[1]
+        answer = requests.get(f"{server.url}/api/v1/users/admin", auth=("admin", password), timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["admin"] is True
+    finally:
+        server.stop()
+
+
+def test_serve_says_nothing_of_a_first_admin_where_there_is_one(secured_registry):
+    assert "Registry serving on" in secured_registry.log()
+    assert "No admin account yet" not in secured_registry.log()  # the sample store's admin
 
 
 def test_init_with_another_admin_name(runner, tmp_path):

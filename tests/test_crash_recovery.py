@@ -1,4 +1,5 @@
-"""A worker killed in the middle of an upload loses nothing that was stored, and the session goes on.
+"""A worker killed in the middle of an upload loses nothing that was stored, and the session goes on;
+a writer killed while it moved the metadata's branch does not stop the pushes after it.
 
 The registry's own processes are killed with SIGKILL (no clean-up runs), as a crash or an OOM kill
 would; gunicorn starts new workers, and the client resumes from the offset the server reports.
@@ -7,6 +8,7 @@ would; gunicorn starts new workers, and the client resumes from the offset the s
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import socket
@@ -15,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.support.oci import Client, start_upload, unique_name
+from tests.support.oci import OCI_MANIFEST, Client, start_upload, unique_name
 from tests.support.server import RunningRegistry, open_config
 
 
@@ -87,3 +89,46 @@ def test_a_blob_is_never_visible_half_written(server):
     assert blobs
     for blob in blobs:
         assert "sha256:" + hashlib.sha256(blob.read_bytes()).hexdigest() == f"{blob.parent.parent.name}:{blob.name}"
+
+
+def put_until_not_busy(client: Client, path: str, body: bytes):
+    """PUT, and again after Retry-After while the server answers 503 (as clients do), a few times."""
+    for _ in range(5):
+        answer = client.put(path, data=body, headers={"Content-Type": OCI_MANIFEST})
+        if answer.status_code != 503:
+            return answer
+        assert answer.json()["errors"][0]["code"] == "UNAVAILABLE"
+        time.sleep(int(answer.headers["Retry-After"]))
+    return answer
+
+
+def packs_written(store) -> set[str]:
+    pack_dir = store / "meta.git" / "objects" / "pack"
+    return {p.name for p in [*pack_dir.glob("pack-*.pack"), *pack_dir.glob("retired/pack-*.pack")]}
+
+
+@pytest.mark.parametrize("left_by", ["touch", "a copy of the branch file"])
+def test_a_branch_lock_left_by_a_crashed_writer_does_not_stop_pushes(server, left_by):
+    client, name = Client(server.url), unique_name()
+    client.push_image(name, "before")
+    heads = server.store / "meta.git" / "refs" / "heads"
+    if left_by == "touch":
+        (heads / "main.lock").touch()
+    else:
+        (heads / "main.lock").write_bytes((heads / "main").read_bytes())
+    packs_before = packs_written(server.store)
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []},
+                         "left_by": left_by}).encode()
+    config_digest = client.push_blob(name, config)
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [], "config": {
+        "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest,
+        "size": len(config)}}).encode()
+
+    pushed = put_until_not_busy(client, f"/v2/{name}/manifests/after", manifest)
+
+    assert pushed.status_code == 201, pushed.text
+    assert client.get(f"/v2/{name}/manifests/after", headers={"Accept": OCI_MANIFEST}).content == manifest
+    assert not (heads / "main.lock").exists()
+    # The commit's pack, and at most one pack merging the small ones: not a pack per retry.
+    assert len(packs_written(server.store) - packs_before) <= 2
+    assert "left by a writer that stopped midway" in server.log()

@@ -15,7 +15,7 @@ import pygit2
 import pytest
 
 from registry_core.context import Context
-from registry_core.meta import branch
+from registry_core.meta import branch, packs
 from registry_core.meta.documents import DocumentInvalid
 from registry_core.meta.store import BRANCH, ConflictRetriesExhausted, MetaStore
 
@@ -524,25 +524,153 @@ def test_read_modify_write_under_contention_is_never_lost(tmp_path):
 # --- moving the branch: git's lock protocol ------------------------------------------------------
 
 
-def test_a_branch_lock_held_by_another_writer_is_respected(store, tmp_path):
+def count_pack_writes(monkeypatch) -> list[str]:
+    """The packs transactions write from now on (each commit attempt writes one)."""
+    written = []
+    real = packs.write_pack
+
+    def write_pack(*args, **kwargs):
+        written.append(real(*args, **kwargs))
+        return written[-1]
+    monkeypatch.setattr(packs, "write_pack", write_pack)
+    return written
+
+
+def refusals_of_the_lock(monkeypatch, then=None) -> list[int]:
+    """Counts each time a writer finds the branch lock held; `then(count)` runs after each."""
+    refused = []
+    real = branch.Branch._take_lock
+
+    def take_lock(self):
+        taken = real(self)
+        if not taken:
+            refused.append(1)
+            if then is not None:
+                then(len(refused))
+        return taken
+    monkeypatch.setattr(branch.Branch, "_take_lock", take_lock)
+    return refused
+
+
+def test_a_branch_lock_held_by_another_writer_is_waited_for_and_the_commit_written_once(
+        store, tmp_path, monkeypatch):
     lock = tmp_path / "meta.git" / "refs" / "heads" / "main.lock"
     lock.write_text("")  # another writer (git, or a registry process) is moving the branch now
-    with pytest.raises(ConflictRetriesExhausted):
-        store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice", attempts=3)
-    assert lock.exists() and store.snapshot().get("users/alice.yaml") is None
-    lock.unlink()
+
+    def release(refusals):
+        if refusals == 5:  # the other writer's move was refused: it lets the lock go
+            lock.unlink()
+    refused = refusals_of_the_lock(monkeypatch, then=release)
+    written = count_pack_writes(monkeypatch)
+
     store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice")
+
+    assert len(refused) == 5 and len(written) == 1  # waited on the lock, no commit written per look
+    assert store.snapshot().get("users/alice.yaml") == user("alice") and not lock.exists()
     assert [c.author.name for c in history(store)] == ["alice", "registry"]
 
 
-def test_a_branch_lock_left_by_a_killed_writer_is_removed_after_a_while(store, tmp_path, caplog):
+@pytest.mark.parametrize("left_by", ["touch", "a copy of the branch file"])
+def test_a_branch_lock_left_by_a_writer_that_died_is_removed_once_seen_unchanged(
+        store, tmp_path, monkeypatch, caplog, left_by):
+    heads = tmp_path / "meta.git" / "refs" / "heads"
+    if left_by == "touch":
+        (heads / "main.lock").touch()
+    else:
+        (heads / "main.lock").write_bytes((heads / "main").read_bytes())
+    store.branch.stale_after = 0.2  # seconds: STALE_AFTER, shortened for the test
+    written = count_pack_writes(monkeypatch)
+
+    store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice")
+
+    assert store.snapshot().get("users/alice.yaml") == user("alice") and not (heads / "main.lock").exists()
+    assert len(written) == 1
+    assert "left by a writer that stopped midway" in caplog.text
+
+
+def test_a_branch_lock_changed_longer_ago_than_stale_lock_is_removed_at_first_sight(
+        store, tmp_path, monkeypatch, caplog):
+    lock = tmp_path / "meta.git" / "refs" / "heads" / "main.lock"
+    lock.touch()
+    monkeypatch.setattr(branch, "STALE_LOCK", 0.0)  # as if it had been left there long ago
+    store.branch.stale_after = 3600.0  # so watching it could not be what removes it
+    refused = refusals_of_the_lock(monkeypatch)
+    store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice")
+    assert len(refused) == 1 and not lock.exists()
+    assert store.snapshot().get("users/alice.yaml") == user("alice")
+    assert "left by a writer that stopped midway" in caplog.text
+
+
+def test_a_branch_lock_that_stays_held_by_live_writers_gives_up_with_503_and_one_pack(
+        store, tmp_path, monkeypatch):
     lock = tmp_path / "meta.git" / "refs" / "heads" / "main.lock"
     lock.write_text("")
+
+    def other_writers_at_work(refusals):
+        lock.unlink()
+        lock.write_text(f"{refusals}\n")  # a new lock each look: never the same file for long
+    refusals_of_the_lock(monkeypatch, then=other_writers_at_work)
+    written = count_pack_writes(monkeypatch)
+    store.branch.stale_after, store.branch.wait_for_lock = 0.05, 0.3
+
+    with pytest.raises(branch.BranchLocked) as busy:
+        store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice")
+
+    assert busy.value.status == 503 and busy.value.code == "UNAVAILABLE"
+    assert busy.value.headers == {"Retry-After": "1"} and "try again" in busy.value.message
+    assert len(written) == 1 and lock.exists()
+    assert store.snapshot().get("users/alice.yaml") is None
+
+
+def test_a_lock_taken_from_a_spare_is_waited_for_and_its_age_counts_from_the_taking(store, tmp_path):
+    git_dir = tmp_path / "meta.git"
     old = time.time() - 120
-    os.utime(lock, (old, old))
+    for spare in (git_dir / branch.SPARE_FOLDER).iterdir():
+        os.utime(spare, (old, old))  # written long ago, as spares are
+    other = branch.Branch(str(git_dir), BRANCH)  # another process's
+    holder, _ = other._take_lock()  # and it holds the lock now, a link of a spare
+    lock = git_dir / "refs" / "heads" / "main.lock"
+    assert os.stat(lock).st_nlink == 2
+    store.branch.wait_for_lock = 0.3  # shorter than STALE_AFTER: the lock is not judged stale
+    with pytest.raises(branch.BranchLocked):
+        store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice")
+    assert lock.exists()  # not taken for a dead writer's: its age counts from the taking
+    os.close(holder)
+    os.unlink(lock)
     store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice")
-    assert store.snapshot().get("users/alice.yaml") == user("alice") and not lock.exists()
-    assert "left 120 s ago by a writer that stopped midway" in caplog.text
+    assert store.snapshot().get("users/alice.yaml") == user("alice")
+
+
+def test_a_writer_whose_lock_was_removed_as_stale_renames_nothing_and_commits_on_the_new_tip(
+        store, tmp_path, monkeypatch):
+    """A writer stalled (on a saturated disk) for longer than STALE_AFTER between taking the lock
+    and renaming it: another process removes its lock and commits meanwhile. The stalled writer
+    must not rename the other's lock (or its own file) over the branch."""
+    git_dir = str(tmp_path / "meta.git")
+    other = MetaStore(git_dir)  # another process
+    real_write = branch._write_at_start
+    stalled = []
+
+    def write_after_a_stall(fd, data):
+        if not stalled:
+            stalled.append(1)
+            other.branch.stale_after = 0.0  # it has watched this lock long enough
+            assert other.branch._remove_if_stale()
+            other.transact(put_all({"users/bob.yaml": user("bob")}), Context(actor="bob"), "Add bob")
+        real_write(fd, data)
+    monkeypatch.setattr(branch, "_write_at_start", write_after_a_stall)
+
+    store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice")
+
+    assert [c.author.name for c in history(store)] == ["alice", "bob", "registry"]
+    snapshot = MetaStore(git_dir).snapshot()
+    assert snapshot.get("users/alice.yaml") == user("alice") and snapshot.get("users/bob.yaml") == user("bob")
+    assert not (tmp_path / "meta.git" / "refs" / "heads" / "main.lock").exists()
+    spares = {os.stat(path).st_ino for path in (tmp_path / "meta.git" / branch.SPARE_FOLDER).iterdir()}
+    assert len(spares) == branch.SPARES  # the stale lock's spare was replaced, none lost
+    for i in range(branch.SPARES + 1):  # and the ring goes on, the branch always a spare
+        store.transact(put_all({f"users/u{i}.yaml": user(f"u{i}")}), ALICE, f"Add u{i}")
+        assert os.stat(tmp_path / "meta.git" / "refs" / "heads" / "main").st_ino in spares
 
 
 def test_a_packed_branch_moves_and_git_sees_one_line_of_history(store, tmp_path):
@@ -578,23 +706,6 @@ def test_the_branch_file_is_one_of_the_spares_in_turn_and_no_inode_is_freed(stor
     log = subprocess.run(["git", "--git-dir", str(git_dir), "log", "--format=%an", "main"], check=True,
                          capture_output=True, text=True).stdout.split()
     assert len(log) == branch.SPARES + 3
-
-
-def test_a_lock_taken_from_a_spare_is_respected_and_its_age_counts_from_the_taking(store, tmp_path):
-    git_dir = tmp_path / "meta.git"
-    old = time.time() - 120
-    for spare in (git_dir / branch.SPARE_FOLDER).iterdir():
-        os.utime(spare, (old, old))  # written long ago, as spares are
-    other = branch.Branch(str(git_dir), BRANCH)  # another process's
-    assert other._take_lock()  # and it holds the lock now, a link of a spare
-    lock = git_dir / "refs" / "heads" / "main.lock"
-    assert os.stat(lock).st_nlink == 2
-    with pytest.raises(ConflictRetriesExhausted):
-        store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice", attempts=3)
-    assert lock.exists()  # not taken for a dead writer's: its age counts from the taking
-    os.unlink(lock)
-    store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice")
-    assert store.snapshot().get("users/alice.yaml") == user("alice")
 
 
 def test_without_spare_files_the_branch_lock_is_created_each_commit(tmp_path, caplog):

@@ -105,7 +105,7 @@ def test_commits_from_several_processes_all_land_beside_readers(store, writer):
     assert_sound(store, {"w0", "w1", "w2", "admin"})
 
 
-@pytest.mark.parametrize("step", ["after-objects", "after-move"])
+@pytest.mark.parametrize("step", ["after-objects", "lock-held", "after-move"])
 def test_a_writer_killed_at_any_step_loses_nothing_acknowledged_and_stops_no_one(store, writer, step):
     meta_git = store / "meta.git"
     tip = commits(meta_git)[0].id

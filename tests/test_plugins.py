@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from registry_core.app import Registry
 from registry_core.config import Config
 from registry_core.meta.documents import DocumentInvalid
 from registry_core.plugins import PluginError, direct_caller, make_plugin_manager
+from registry_core.seed import REF_NAME, sample_store_dir
 from tests.support.oci import Client, error_codes, unique_name
-from tests.support.server import REGISTRY, RunningRegistry, free_port
+from tests.support.server import REGISTRY, RunningRegistry, free_port, open_config
 
 PLUGINS_DIR = Path(__file__).parent / "plugins"
 
@@ -207,6 +209,34 @@ def test_out_of_tree_plugin_package_works_through_its_entry_point(tmp_path):
             {"repository": name, "digest": digest, "tag": "v2", "actor": "anonymous"}]
         listed = CliRunner().invoke(cli.main, ["plugins", "--config", str(config)])
         assert "source_policy  (entry point registry-source-policy)" in listed.output
+    finally:
+        server.stop()
+
+
+def documented_example_plugin() -> str:
+    """The plugin docs/plugins.md has a reader save as my-plugins/source_policy.py."""
+    docs = (Path(__file__).parent.parent / "docs" / "plugins.md").read_text()
+    example = re.search(r"as `my-plugins/source_policy\.py`:\n\n```python\n(.*?)```", docs, re.S)
+    assert example, "docs/plugins.md no longer has the source_policy example"
+    return example[1]
+
+
+def test_the_documented_example_plugin_lets_a_new_store_be_seeded_and_still_guards_pushes(tmp_path):
+    plugins = tmp_path / "my-plugins"
+    plugins.mkdir()
+    (plugins / "source_policy.py").write_text(documented_example_plugin())
+    server = RunningRegistry(tmp_path / "store", "--config", open_config(tmp_path), "--plugins-dir", str(plugins))
+    try:
+        client = Client(server.url)
+        seed = yaml.safe_load((sample_store_dir() / "store.yaml").read_text())
+        assert set(client.get("/v2/_catalog").json()["repositories"]) == {r["name"] for r in seed["repositories"]}
+        for repository in seed["repositories"]:
+            index = json.loads((sample_store_dir() / repository["layout"] / "index.json").read_text())
+            tags = {m["annotations"][REF_NAME] for m in index["manifests"] if REF_NAME in m.get("annotations", {})}
+            assert set(client.get(f"/v2/{repository['name']}/tags/list").json()["tags"]) == tags
+        with pytest.raises(AssertionError) as refused:  # what clients push is still checked
+            client.push_image(unique_name(), "v1")
+        assert "MANIFEST_INVALID" in str(refused.value) and "org.opencontainers.image.source" in str(refused.value)
     finally:
         server.stop()
 

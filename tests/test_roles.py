@@ -73,4 +73,4 @@ def test_registry_role_without_a_trusted_certificate_does_not_start(tmp_path):
     config = tmp_path / "registry.yaml"
     config.write_text(yaml.safe_dump({"role": "registry"}))
     with pytest.raises(RuntimeError, match="auth.trust"):
-        RunningRegistry(tmp_path / "store", "--empty", "--config", str(config))
+        RunningRegistry(tmp_path / "store", "--empty", "--config", str(config)).stop()  # stopped, if it started

@@ -8,8 +8,12 @@ import json
 import time
 import uuid
 
+import hashlib
+import os
+
 import pytest
 import requests
+import www_authenticate
 
 from registry_core.context import Context
 from registry_core.index.accounts import Accounts
@@ -91,6 +95,49 @@ def test_a_token_without_the_scope_gets_insufficient_scope(secured_registry):
     assert refused.status_code == 401
     assert 'error="insufficient_scope"' in refused.headers["WWW-Authenticate"]
     assert 'scope="repository:alice/notes:pull,push"' in refused.headers["WWW-Authenticate"]
+
+
+def token_for_challenge(challenge: str, auth) -> str:
+    """A token for exactly the scopes a challenge names, asked the way python-dxf and Docker ask:
+    the challenge parsed (by python-dxf's own parser), one `scope` parameter per scope in it."""
+    bearer = www_authenticate.parse(challenge)["bearer"]
+    answer = requests.get(bearer["realm"], auth=auth, params=[("service", bearer["service"])] + [
+        ("scope", scope) for scope in bearer["scope"].split()])
+    assert answer.status_code == 200, answer.text
+    return answer.json()["token"]
+
+
+def test_a_mount_challenge_asks_for_pull_on_the_source_and_its_token_mounts_the_blob(secured_registry):
+    url, alice = secured_registry.url, ("alice", "alice-demo")
+    source, target = f"alice/mount-from-{uuid.uuid4().hex[:6]}", f"alice/mount-to-{uuid.uuid4().hex[:6]}"
+    content = os.urandom(1000)
+    digest = "sha256:" + hashlib.sha256(content).hexdigest()
+    upload = f"{url}/v2/{source}/blobs/uploads/?digest={digest}"
+    challenge = requests.post(upload).headers["WWW-Authenticate"]
+    pushed = requests.post(upload, data=content, headers={
+        "Authorization": f"Bearer {token_for_challenge(challenge, alice)}"})
+    assert pushed.status_code == 201, pushed.text
+
+    mount = f"{url}/v2/{target}/blobs/uploads/?mount={digest}&from={source}"
+    refused = requests.post(mount)
+    assert refused.status_code == 401
+    scopes = www_authenticate.parse(refused.headers["WWW-Authenticate"])["bearer"]["scope"].split()
+    assert scopes == [f"repository:{target}:pull,push", f"repository:{source}:pull"]
+
+    mounted = requests.post(mount, headers={
+        "Authorization": f"Bearer {token_for_challenge(refused.headers['WWW-Authenticate'], alice)}"})
+    assert mounted.status_code == 201, mounted.text  # mounted: no upload session was opened
+    assert mounted.headers["Docker-Content-Digest"] == digest
+
+
+@pytest.mark.parametrize("source", ["alice/Not Valid", "alice/notes\n", "alice/x\r\nSet-Cookie: a=b"])
+def test_a_mount_challenge_names_only_a_valid_source(secured_registry, source):
+    digest = "sha256:" + "a" * 64
+    refused = requests.post(f"{secured_registry.url}/v2/alice/mount-to/blobs/uploads/",
+                            params={"mount": digest, "from": source})
+    assert refused.status_code == 401
+    assert www_authenticate.parse(refused.headers["WWW-Authenticate"])["bearer"]["scope"] == \
+        "repository:alice/mount-to:pull,push"
 
 
 def test_an_expired_bearer_token_is_refused_with_invalid_token(secured_registry):

@@ -19,9 +19,11 @@ What goes, in this order:
    the links of each repository that are older than `grace` and whose blob is gone or that no
    manifest of that repository needs.
 5. meta.git's objects (the small packs commits write, and loose files of older stores) are
-   written as one pack whose trees are stored as deltas, by git's repack (meta/packing.py).
-   Nothing of the history goes; objects no commit reaches (a commit that lost its race with
-   another writer) go once they are older than `grace`.
+   written as one pack whose trees are stored as deltas, by git's repack (meta/packing.py), and
+   the packs that commits merged into bigger ones are deleted. Nothing of the history goes;
+   objects no commit reaches (a commit that lost its race with another writer) go once they are
+   older than `grace`. The space this frees is measured (objects/ before and after) and counted
+   in the report's "freed".
 
 A file's age is the time since it was last written. A finished upload is moved into blobs/ with
 the time of its last chunk, but the link it writes at the same moment is new, so the blob counts
@@ -136,7 +138,9 @@ class Report:
 
     @property
     def bytes_freed(self) -> int:
-        return sum(removal.size for removal in self.removed)
+        """What was removed, and how much less meta.git's objects take once packed (in a dry run,
+        only what certainly goes there: how small the one pack will be is known once written)."""
+        return sum(removal.size for removal in self.removed) + self.metadata.bytes_freed
 
     def counts(self) -> dict[str, int]:
         return {kind: sum(1 for r in self.removed if r.kind == kind) for kind in KINDS}
@@ -155,7 +159,8 @@ class Report:
         what = ", ".join(parts) if parts else "nothing"
         head = (f"Dry run on {self.store} (nothing was changed): would remove {what}; would free "
                 if self.dry_run else f"Garbage collection of {self.store}: removed {what}; freed ")
-        lines.append(head + human_size(self.bytes_freed) + ".")
+        in_meta = f" ({human_size(self.metadata.bytes_freed)} of it in meta.git)" if self.metadata.bytes_freed else ""
+        lines.append(head + human_size(self.bytes_freed) + in_meta + ".")
         k, recent = self.kept, f"within the last {self.grace / 60:g} minutes"
         kept = [f"{plural(k['blobsInUse'], 'blob')} in use, {k['blobsYoung'] + k['blobsRecentlyLinked']} "
                 f"unused but written or linked {recent}",

@@ -45,12 +45,9 @@ class PackResult:
     objects: int = 0          # objects before packing (in packs and loose files)
     loose_objects: int = 0    # of which were loose files
     packs: int = 0            # packs before packing
-    bytes_before: int = 0     # disk space of meta.git's objects before
+    bytes_before: int = 0     # disk space of meta.git's objects (and merged packs waiting) before
     pack_bytes: int = 0       # and after
-
-    @property
-    def bytes_freed(self) -> int:
-        return max(self.bytes_before - self.pack_bytes, 0)
+    bytes_freed: int = 0      # measured: the drop; in a dry run, what certainly goes (merged packs)
 
     def as_json(self) -> dict:
         return {"objects": self.objects, "looseObjects": self.loose_objects, "packs": self.packs,
@@ -64,9 +61,19 @@ def count_objects(repo_path: str) -> dict[str, int]:
 
 
 def objects_bytes(repo_path: str) -> int:
-    """Disk space of everything under objects/ (allocated blocks)."""
+    """Disk space of everything under objects/ and of the merged packs waiting to be deleted
+    (allocated blocks): what packing frees is measured, not estimated, since merged packs can be
+    most of it (each push's objects are written again by every merge of small packs)."""
+    return _allocated(os.path.join(repo_path, "objects")) + _retired_bytes(repo_path)
+
+
+def _retired_bytes(repo_path: str) -> int:
+    return _allocated(os.path.join(repo_path, packs.MERGES_DIR, packs.RETIRED_DIR))
+
+
+def _allocated(top: str) -> int:
     total = 0
-    for folder, _, files in os.walk(os.path.join(repo_path, "objects")):
+    for folder, _, files in os.walk(top):
         for name in files:
             try:
                 total += os.lstat(os.path.join(folder, name)).st_blocks * 512
@@ -87,6 +94,7 @@ def pack_metadata(repo_path: str, dry_run: bool = False, durable: bool = False, 
                         bytes_before=objects_bytes(repo_path))
     if dry_run:
         result.pack_bytes = result.bytes_before
+        result.bytes_freed = _retired_bytes(repo_path)
         return result
     expire = _git_date((now if now is not None else time.time()) - grace)
     fsync = ["-c", "core.fsync=objects,derived-metadata,reference", "-c", "core.fsyncMethod=fsync"] if durable else []
@@ -102,6 +110,7 @@ def pack_metadata(repo_path: str, dry_run: bool = False, durable: bool = False, 
         packs.delete_retired(pack_dir)
         _remove_leftovers(pack_dir)
     result.pack_bytes = objects_bytes(repo_path)
+    result.bytes_freed = max(result.bytes_before - result.pack_bytes, 0)
     return result
 
 
@@ -134,6 +143,7 @@ def _remove_indexless_packs(pack_dir: str, wait: float = 2.0) -> None:
     """Remove the packs without an index older than INDEXLESS_AGE; wait up to `wait` seconds for
     the index of a younger one (a commit being written), else raise PackingFailed."""
     deadline = time.monotonic() + wait
+    retired = os.path.join(packs.merges_dir(pack_dir), packs.RETIRED_DIR)
     while True:
         names = set(os.listdir(pack_dir))
         young = []
@@ -141,7 +151,10 @@ def _remove_indexless_packs(pack_dir: str, wait: float = 2.0) -> None:
             if name.endswith(".pack") and name[:-5] + ".idx" not in names:
                 path = os.path.join(pack_dir, name)
                 try:
-                    if time.time() - os.stat(path).st_mtime > INDEXLESS_AGE:
+                    # a merged pack whose retiring stopped between its index and itself, or one a
+                    # killed writer left
+                    if os.path.exists(os.path.join(retired, name[:-5] + ".idx")) or \
+                            time.time() - os.stat(path).st_mtime > INDEXLESS_AGE:
                         os.unlink(path)
                     else:
                         young.append(name)

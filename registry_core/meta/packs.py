@@ -25,6 +25,7 @@ garbage-collect` writes everything as one pack with deltas (packing.py).
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import hashlib
 import itertools
@@ -57,6 +58,7 @@ MERGE_LOCK = "lock"             # merges/lock: flocked, one merge (or garbage-co
 # kept pack), never one of the small packs of whole objects that MergePolicy merges.
 GIT_PACK_EXTRAS = (".keep", ".mtimes", ".bitmap", ".rev", ".promisor")
 log = logging.getLogger("registry_core")
+EXIT_WAIT = 10.0                # seconds a process exiting waits for a merge under way
 MERGE_LIMIT = 64 << 20          # bytes: packs bigger in all are merged by garbage-collect, not by commits
 LOOKS_FOR_MISSING = 3           # a missing object is looked for this many times (read_again_if_missing)
 
@@ -489,6 +491,9 @@ class MergePolicy:
         self._thread_pid = os.getpid()
         self._thread = threading.Thread(target=self._run, name="pack-merges", daemon=True)
         self._thread.start()
+        # A daemon thread is stopped wherever it is when the process exits: let a merge under way
+        # finish first (a process killed outright leaves what a killed writer leaves).
+        atexit.register(self.settle, EXIT_WAIT)
 
     def _run(self) -> None:
         while True:

@@ -6,7 +6,8 @@ reads a snapshot, records its writes, builds the new tree by rewriting only the 
 changed paths, writes the new objects and the commit as one small pack (packs.py), and moves
 `main` from the snapshot's tip with git's lock-file protocol (branch.py). If another writer
 (thread, process or node) moved it first, the move is refused, and the transaction is re-run on
-the new tip with its preconditions checked again.
+the new tip with its preconditions checked again; a lock another writer holds is waited for
+(branch.py), so each attempt writes one pack, and only a moved branch makes another attempt.
 
 Readers use a `Snapshot` of one tip; documents are parsed once per blob id (see documents.py).
 """
@@ -24,6 +25,7 @@ from typing import Callable, TypeVar
 import pygit2
 
 from registry_core.context import Context
+from registry_core.errors import RegistryError
 from registry_core.meta import documents, packs
 from registry_core.meta.branch import Branch
 from registry_core.meta.writers import make_writer
@@ -81,8 +83,12 @@ def trailers(context: Context) -> str:
     return "\n".join(lines)
 
 
-class ConflictRetriesExhausted(Exception):
-    """Another writer kept moving the branch; the change was not made."""
+class ConflictRetriesExhausted(RegistryError):
+    """Another writer kept moving the branch; the change was not made (503: the client tries again)."""
+
+    def __init__(self, message: str):
+        super().__init__("UNAVAILABLE", f"{message}: other writers kept changing the metadata; nothing "
+                         "was changed, try again", headers={"Retry-After": "1"})
 
 
 class Snapshot:
@@ -344,6 +350,8 @@ class MetaStore:
         """Run `change` on a transaction and commit its writes; re-run it if the branch moved.
 
         `change` may raise to abort (nothing is written). With no writes, no commit is made.
+        Raises ConflictRetriesExhausted after `attempts` moves of the branch by others, and
+        branch.BranchLocked when its lock stays held (both 503 UNAVAILABLE with Retry-After).
         """
         repo = self.repo
         for attempt in range(attempts):

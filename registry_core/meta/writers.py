@@ -105,20 +105,25 @@ class LibgitWriter:
                                           f"(object kind {kind}): the two encoders disagree")
 
     def move_branch(self, repo: pygit2.Repository, old: pygit2.Oid | None, new: pygit2.Oid) -> bool:
-        try:
-            with repo.transaction() as txn:
-                txn.lock_ref(self.branch.name)
-                if self.branch._read_target()[0] != old:
-                    raise _BranchMoved
-                txn.set_target(self.branch.name, new)
-        except _BranchMoved:
-            return False
-        except pygit2.GitError as error:
-            if "lock" not in str(error):  # libgit2: "failed to lock file", "failed to create locked file": GIT_ELOCKED
-                raise
-            self.branch._remove_stale_lock()
-            return False
-        return True
+        """As the pack writer: a held lock is waited for (and removed once stale) by the branch's
+        own wait, so both writers treat a dead writer's lock alike."""
+        def attempt() -> bool | None:
+            try:
+                with repo.transaction() as txn:
+                    txn.lock_ref(self.branch.name)
+                    if self.branch.read_target()[0] != old:
+                        raise _BranchMoved
+                    txn.set_target(self.branch.name, new)
+            except _BranchMoved:
+                return False
+            except pygit2.GitError as error:
+                # libgit2's GIT_ELOCKED ("failed to lock file", "failed to create locked file"),
+                # which pygit2 raises as a plain GitError
+                if "lock" not in str(error):
+                    raise
+                return None
+            return True
+        return bool(self.branch.wait_while_locked(old, attempt))
 
     def committed(self, written: object, objects: int) -> None:
         pass  # loose objects: `registry garbage-collect` packs them

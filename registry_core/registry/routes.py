@@ -147,9 +147,10 @@ class Api:
 
     def start_upload(self, name: str):
         check_name(name)
-        context = self._context(name, "push")
-        self.registry.check(event("push", context, repository=name))
         query = bottle.request.query
+        mount_from = query.get("from") if query.get("mount") else None
+        context = self.registry.authorize(bottle.request, name, "push", mount_from)
+        self.registry.check(event("push", context, repository=name))
         if query.get("mount"):
             digest = check_digest(query.get("mount"))
             source = query.get("from")

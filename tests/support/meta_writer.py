@@ -45,13 +45,13 @@ def arm(store: MetaStore, step: str) -> None:
         writer.write_objects = write_objects
     elif step == "lock-held":
         branch = store.branch
-        original_read = branch._read_target
+        original_read = branch.read_target
 
         def read_target():
             if os.path.exists(branch.lock):
                 die()
             return original_read()
-        branch._read_target = read_target
+        branch.read_target = read_target
     elif step == "after-move":
         writer.committed = lambda written, objects: die()
     else:

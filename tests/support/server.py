@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +29,12 @@ def open_config(directory: Path) -> str:
 
 
 class RunningRegistry:
-    """A `registry serve` process; `.url` is its base URL, `.store` its store root."""
+    """A `registry serve` process; `.url` is its base URL, `.store` its store root.
+
+    Stopped by `stop()` (or on leaving `with`). If the start fails in any way (the process exits,
+    does not answer in time, the wait itself is interrupted), the process is stopped before the
+    error is raised, so no fixture leaves a server behind. It runs in a session of its own, so a
+    stop that has to kill takes the gunicorn workers with their master."""
 
     def __init__(self, store: Path, *args: str, env: dict | None = None, log: Path | None = None,
                  executable: str = REGISTRY, cwd: Path | None = None, environment: dict | None = None,
@@ -41,24 +47,40 @@ class RunningRegistry:
         self.host = f"127.0.0.1:{self.port}"
         self.log_path = log or self.store.with_name(self.store.name + ".log")
         self._log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(
-            [str(executable), "serve", "--store", str(self.store), "--port", str(self.port), *args],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
-            env=environment if environment is not None else {**os.environ, **(env or {})})
-        self._wait_until_ready(timeout)
+        try:
+            self.process = subprocess.Popen(
+                [str(executable), "serve", "--store", str(self.store), "--port", str(self.port), *args],
+                stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
+                env=environment if environment is not None else {**os.environ, **(env or {})},
+                start_new_session=True)
+        except BaseException:
+            self._log.close()
+            raise
+        try:
+            self._wait_until_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def __enter__(self) -> RunningRegistry:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
 
     def _wait_until_ready(self, timeout: float = 60) -> None:
+        """Until the server answers anything (an Index answers 404 on /v2/). Any failure of a
+        request (refused, reset, timed out while the workers start) only means not yet."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"registry exited with {self.process.returncode}:\n{self.log()}")
             try:
-                requests.get(self.url + "/v2/", timeout=1)  # any answer: it serves (an Index answers 404)
+                requests.get(self.url + "/v2/", timeout=1)
                 return
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             time.sleep(0.1)
-        self.stop()
         raise RuntimeError(f"registry did not answer within {timeout}s:\n{self.log()}")
 
     def log(self) -> str:
@@ -70,11 +92,17 @@ class RunningRegistry:
         return [self.process.pid] + [int(p) for p in out.split()]
 
     def stop(self) -> None:
+        """SIGTERM (gunicorn stops its workers gracefully); after 20 s, or for what outlives the
+        master, SIGKILL to its whole session (its own: start_new_session)."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass  # nothing of it is left
+        self.process.wait()
         self._log.close()
