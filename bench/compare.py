@@ -12,8 +12,10 @@ Starts `registry serve` (gunicorn, default workers and threads) and Debian's doc
   pull          blob GET of 128 MiB (curl), and 1 MiB Range reads at random offsets
   manifest-get  manifest GET by tag at 1, 16 and 64 connections (wrk: req/s, p50, p99); ours both
                 with auth on (Bearer token) and open, for the cost of auth
-  tag-push      1,000 new tags pushed one after the other on one connection, into both servers at
-                once in 10 alternating blocks of 100
+  tag-push      1,000 new tags of one manifest pushed one after the other on one connection, then
+                1,000 distinct manifests (a config blob and a manifest each, as CI makes them),
+                into every server at once in 10 alternating blocks of 100; ours also with the
+                libgit2 metadata writer (`storage: {metaWriter: libgit2}`)
   large-store   start-up time, catalog and tags list on stores of 1,000 and 100,000 tags
                 (100 and 10,000 repositories), and their ratio 100k/1k (flatness)
 
@@ -113,6 +115,8 @@ for c in CONNECTIONS:
     ]
 FIGURES += [
     Figure("tags_per_s", "tag pushes (PUT manifest, new tag), 1 conn", "tags/s", target=at_least(1.0)),
+    Figure("distinct_per_s", "distinct manifest pushes (config blob + manifest, new tag), 1 conn", "pushes/s",
+           target=at_least(1.0)),
 ]
 LARGE_FIGURES = [
     ("startup", "start-up until GET /v2/ answers", "s", 2),
@@ -170,12 +174,14 @@ class Variant:
     auth: bool = False
     sections: tuple = SECTIONS
     durable: bool = False  # ours with `storage: {durable: true}`: fsync before answering, as Distribution
+    meta_writer: str = "packs"  # ours with `storage: {metaWriter: libgit2}`: the reference metadata writer
 
     @property
     def label(self) -> str:
         if self.kind == "reference":
             return "Distribution 2.8"
-        return ("ours (auth on)" if self.auth else "ours (open)") + (", durable" if self.durable else "")
+        return (("ours (auth on)" if self.auth else "ours (open)") + (", durable" if self.durable else "")
+                + (f", {self.meta_writer} writer" if self.meta_writer != "packs" else ""))
 
 
 @dataclass
@@ -211,7 +217,8 @@ class Harness:
         logs.mkdir(exist_ok=True)
         if variant.kind == "reference":
             return Distribution(store, logs / f"{log_name}.log", self.s.workdir)
-        return OurRegistry(store, logs / f"{log_name}.log", variant.auth, self.s.workdir, durable=variant.durable)
+        return OurRegistry(store, logs / f"{log_name}.log", variant.auth, self.s.workdir, durable=variant.durable,
+                           meta_writer=variant.meta_writer)
 
     def headers(self, variant: Variant, server, scopes: list[str]) -> dict:
         if not variant.auth:
@@ -415,7 +422,14 @@ class Harness:
                         rate = loads.push_tags(servers[v.name].url, headers[v.name], APP, self.image, block,
                                                prefix=f"t{b}-")
                         seconds[v.name] += block / rate
+                distinct = dict.fromkeys(servers, 0.0)
+                for b in range(TAG_PUSH_BLOCKS):
+                    for v in self.taking_turns(variants, b):
+                        rate = loads.push_distinct(servers[v.name].url, headers[v.name], APP, self.image, block,
+                                                   prefix=f"d{b}-")
+                        distinct[v.name] += block / rate
             for v in variants:
+                self.results.add("distinct_per_s", v.name, block * TAG_PUSH_BLOCKS / distinct[v.name])
                 rate = block * TAG_PUSH_BLOCKS / seconds[v.name]
                 self.results.add("tags_per_s", v.name, rate)
                 self.results.add("foreign_tag-push", v.name, load.share() * 100)
@@ -523,7 +537,7 @@ class Harness:
 # --- auth probe ------------------------------------------------------------------------------------
 
 
-DURABLE_FIGURES = ("push_mono", "push_chunked", "tags_per_s", "mem_push_pull")
+DURABLE_FIGURES = ("push_mono", "push_chunked", "tags_per_s", "distinct_per_s", "mem_push_pull")
 SET_ASIDE = "set-aside"  # stores done with, deleted at the end (set_aside)
 
 
@@ -577,7 +591,7 @@ def fmt(value: float | None, digits: int) -> str:
     return f"{value:,.{digits}f}"
 
 
-def table_rows(results: Results, main: str, alt: Variant | None, durable: Variant | None = None) -> list[list[str]]:
+def table_rows(results: Results, main: str, alt: Variant | None, extras: list[Variant] = ()) -> list[list[str]]:
     """The table: each figure for ours (variant `main`) and the reference; then ours with
     `storage.durable` (the same fsyncs as Distribution) for pushes; then ours' other auth mode
     (`alt`) for manifest GET and the req/s lost to auth; then the flatness ratios."""
@@ -590,14 +604,15 @@ def table_rows(results: Results, main: str, alt: Variant | None, durable: Varian
         target, met = figure.target(ours, ref) if figure.target else ("", None)
         rows.append([f"{figure.label} [{figure.unit}]", fmt(ours, figure.digits), fmt(ref, figure.digits),
                      ratio, target, "" if not figure.target else ("yes" if met else "NO" if met is False else "?")])
-    for figure in FIGURES if durable is not None else []:
-        if figure.key not in DURABLE_FIGURES:
-            continue
-        ours, ref = results.median(figure.key, durable.name), results.median(figure.key, "reference")
-        if ours is None:
-            continue
-        rows.append([f"{figure.label}, {durable.label} [{figure.unit}]", fmt(ours, figure.digits),
-                     fmt(ref, figure.digits), f"{ours / ref:.3f}" if ref else "n/a", "", ""])
+    for extra in extras:  # ours durable, ours with the libgit2 writer: the push figures
+        for figure in FIGURES:
+            if figure.key not in DURABLE_FIGURES:
+                continue
+            ours, ref = results.median(figure.key, extra.name), results.median(figure.key, "reference")
+            if ours is None:
+                continue
+            rows.append([f"{figure.label}, {extra.label} [{figure.unit}]", fmt(ours, figure.digits),
+                         fmt(ref, figure.digits), f"{ours / ref:.3f}" if ref else "n/a", "", ""])
     if alt is not None:
         for c in CONNECTIONS:
             key = f"mget_rps_c{c}"
@@ -826,7 +841,7 @@ after a new profile).
 def save_record(path: Path, record: dict, results: Results, variants: list[Variant], settings: Settings) -> None:
     record = {**record, "values": results.values, "errors": results.errors,
               "variants": [{"name": v.name, "kind": v.kind, "auth": v.auth, "sections": list(v.sections),
-                            "durable": v.durable} for v in variants],
+                            "durable": v.durable, "meta_writer": v.meta_writer} for v in variants],
               "settings": {"runs": settings.runs, "wrk_seconds": settings.wrk_seconds,
                            "tag_pushes": settings.tag_pushes, "range_reads": settings.range_reads,
                            "blob_mib": settings.blob_mib, "blob_count": settings.blob_count,
@@ -837,8 +852,8 @@ def save_record(path: Path, record: dict, results: Results, variants: list[Varia
 def report(record: dict, results: Results, variants: list[Variant], settings: Settings,
            results_path: Path | None) -> None:
     alt = next((v for v in variants if v.name == "ours-alt"), None)
-    durable = next((v for v in variants if v.durable), None)
-    rows = table_rows(results, "ours", alt, durable)
+    extras = [v for v in variants if v.durable or v.meta_writer != "packs"]
+    rows = table_rows(results, "ours", alt, extras)
     headers = ["figure", variants[0].label, "Distribution 2.8", "ours/ref", "target", "met?"]
     print()
     print(render_table(rows, headers, markdown=False))
@@ -853,8 +868,8 @@ def render_only(record_path: Path, results_path: Path) -> None:
     record = json.loads(record_path.read_text())
     results = Results()
     results.values, results.errors = record["values"], record["errors"]
-    variants = [Variant(v["name"], v["kind"], v["auth"], tuple(v["sections"]), v.get("durable", False))
-                for v in record["variants"]]
+    variants = [Variant(v["name"], v["kind"], v["auth"], tuple(v["sections"]), v.get("durable", False),
+                        v.get("meta_writer", "packs")) for v in record["variants"]]
     settings = Settings(**{**record["settings"], "sections": tuple(record["settings"]["sections"])})
     report(record, results, variants, settings, results_path)
 
@@ -934,6 +949,9 @@ def main() -> None:
     if {"push", "tag-push"} & set(sections):
         variants.insert(-1, Variant("ours-durable", "ours", auth=main_auth, sections=("push", "tag-push"),
                                     durable=True))
+    if "tag-push" in sections:
+        variants.insert(-1, Variant("ours-libgit2", "ours", auth=main_auth, sections=("tag-push",),
+                                    meta_writer="libgit2"))
 
     harness = Harness(settings, variants)
     try:

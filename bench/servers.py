@@ -129,17 +129,21 @@ class OurRegistry(Server):
     kind = "ours"
 
     def __init__(self, store: Path, log_path: Path, auth: bool, config_dir: Path, source: Path | None = None,
-                 durable: bool = False):
+                 durable: bool = False, meta_writer: str = "packs"):
         super().__init__(log_path)
         self.store = Path(store)
         self.auth = auth
         self.source = source
-        self.label = ("ours (auth on)" if auth else "ours (open)") + (", durable" if durable else "")
+        self.label = (("ours (auth on)" if auth else "ours (open)") + (", durable" if durable else "")
+                      + (f", {meta_writer} writer" if meta_writer != "packs" else ""))
         self.config = None
-        if not auth or durable:  # else the default config, as deployed
-            self.config = Path(config_dir) / f"registry-{'auth' if auth else 'open'}{'-durable' if durable else ''}.yaml"
+        storage = ("  durable: true\n" if durable else "") + (
+            f"  metaWriter: {meta_writer}\n" if meta_writer != "packs" else "")
+        if not auth or storage:  # else the default config, as deployed
+            self.config = Path(config_dir) / (f"registry-{'auth' if auth else 'open'}{'-durable' if durable else ''}"
+                                              f"-{meta_writer}.yaml")
             self.config.write_text(("" if auth else "auth:\n  enabled: false\n")
-                                   + ("storage:\n  durable: true\n" if durable else ""))
+                                   + (f"storage:\n{storage}" if storage else ""))
 
     def argv(self) -> list[str]:
         command = [sys.executable, "-m", "registry_core.cli"] if self.source else [REGISTRY]
