@@ -103,6 +103,24 @@ def test_concurrent_wrong_passwords_run_no_more_password_checks_than_the_limit(n
     assert sorted(outcomes) == ["TOOMANYREQUESTS"] * 35 + ["wrong"] * 5
 
 
+def test_concurrent_wrong_passwords_to_the_server_get_no_more_answers_than_the_limit(secured_registry):
+    """Every 401 is a password check that ran (in whichever worker process): 10, the default limit."""
+    name, _ = new_user(secured_registry)
+    start = threading.Barrier(40)
+    statuses: list[int] = []
+
+    def attempt(number: int) -> None:
+        start.wait()
+        statuses.append(requests.get(secured_registry.url + "/v2/", auth=(name, f"guess-{number}")).status_code)
+
+    threads = [threading.Thread(target=attempt, args=(number,)) for number in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [401] * 10 + [429] * 30
+
+
 def test_a_success_clears_the_attempts_of_its_address(meta, tmp_path, checks):
     accounts = Accounts(meta, limiter(tmp_path, attempts=3))
     accounts.create_user(ADMIN, "dora", PASSWORD)
