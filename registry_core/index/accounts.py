@@ -8,6 +8,7 @@ organisation acme's); `library/…` belongs to the registry admins. Credentials:
   its actions and repositories and its expiry; or a refresh token from the token service.
 Verifying a password is slow by design, so a verified (user, password) is remembered per process
 against the hash it matched: a changed password or a disabled user takes effect at once.
+Password attempts are limited per login name and client address (ratelimit.py).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from collections import OrderedDict
 
 from registry_core.context import Actor, Context, now_iso
 from registry_core.errors import RegistryError
-from registry_core.index.passwords import hash_password, password_matches, secret_hash, secret_matches
+from registry_core.index.passwords import (check_against_no_password, hash_password, password_matches, secret_hash,
+                                           secret_matches)
 from registry_core.index.ratelimit import LoginLimiter
 from registry_core.meta import paths as meta_paths
 from registry_core.meta.store import MetaStore, Snapshot, Transaction, one_line
@@ -116,43 +118,67 @@ class Accounts:
     # --- authentication -------------------------------------------------------------------------
 
     def authenticate(self, name: str, secret: str, client_addr: str | None = None) -> Actor | None:
-        """The actor whose password or token secret this is; None when wrong (the failure counts
-        towards the rate limit); TOOMANYREQUESTS while the limit is reached."""
-        failures_on_record = self.limiter.check(name, client_addr) if self.limiter else False
-        actor = self._verify(name, secret)
-        if self.limiter:
-            try:
-                if actor is None:
-                    self.limiter.failed(name, client_addr)
-                elif failures_on_record:
-                    self.limiter.succeeded(name, client_addr)
-            except OSError as e:  # a full disk: the answer (401, or the actor) does not depend on it
-                log.warning("the login %s of %r could not be recorded for the rate limit: %s",
-                            "failure" if actor is None else "success", name, e)
-        return actor
+        """The actor whose password or token secret this is, or None when it is wrong.
 
-    def _verify(self, name: str, secret: str, purpose: str = "access") -> Actor | None:
+        Passwords are guarded by the limiter (TOOMANYREQUESTS once the failed attempts of `name`
+        from `client_addr` are used up; other addresses are not affected): each password check
+        is counted before it runs, and a name with no password to check (unknown, disabled, a
+        robot) gets the same check against a stand-in hash, so neither the time nor the limit
+        tells which names exist. While the limit holds, even the right password is refused from
+        that address: accepting it would tell a guesser when they had guessed right. Token
+        secrets are random and checked with one SHA-256: they cannot be guessed, so they are
+        not limited, and a client retrying a revoked token does not lock its owner out."""
+        if parse_token_secret(secret) is not None:
+            return self._token_actor(name, secret)
+        failures_on_record = self.limiter.check(name, client_addr) if self.limiter else False
+        user = self.user(name)
+        stored = None if user is None or user.get("disabled") else user.get("passwordHash")
+        key = (name, hashlib.sha256(secret.encode()).hexdigest())
+        if stored is not None and self._remembered(key) == stored:
+            if failures_on_record:
+                self._record(self.limiter.clear, name, client_addr)
+            return self.actor_of(user)
+        if self.limiter:
+            self._record(self.limiter.reserve, name, client_addr)
+        if stored is None:
+            check_against_no_password(secret)
+            return None
+        if not password_matches(stored, secret):
+            return None
+        self._remember(key, stored)
+        if self.limiter:
+            self._record(self.limiter.clear, name, client_addr)
+        return self.actor_of(user)
+
+    @staticmethod
+    def _record(step, name: str, client_addr: str | None) -> None:
+        """A write of the limiter's: on a full disk the answer (401, or the actor) does not
+        depend on it, so the failure is logged and the login goes on (the attempt uncounted)."""
+        try:
+            step(name, client_addr)
+        except OSError as e:
+            log.warning("the login attempt of %r could not be recorded for the rate limit: %s", name, e)
+
+    def _remembered(self, key: tuple[str, str]) -> str | None:
+        with self._lock:
+            return self._verified.get(key)
+
+    def _remember(self, key: tuple[str, str], stored: str) -> None:
+        with self._lock:
+            self._verified[key] = stored
+            while len(self._verified) > _VERIFIED_KEPT:
+                self._verified.popitem(last=False)
+
+    def _token_actor(self, name: str, secret: str, purpose: str = "access") -> Actor | None:
+        """The actor of a token secret of `name`'s with this purpose, or None."""
+        parsed = parse_token_secret(secret)
+        if parsed is None:
+            return None
         snapshot = self.meta.snapshot()
         user = self.user(name, snapshot)
         if user is None or user.get("disabled"):
             return None
-        parsed = parse_token_secret(secret)
-        if parsed is not None:
-            return self._verify_token(user, *parsed, purpose, snapshot)
-        stored = user.get("passwordHash")
-        if not stored or purpose != "access":
-            return None
-        key = (name, hashlib.sha256(secret.encode()).hexdigest())
-        with self._lock:
-            remembered = self._verified.get(key)
-        if remembered != stored:
-            if not password_matches(stored, secret):
-                return None
-            with self._lock:
-                self._verified[key] = stored
-                while len(self._verified) > _VERIFIED_KEPT:
-                    self._verified.popitem(last=False)
-        return self.actor_of(user)
+        return self._verify_token(user, *parsed, purpose, snapshot)
 
     def _verify_token(self, user: dict, token_id: str, owner: str, secret_part: str, purpose: str,
                       snapshot: Snapshot) -> Actor | None:
@@ -310,4 +336,4 @@ class Accounts:
         parsed = parse_token_secret(token)
         if parsed is None:
             return None
-        return self._verify(parsed[1], token, purpose="refresh")
+        return self._token_actor(parsed[1], token, purpose="refresh")

@@ -43,6 +43,23 @@ def password_matches(password_hash: str, password: str) -> bool:
         return False
 
 
+def check_against_no_password(password: str) -> None:
+    """Do the work of one wrong password check, for a login whose account has no password to
+    check (unknown, disabled, a robot): it then takes as long as a wrong password for a real
+    user, so the time of an answer does not tell which names exist. The hash it checks against
+    is made once per process with the parameters of real hashes."""
+    password_matches(_stand_in_hash(), password)
+
+
+_stand_in: list[str] = []
+
+
+def _stand_in_hash() -> str:
+    if not _stand_in:
+        _stand_in.append(_hasher.hash(secrets.token_urlsafe(18)))
+    return _stand_in[0]
+
+
 def generate_password() -> str:
     return secrets.token_urlsafe(18)
 
