@@ -23,14 +23,26 @@ class JsonRefused(ValueError):
 
 def parse(raw: bytes | str, max_depth: int = MAX_DEPTH):
     """The JSON value in `raw` (UTF-8, -16 or -32, as json.loads detects). Raises JsonRefused when
-    it is not JSON, is nested more than `max_depth` deep, or holds text that is not Unicode."""
+    it is not JSON, is nested more than `max_depth` deep, holds text that is not Unicode, or has
+    an object with the same key twice: parsers disagree on which one counts (Python and Go take
+    the last, others the first or refuse), so a manifest with two `layers` could mean one set of
+    blobs to the registry's garbage collection and another to a client."""
     try:
-        document = json.loads(raw)
+        document = json.loads(raw, object_pairs_hook=_without_duplicates)
     except RecursionError:
         raise JsonRefused(f"is nested more than {max_depth} levels deep") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise JsonRefused(f"is not JSON: {e}") from None
     check(document, max_depth)
+    return document
+
+
+def _without_duplicates(pairs: list[tuple[str, object]]) -> dict:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise JsonRefused(f"has the key {twice!r} twice in one object: send each key once")
     return document
 
 
