@@ -755,3 +755,16 @@ def test_spare_files_made_anew_under_a_running_store_are_never_the_branch_and_it
     assert [c.message.splitlines()[0] for c in history(store)][:4] == ["Add u3", "Add u2", "Add u1", "Add u0"]
     fresh = {os.stat(path).st_ino for path in (git_dir / branch.SPARE_FOLDER).iterdir()}
     assert os.stat(git_dir / "refs" / "heads" / "main").st_ino in fresh
+
+
+def test_readers_look_for_missing_objects_again_only_through_snapshot_read():
+    """The retry of a read that met a pack moved by a merge lives in one place (Snapshot.read),
+    not at each call site that every new reader would have to remember."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent.parent / "registry_core"
+    callers = sorted(str(path.relative_to(root)) for path in root.rglob("*.py")
+                     if "read_again_if_missing(" in path.read_text())
+    assert callers == ["meta/packs.py", "meta/store.py"]
+    store_source = (root / "meta" / "store.py").read_text()
+    assert store_source.count("read_again_if_missing(") == 1  # in Snapshot.read

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 import pygit2
 
 from registry_core.context import Context
-from registry_core.meta import packs
 from registry_core.meta import paths as meta_paths
 from registry_core.meta.documents import DocumentInvalid
 from registry_core.meta.store import MetaStore, Snapshot, Transaction, load_blob
@@ -144,7 +143,7 @@ class Checker:
     def check_documents(self, snapshot: Snapshot) -> None:
         if snapshot.root is None:
             return
-        for path, blob in packs.read_again_if_missing(lambda: list(_files(snapshot.root, ""))):
+        for path, blob in snapshot.read(lambda: list(_files(snapshot.root, ""))):
             self.report.checked["documents"] += 1
             try:
                 document = load_blob(blob, path)

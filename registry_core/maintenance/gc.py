@@ -56,7 +56,6 @@ from dataclasses import asdict, dataclass, field
 import pygit2
 
 from registry_core.context import Context
-from registry_core.meta import packs
 from registry_core.meta import paths as meta_paths
 from registry_core.meta.documents import DocumentInvalid
 from registry_core.meta.packing import PackResult, pack_metadata
@@ -263,8 +262,7 @@ class GarbageCollector:
             changed = []
         else:
             old = self._mark_tree_id
-            changed = packs.read_again_if_missing(
-                lambda: list(snapshot.repo[old].diff_to_tree(snapshot.root).deltas))
+            changed = snapshot.read(lambda: list(snapshot.repo[old].diff_to_tree(snapshot.root).deltas))
         for delta in changed:
             if delta.status == pygit2.GIT_DELTA_DELETED:
                 continue

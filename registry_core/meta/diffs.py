@@ -44,7 +44,6 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 
 import pygit2
 
-from registry_core.meta import packs
 from registry_core.meta.store import MetaStore, Snapshot
 
 log = logging.getLogger("registry_core")
@@ -173,7 +172,7 @@ class DiffView:
         """Bring the view to `snapshot` (forwards or backwards). Call with `self.lock` held.
         Run again if libgit2 missed an object of a pack being merged (applying a change twice
         leaves a view as applying it once)."""
-        packs.read_again_if_missing(lambda: self._sync(snapshot))
+        snapshot.read(lambda: self._sync(snapshot))
 
     def _sync(self, snapshot: Snapshot) -> None:
         tree = snapshot.tree(self.folder)

@@ -103,11 +103,19 @@ class Snapshot:
     def tip(self) -> pygit2.Oid | None:
         return self.commit.id if self.commit is not None else None
 
+    @staticmethod
+    def read(look: Callable[[], T]) -> T:
+        """`look()`, a read of libgit2 objects of this snapshot, looked at again when libgit2 says
+        an object is missing: a merge in another process may have moved its pack out of
+        objects/pack/ just as libgit2 listed it (packs.read_again_if_missing). The one way readers
+        touch libgit2 objects beyond this class's own methods, which use it too."""
+        return packs.read_again_if_missing(look)
+
     def entry(self, path: str):
         if self.root is None:
             return None
         try:
-            return packs.read_again_if_missing(lambda: self.root[path])
+            return self.read(lambda: self.root[path])
         except KeyError:
             return None
 
@@ -117,7 +125,7 @@ class Snapshot:
         obj = self.entry(path)
         if not isinstance(obj, pygit2.Tree):
             return None
-        packs.read_again_if_missing(lambda: len(obj))  # read now, not on the caller's first look
+        self.read(lambda: len(obj))  # read now, not on the caller's first look
         return obj
 
     def get(self, path: str) -> dict | None:
@@ -132,13 +140,13 @@ class Snapshot:
 
     def names(self, path: str) -> list[str]:
         tree = self.tree(path)
-        return packs.read_again_if_missing(lambda: [entry.name for entry in tree]) if tree is not None else []
+        return self.read(lambda: [entry.name for entry in tree]) if tree is not None else []
 
 
 def load_blob(blob: pygit2.Blob, path: str) -> dict:
     document = _parsed.get(blob.id)
     if document is None:
-        document = documents.parse(packs.read_again_if_missing(lambda: blob.data), path)
+        document = documents.parse(Snapshot.read(lambda: blob.data), path)
         if len(_parsed) >= _PARSED_LIMIT:
             _parsed.clear()
         _parsed[blob.id] = document
@@ -323,7 +331,7 @@ class MetaStore:
             target = repo.lookup_reference(BRANCH).target
         except (KeyError, pygit2.GitError):
             return None
-        return packs.read_again_if_missing(lambda: repo[target])
+        return Snapshot.read(lambda: repo[target])
 
     def snapshot(self) -> Snapshot:
         """The current state, as of this call.

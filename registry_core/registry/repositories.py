@@ -38,7 +38,6 @@ import pygit2
 
 from registry_core.context import Context, now_iso
 from registry_core.errors import RegistryError
-from registry_core.meta import packs
 from registry_core.meta import paths as meta_paths
 from registry_core.meta.diffs import DiffView, SavedViews, outside_underscore_folders, present, saved_views
 from registry_core.meta.store import MetaStore, Snapshot, Transaction
@@ -85,11 +84,11 @@ class RepositoryService:
         snapshot = self.meta.snapshot()
         self.require(name, snapshot)
         tree = snapshot.tree(meta_paths.tags_dir(name))
-        return paginate(self._tags.names(tree) if tree is not None else [], n, last)
+        return paginate(self._tags.names(snapshot, tree) if tree is not None else [], n, last)
 
     def tag_count(self, name: str, snapshot: Snapshot) -> int:
         tree = snapshot.tree(meta_paths.tags_dir(name))
-        return len(self._tags.names(tree)) if tree is not None else 0
+        return len(self._tags.names(snapshot, tree)) if tree is not None else 0
 
     def catalog(self, n: int | None = None, last: str | None = None,
                 visible: Callable[[list[str]], list[str]] | None = None) -> tuple[list[str], bool]:
@@ -149,12 +148,12 @@ class TagNames:
         self._limits = lists, buckets
         self._lock = threading.Lock()
 
-    def names(self, tags_tree: pygit2.Tree) -> list[str]:
+    def names(self, snapshot: Snapshot, tags_tree: pygit2.Tree) -> list[str]:
         """The sorted names (do not modify the list)."""
         with self._lock:
             names = self._lists.get(tags_tree.id)
             if names is None:
-                names = packs.read_again_if_missing(lambda: sorted(chain.from_iterable(
+                names = snapshot.read(lambda: sorted(chain.from_iterable(
                     self._bucket(entry) for entry in tags_tree if isinstance(entry, pygit2.Tree))))
                 _remember(self._lists, tags_tree.id, names, self._limits[0])
             return names
