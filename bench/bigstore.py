@@ -122,31 +122,24 @@ def build_ours(store: Path, shape: Shape, image: Image, auth: bool) -> dict:
             registry.blobs.link(name, digest_of(blob))
         parsed = parse_manifest(body, OCI_MANIFEST)
 
-        buckets: dict[str, pygit2.TreeBuilder] = {}
+        files: dict[str, pygit2.Oid] = {}   # path below the repository's folder -> blob
+        folder = meta_paths.repository_dir(name) + "/"
         for k in range(shape.tag_count(index)):
             tag = tag_name(k)
             document = {"kind": "tag", "schemaVersion": 1, "name": tag, "digest": digest,
                         "mediaType": parsed.media_type, "size": len(body),
                         "pushedBy": context.actor, "pushedAt": pushed_at}
-            buckets.setdefault(meta_paths.tag_bucket(tag), repo.TreeBuilder()).insert(
-                f"{tag}.yaml", document_blob(document, meta_paths.tag(name, tag)), blob_mode)
-        tags = repo.TreeBuilder()
-        for bucket, builder in buckets.items():
-            tags.insert(bucket, builder.write(), tree_mode)
+            path = meta_paths.tag(name, tag)
+            files[path.removeprefix(folder)] = document_blob(document, path)
         node_path = meta_paths.manifest(name, digest)
-        by_algorithm = repo.TreeBuilder()
-        by_algorithm.insert(node_path.rsplit("/", 1)[1],
-                            document_blob(graph_node(digest, len(body), parsed, context), node_path), blob_mode)
-        manifests = repo.TreeBuilder()
-        manifests.insert("sha256", by_algorithm.write(), tree_mode)
+        files[node_path.removeprefix(folder)] = document_blob(graph_node(digest, len(body), parsed, context),
+                                                              node_path)
         repository = {"kind": "repository", "schemaVersion": 1, "name": name, "visibility": "private",
                       "owner": context.actor, "createdBy": context.actor, "createdAt": pushed_at}
-        tree = repo.TreeBuilder()
-        tree.insert(meta_paths.REPOSITORY_DOC, document_blob(repository, meta_paths.repository(name)), blob_mode)
-        tree.insert("_tags", tags.write(), tree_mode)
-        tree.insert("_manifests", manifests.write(), tree_mode)
+        files[meta_paths.REPOSITORY_DOC] = document_blob(repository, meta_paths.repository(name))
+        tree = nested_tree(repo, files)
         namespace, leaf = name.split("/")
-        namespaces.setdefault(namespace, repo.TreeBuilder()).insert(leaf, tree.write(), tree_mode)
+        namespaces.setdefault(namespace, repo.TreeBuilder()).insert(leaf, tree, tree_mode)
 
     existing = tip.tree[meta_paths.REPOSITORIES] if meta_paths.REPOSITORIES in tip.tree else None
     repositories = repo.TreeBuilder(existing) if existing is not None else repo.TreeBuilder()
@@ -162,6 +155,29 @@ def build_ours(store: Path, shape: Shape, image: Image, auth: bool) -> dict:
     views = write_views(store, auth)
     return {"seconds": time.perf_counter() - started, "import_seconds": imported, "views_seconds": views,
             "repositories": shape.repositories, "tags": shape.tags}
+
+
+def nested_tree(repo: pygit2.Repository, files: dict[str, pygit2.Oid]) -> pygit2.Oid:
+    """The tree holding `files` (path -> blob id), its folders made as the paths say (meta/paths.py
+    fans tags and manifests out into nested buckets)."""
+    import pygit2
+    folders: dict[str, dict] = {}
+    for path, blob in files.items():
+        *parents, leaf = path.split("/")
+        level = folders
+        for parent in parents:
+            level = level.setdefault(parent, {})
+        level[leaf] = blob
+
+    def write(level: dict) -> pygit2.Oid:
+        builder = repo.TreeBuilder()
+        for entry, value in level.items():
+            if isinstance(value, dict):
+                builder.insert(entry, write(value), pygit2.GIT_FILEMODE_TREE)
+            else:
+                builder.insert(entry, value, pygit2.GIT_FILEMODE_BLOB)
+        return builder.write()
+    return write(folders)
 
 
 def write_views(store: Path, auth: bool) -> dict[str, float]:

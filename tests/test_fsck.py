@@ -4,6 +4,7 @@ can be fixed without a person, as commits by the acting user."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -11,6 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from registry_core.cli import main
+from registry_core.errors import RegistryError
+from registry_core.maintenance import inventory
 from registry_core.maintenance.inventory import RepositoryGraph
 from registry_core.meta import paths as meta_paths
 from registry_core.seed import seed
@@ -167,13 +170,88 @@ def test_a_tag_left_directly_in_tags_by_an_older_store_is_moved_into_its_bucket_
     fsck(store, expect=0)
 
 
+def older_place(path: str) -> str:
+    """Where a store from before the fanned-out folders kept the document at `path`: manifests
+    directly in `_manifests/<alg>/`, referrer subjects directly in `_referrers/<alg>/`, tags in 256
+    buckets of two hex digits (and, before those, directly in `_tags/`: tag `1.0` here)."""
+    parts = path.split("/")
+    for folder in ("_manifests", "_referrers"):
+        if folder in parts:
+            at = parts.index(folder) + 2           # below <alg>/
+            return "/".join(parts[:at] + parts[at + meta_paths.FANOUT_LEVELS:])
+    at = parts.index("_tags") + 1
+    tag = parts[-1][:-len(".yaml")]
+    bucket = [] if tag == "1.0" else [hashlib.sha256(tag.encode()).hexdigest()[:2]]
+    return "/".join(parts[:at] + bucket + [parts[-1]])
+
+
+def test_a_store_from_before_the_fanned_out_folders_is_moved_into_them_by_repair(local, store):
+    """Before the buckets a push rewrote a tree of every manifest of the repository. The registry
+    looks only in the buckets, so until `fsck --repair` moves them an older store's documents are
+    not found by pulls; garbage collection still keeps what they need."""
+    name = "library/hello"
+    snapshot = local.meta.snapshot()
+    folder = meta_paths.repository_dir(name) + "/"
+    files = {path: blob.id for path, blob in inventory.files_below(snapshot.tree(meta_paths.repository_dir(name)),
+                                                                    folder)}
+    documents = {path: blob_id for path, blob_id in files.items() if "/_" in path[len(folder) - 1:]
+                 and not path.endswith(meta_paths.REPOSITORY_DOC)}
+    assert any("/_manifests/" in p for p in documents) and any("/_referrers/" in p for p in documents)
+    graph = RepositoryGraph.read(snapshot, name)
+    old = {path: older_place(path) for path in documents}
+    changes = {path: None for path in old}
+    changes.update({older: local.meta.repo[documents[path]].data for path, older in old.items()})
+    commit_by_hand(store, changes)
+    local = open_registry(store)
+    with pytest.raises(RegistryError):
+        local.manifests.resolve(name, "latest")
+    assert local.repositories.tags(name)[0] == []
+    before_repair = RepositoryGraph.read(local.meta.snapshot(), name)
+    assert before_repair.manifests == graph.manifests and before_repair.tags == graph.tags, \
+        "garbage collection still sees every manifest and tag"
+
+    report = fsck(store, expect=1)
+    kind = {"_manifests": "manifest", "_referrers": "referrer", "_tags": "tag"}
+    assert problems(report) == {(f"{kind[path[len(folder):].split('/')[0]]}-misplaced", f"meta.git:{older}")
+                                for path, older in old.items()}
+    tip = meta_tip(store)
+
+    repaired = fsck(store, "--repair", "--as", "fixer", expect=1)
+
+    assert all(p["repaired"] for p in repaired["problems"])
+    [commit] = meta_commits(store, since=tip)
+    assert commit.author.name == "fixer" and f"Move to {meta_paths.manifest(name, image(local, name)['digest'])}" \
+        in commit.message
+    after = local.meta.snapshot()
+    assert {path: blob.id for path, blob in inventory.files_below(after.tree(meta_paths.repository_dir(name)),
+                                                                  folder)} == files
+    assert local.manifests.resolve(name, "latest")["digest"] == graph.tags["latest"]
+    fsck(store, expect=0)
+
+
+def test_repair_removes_an_older_copy_where_a_later_push_wrote_the_document_into_its_bucket(local, store):
+    name = "alice/notes"
+    digest = image(local, name, "v1")["digest"]
+    path = meta_paths.manifest(name, digest)
+    flat = f"{meta_paths.manifests_dir(name)}/sha256/{digest[7:]}.yaml"
+    commit_by_hand(store, {flat: local.meta.repo[local.meta.snapshot().entry(path).id].data})
+
+    report = fsck(store, expect=1)
+    assert problems(report) == {("manifest-misplaced", f"meta.git:{flat}")}
+    assert "holds a copy a later push wrote, so --repair removes this one" in report["problems"][0]["message"]
+    fsck(store, "--repair", expect=1)
+
+    assert not local.meta.snapshot().exists(flat) and local.meta.snapshot().exists(path)
+    fsck(store, expect=0)
+
+
 def test_repair_links_blobs_again_and_mends_the_referrers_index_but_leaves_what_needs_a_person(local, store):
     layer = image(local, "library/busybox-lite")["layers"][0]["digest"]
     (store / link_path("library/busybox-lite", layer)).unlink()
     sbom = referrer_of(local, "library/hello")
-    subject, entry = sbom["subject"]["digest"], f"repositories/library/hello/_referrers/sha256/"
-    entry += f"{subject[7:]}/sha256-{sbom['digest'][7:]}.yaml"
-    bogus = f"repositories/library/hello/_referrers/sha256/{subject[7:]}/sha256-{'1' * 64}.yaml"
+    subject = sbom["subject"]["digest"]
+    entry = meta_paths.referrer("library/hello", subject, sbom["digest"])
+    bogus = meta_paths.referrer("library/hello", subject, "sha256:" + "1" * 64)
     commit_by_hand(store, {entry: None, bogus: b"kind: referrer\nschemaVersion: 1\ndescriptor:\n"
                            b"  mediaType: application/vnd.oci.image.manifest.v1+json\n"
                            b"  digest: sha256:" + b"1" * 64 + b"\n  size: 10\n",

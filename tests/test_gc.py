@@ -21,6 +21,7 @@ from registry_core.cli import main
 from registry_core.context import Context
 from registry_core.errors import RegistryError
 from registry_core.maintenance.gc import GarbageCollector, Options
+from registry_core.meta import paths as meta_paths
 from tests.support.oci import (OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, Client, descriptor, meta_commits,
                                meta_tip)
 from tests.support.server import RunningRegistry, open_config
@@ -227,10 +228,13 @@ def test_the_summary_says_what_was_removed_and_how_much_was_freed(local, store):
     assert "would remove 1 blob, 1 link; would free 2.9 KiB." in result.output
 
 
-def test_an_invalid_manifest_document_stops_garbage_collection_before_it_removes_anything(local, store):
+@pytest.mark.parametrize("place", ["in its bucket", "where a store from before the buckets kept it"])
+def test_an_invalid_manifest_document_stops_garbage_collection_before_it_removes_anything(local, store, place):
     push_blob(local, "gc/broken", b"would be garbage")
     digest, _ = push_image(local, "gc/broken", "v1")
-    commit_by_hand(store, {f"repositories/gc/broken/_manifests/sha256/{digest[7:]}.yaml": b"kind: manifest\n"})
+    path = meta_paths.manifest("gc/broken", digest) if place == "in its bucket" else \
+        f"repositories/gc/broken/_manifests/sha256/{digest[7:]}.yaml"
+    commit_by_hand(store, {path: b"kind: manifest\n"})
     age_tree(store, 2 * HOUR)
     before = files_below(store)
     output = collect(store, expect=1)

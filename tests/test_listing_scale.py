@@ -41,12 +41,15 @@ def bulk_store(root, names, description=lambda name: f"the {name} image") -> Met
     tag = repo.create_blob(b"kind: tag\n")
     nested: dict = {}
     for name in names:
-        level = nested
-        for part in name.split("/"):
-            level = level.setdefault(part, {})
         document = repository_document(name, description(name))
-        level[meta_paths.REPOSITORY_DOC] = repo.create_blob(documents.dump(document, meta_paths.repository(name)))
-        level["_tags"] = {meta_paths.tag_bucket("v1"): {"v1.yaml": tag}}
+        files = {meta_paths.repository(name): repo.create_blob(documents.dump(document, meta_paths.repository(name))),
+                 meta_paths.tag(name, "v1"): tag}
+        for path, blob in files.items():
+            *folders, leaf = path.split("/")[1:]   # below repositories/
+            level = nested
+            for part in folders:
+                level = level.setdefault(part, {})
+            level[leaf] = blob
 
     def write(level: dict) -> pygit2.Oid:
         builder = repo.TreeBuilder()
@@ -434,7 +437,7 @@ def test_search_api_says_when_more_results_follow_than_it_counted(secured_regist
     assert requests.get(f"{secured_registry.url}/api/v1/search", params={"q": term, "n": 4}).json()["more"] is False
 
 
-# --- a repository's tags: 256 buckets, listed in order, a push re-reads one bucket ----------------
+# --- a repository's tags: three levels of 16 folders, listed in order, a push re-reads its path -------
 
 def tag_document(tag: str) -> dict:
     return {"kind": "tag", "schemaVersion": 1, "name": tag, "digest": "sha256:" + "a" * 64,
@@ -442,7 +445,7 @@ def tag_document(tag: str) -> dict:
             "pushedAt": "2026-01-01T00:00:00Z"}
 
 
-def test_tags_sit_in_256_buckets_and_list_in_order_as_they_change(tmp_path):
+def test_tags_sit_in_buckets_three_hex_digits_deep_and_list_in_order_as_they_change(tmp_path):
     meta = bulk_store(tmp_path, ["ns/app"])
     tags = [f"v{i}" for i in range(1500)] + ["latest", "1.0", "sha-0af3", "V2", "a_b", "z.9"]
 
@@ -451,8 +454,13 @@ def test_tags_sit_in_256_buckets_and_list_in_order_as_they_change(tmp_path):
             txn.put(meta_paths.tag("ns/app", tag), tag_document(tag))
     meta.transact(push_all, TEST, "Import tags")
     tree = meta.snapshot().tree(meta_paths.tags_dir("ns/app"))
-    assert 240 < len(tree) <= 256 and all(isinstance(e, pygit2.Tree) and len(e.name) == 2 for e in tree)
-    assert max(len(bucket) for bucket in tree) < 30, "no bucket holds a large share of the tags"
+    hex_digits = set("0123456789abcdef")
+    assert {e.name for e in tree} == hex_digits and all(isinstance(e, pygit2.Tree) for e in tree)
+    second = [entry for folder in tree for entry in folder]
+    assert {e.name for e in second} == hex_digits and 240 < len(second) <= 256
+    buckets = [bucket for folder in second for bucket in folder]
+    assert len(buckets) > 1000 and all(isinstance(b, pygit2.Tree) and b.name in hex_digits for b in buckets)
+    assert max(len(bucket) for bucket in buckets) < 10, "no bucket holds a large share of the tags"
     service = RepositoryService(meta)
     expected = sorted(tags)  # bulk_store's own tag v1 is one of them
     assert service.tags("ns/app") == (expected, False)
@@ -462,7 +470,8 @@ def test_tags_sit_in_256_buckets_and_list_in_order_as_they_change(tmp_path):
 
     push_tag(meta, "ns/app", "v1500")
     assert service.tags("ns/app")[0] == sorted(expected + ["v1500"])
-    assert len(service._tags._buckets) == cached_buckets + 1, "only the changed bucket was read"
+    assert len(service._tags._buckets) == cached_buckets + 1 + meta_paths.FANOUT_LEVELS, \
+        "only the folders on the pushed tag's path were read: _tags and one at each level"
 
     meta.transact(lambda txn: txn.delete(meta_paths.tag("ns/app", "latest")), TEST, "Untag latest")
     assert "latest" not in service.tags("ns/app")[0]

@@ -467,14 +467,30 @@ def test_push_commit_records_the_tag_and_manifest_documents(registry, client, na
     body = image(client, name)
     [commit] = commits_for(registry, lambda: client.push_manifest(name, "v1", body))
     hex_digest = digest(body).split(":")[1]
-    bucket = hashlib.sha256(b"v1").hexdigest()[:2]   # tags sit in 256 buckets of _tags/ (meta/paths.py)
+    # tags and manifests sit in buckets three folders deep, one hex digit each (meta/paths.py):
+    # of the tag name's SHA-256, and of the manifest's digest
+    tag_bucket = "/".join(hashlib.sha256(b"v1").hexdigest()[:3])
+    manifest_bucket = "/".join(hex_digest[:3])
     assert changed_paths(commit) == {
         f"repositories/{name}/_repository.yaml",
-        f"repositories/{name}/_tags/{bucket}/v1.yaml",
-        f"repositories/{name}/_manifests/sha256/{hex_digest}.yaml",
+        f"repositories/{name}/_tags/{tag_bucket}/v1.yaml",
+        f"repositories/{name}/_manifests/sha256/{manifest_bucket}/{hex_digest}.yaml",
     }
     [untag] = commits_for(registry, lambda: client.delete(f"/v2/{name}/manifests/v1"))
-    assert changed_paths(untag) == {f"repositories/{name}/_tags/{bucket}/v1.yaml"}
+    assert changed_paths(untag) == {f"repositories/{name}/_tags/{tag_bucket}/v1.yaml"}
+
+
+def test_a_referrer_is_indexed_in_the_bucket_of_its_subjects_digest(registry, client, name):
+    subject = image(client, name)
+    client.push_manifest(name, "v1", subject)
+    client.push_blob(name, b"{}")
+    sbom = encode(artifact_manifest("application/spdx+json", [], subject=descriptor(subject, OCI_MANIFEST)))
+    [commit] = commits_for(registry, lambda: client.push_manifest(name, digest(sbom), sbom))
+    subject_hex, sbom_hex = digest(subject).split(":")[1], digest(sbom).split(":")[1]
+    assert changed_paths(commit) == {
+        f"repositories/{name}/_manifests/sha256/{'/'.join(sbom_hex[:3])}/{sbom_hex}.yaml",
+        f"repositories/{name}/_referrers/sha256/{'/'.join(subject_hex[:3])}/{subject_hex}/sha256-{sbom_hex}.yaml",
+    }
 
 
 def test_commit_carries_the_request_id_and_client_address(registry, client, name):

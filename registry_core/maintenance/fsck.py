@@ -6,7 +6,7 @@ What is checked:
   its content has that digest;
 - documents: every file in meta.git (at the tip of main) parses and matches the schema of its kind
   (documents.validate), and sits where its kind lives (a tag in its bucket of `_tags/` under its
-  own name, a manifest document under its digest, …);
+  own name, a manifest document in its bucket of `_manifests/` under its digest, …);
 - manifests: the blobs each manifest document needs exist (its own bytes, config and layers;
   foreign layers with `urls` are not stored) and the config and layers are linked into its
   repository; its child manifests are documents of the repository;
@@ -20,10 +20,12 @@ on first pull, so what is missing there is not a problem.
 Repairs (`--repair`), each made only if it is still needed on the tip it is committed to: a missing
 link to a blob that exists is written again; tags and referrer entries that point at a missing
 manifest, or at a manifest with another subject, are removed; missing referrer entries are written
-from their manifest document; a tag document outside its bucket of `_tags/` (a store from
-before the buckets, meta/paths.py `tag_bucket`) is moved there. Metadata repairs are one commit per repository, authored by the
-acting user. Corrupt and missing blobs and invalid documents need a person or a push: the report
-says what to do.
+from their manifest document; tag, manifest and referrer documents outside their buckets (a
+store from before the fanned-out layout of meta/paths.py: tags directly in `_tags/` or in 256
+buckets of two hex digits, manifests directly in `_manifests/<alg>/`, referrers directly in
+`_referrers/<alg>/`) are moved there, and removed where a later push already wrote their bucket's
+copy. Metadata repairs are one commit per repository, authored by the acting user. Corrupt and
+missing blobs and invalid documents need a person or a push: the report says what to do.
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ class Checker:
         self.store = store
         self.report = Report(store)
         self.users: dict[str, list[str]] = {}   # blob digest -> the manifests (NAME@DIGEST) that need it
+        self.moving: set[str] = set()           # where --repair moves misplaced documents to
 
     def run(self, repair: bool = False) -> Report:
         snapshot = self.meta.snapshot()
@@ -157,12 +160,16 @@ class Checker:
                 self.problem("document-misplaced", f"meta.git:{path}",
                              f"a {document['kind']} document where a {expected} document belongs",
                              f"move or remove it in a clone of meta.git ({self._git_log(path)} tells who wrote it)")
-            elif (place := _tag_place(path, document)) is not None:
-                self.problem("tag-misplaced", f"meta.git:{path}",
-                             f"tag {document['name']} belongs at {place} (a store from before the buckets of "
-                             "_tags/ keeps tags directly in _tags/): pulls by this tag do not find it",
+            elif (place := _place(path, document)) is not None:
+                kind = document["kind"]
+                there = (f"; {place} holds a copy a later push wrote, so --repair removes this one"
+                         if snapshot.exists(place) else "")
+                self.problem(f"{kind}-misplaced", f"meta.git:{path}",
+                             f"{_what(document)} belongs at {place} (a store from before the fanned-out "
+                             f"layout of meta.git): the registry does not see it here{there}",
                              "`registry fsck --repair` moves it there",
-                             fix=("move-tag", _repository_of(path), path, place))
+                             fix=("move", _repository_of(path), path, place))
+                self.moving.add(place)
             elif (mismatch := _name_mismatch(path, document)) is not None:
                 self.problem("document-misplaced", f"meta.git:{path}", mismatch,
                              f"correct it in a clone of meta.git and push that to main ({self._git_log(path)})")
@@ -232,7 +239,7 @@ class Checker:
         subject = document.get("subject")
         if subject is not None:
             path = meta_paths.referrer(name, subject["digest"], digest)
-            if not snapshot.exists(path):
+            if not snapshot.exists(path) and path not in self.moving:
                 entry = {"kind": "referrer", "schemaVersion": 1,
                          "descriptor": referrer_descriptor(digest, document["size"], parsed(document))}
                 self.problem("referrer-missing", f"meta.git:{path}",
@@ -241,28 +248,26 @@ class Checker:
                              fix=("put-referrer", name, path, digest, subject["digest"], entry))
 
     def check_referrers(self, snapshot: Snapshot, graph: RepositoryGraph) -> None:
+        """Every entry of the referrers index, in its bucket or at an older place: the subject is
+        the entry's folder, under `_referrers/<alg>/`."""
         name = graph.name
-        folder = f"{meta_paths.repository_dir(name)}/_referrers"
+        folder = meta_paths.referrers_root(name)
         for algorithm in snapshot.tree(folder) or ():
             if not isinstance(algorithm, pygit2.Tree):
                 continue
-            for subject_folder in algorithm:
-                if not isinstance(subject_folder, pygit2.Tree):
+            for path, entry in inventory.files_below(algorithm, f"{folder}/{algorithm.name}/"):
+                if not entry.name.endswith(".yaml") or path.count("/") == folder.count("/") + 2:
                     continue
-                subject = f"{algorithm.name}:{subject_folder.name}"
-                for entry in subject_folder:
-                    path = f"{folder}/{algorithm.name}/{subject_folder.name}/{entry.name}"
-                    if not isinstance(entry, pygit2.Blob) or not entry.name.endswith(".yaml"):
-                        continue
-                    self.report.checked["referrers"] += 1
-                    wrong = referrer_entry_problem(snapshot, name, path, subject)
-                    if wrong is not None:
-                        code, message = wrong
-                        if code is None:
-                            continue  # an invalid document: reported with the documents
-                        self.problem(code, f"meta.git:{path}", message,
-                                     "`registry fsck --repair` removes the entry",
-                                     fix=("delete-referrer", name, path, subject))
+                subject = f"{algorithm.name}:{path.rsplit('/', 2)[1]}"
+                self.report.checked["referrers"] += 1
+                wrong = referrer_entry_problem(snapshot, name, path, subject)
+                if wrong is not None:
+                    code, message = wrong
+                    if code is None:
+                        continue  # an invalid document: reported with the documents
+                    self.problem(code, f"meta.git:{path}", message,
+                                 "`registry fsck --repair` removes the entry",
+                                 fix=("delete-referrer", name, path, subject))
 
     # --- blobs ----------------------------------------------------------------------------------
 
@@ -314,15 +319,16 @@ class Checker:
             return [i for i, problem in enumerate(problems) if still_needed(snapshot, problem.fix)]
 
         def apply(txn: Transaction, planned: list[int]) -> None:
-            moved = {}  # a misplaced tag that is also dangling is moved first, then removed there
+            moved = {}  # a misplaced tag or referrer that is also dangling is moved first, then removed there
             for i in planned:
                 fix = problems[i].fix
                 if fix[0] == "put-referrer":
                     txn.put(fix[2], fix[5])
-                elif fix[0] == "move-tag":
-                    txn.put(fix[3], txn.get(fix[2]))
+                elif fix[0] == "move":
+                    if not txn.exists(fix[3]):  # else a later push wrote it there: that copy stays
+                        txn.put(fix[3], txn.get(fix[2]))
+                        moved[fix[2]] = fix[3]
                     txn.delete(fix[2])
-                    moved[fix[2]] = fix[3]
                 else:
                     txn.delete(moved.get(fix[2], fix[2]))
 
@@ -330,7 +336,7 @@ class Checker:
             lines = []
             for i in planned:
                 fix, problem = problems[i].fix, problems[i]
-                verb = {"put-referrer": "Write", "move-tag": f"Move to {fix[3]}"}.get(fix[0], "Remove")
+                verb = {"put-referrer": "Write", "move": f"Move to {fix[3]}"}.get(fix[0], "Remove")
                 lines.append(f"- {verb} {fix[2]}: {problem.message}\n")
             return f"Repair {name} (registry fsck --repair)\n\n" + "".join(lines)
 
@@ -345,14 +351,14 @@ def still_needed(snapshot: Snapshot, fix: tuple) -> bool:
         if kind == "delete-tag":
             tag = snapshot.get(path)
             return (tag is not None and tag["digest"] == fix[3]
-                    and not snapshot.exists(meta_paths.manifest(name, fix[3])))
-        if kind == "move-tag":  # moved already, or a newer push wrote the tag where it belongs
-            return snapshot.exists(path) and not snapshot.exists(fix[3])
+                    and manifest_document(snapshot, name, fix[3]) is None)
+        if kind == "move":  # moved already if it is gone
+            return snapshot.exists(path)
         if kind == "delete-referrer":
             wrong = referrer_entry_problem(snapshot, name, path, fix[3])
             return wrong is not None and wrong[0] is not None
         if kind == "put-referrer":
-            manifest = snapshot.get(meta_paths.manifest(name, fix[3]))
+            manifest = manifest_document(snapshot, name, fix[3])
             return (not snapshot.exists(path) and manifest is not None
                     and (manifest.get("subject") or {}).get("digest") == fix[4])
     except DocumentInvalid:
@@ -368,7 +374,7 @@ def referrer_entry_problem(snapshot: Snapshot, name: str, path: str, subject: st
     digest = f"{algorithm}:{encoded}"
     try:
         entry = snapshot.get(path)
-        manifest = snapshot.get(meta_paths.manifest(name, digest))
+        manifest = manifest_document(snapshot, name, digest)
     except DocumentInvalid as e:
         return None, str(e)
     if entry is None:
@@ -383,6 +389,17 @@ def referrer_entry_problem(snapshot: Snapshot, name: str, path: str, subject: st
         return "referrer-mismatch", (f"the referrers of {subject} list {digest}, whose subject is "
                                      f"{actual or 'none'}")
     return None
+
+
+def manifest_document(snapshot: Snapshot, name: str, digest: str) -> dict | None:
+    """A repository's manifest document: in its bucket, or where a store from before the buckets
+    kept it (`_manifests/<alg>/<hex>.yaml`, moved by --repair), so repairs made in the same run do
+    not take a manifest that is only misplaced for a missing one."""
+    document = snapshot.get(meta_paths.manifest(name, digest))
+    if document is None:
+        algorithm, _, encoded = digest.partition(":")
+        document = snapshot.get(f"{meta_paths.manifests_dir(name)}/{algorithm}/{encoded}.yaml")
+    return document
 
 
 def parsed(document: dict) -> ParsedManifest:
@@ -410,12 +427,39 @@ def expected_kind(path: str) -> str | None:
     return None
 
 
-def _tag_place(path: str, document: dict) -> str | None:
-    """Where a tag document that is not in its bucket of `_tags/` belongs; None if it is there."""
-    if document["kind"] != "tag" or not path.endswith(f"/{document['name']}.yaml"):
+def _place(path: str, document: dict) -> str | None:
+    """Where a tag, manifest or referrer document that sits in its kind's folder under its own
+    name, but not in its bucket, belongs; None if it is there (or has another name: see
+    _name_mismatch)."""
+    kind, parts = document["kind"], path.split("/")
+    name = _repository_of(path)
+    if kind == "tag" and parts[-1] == f"{document['name']}.yaml":
+        place = meta_paths.tag(name, document["name"])
+    elif kind == "manifest" and _under(parts, "_manifests") == document["digest"].partition(":")[0] \
+            and parts[-1] == f"{document['digest'].partition(':')[2]}.yaml":
+        place = meta_paths.manifest(name, document["digest"])
+    elif kind == "referrer" and parts[-1] == f"{document['descriptor']['digest'].replace(':', '-', 1)}.yaml" \
+            and "_referrers" in parts[:-3]:
+        subject = f"{_under(parts, '_referrers')}:{parts[-2]}"
+        place = meta_paths.referrer(name, subject, document["descriptor"]["digest"])
+    else:
         return None
-    place = meta_paths.tag(_repository_of(path), document["name"])
     return None if path == place else place
+
+
+def _under(parts: list[str], folder: str) -> str | None:
+    """The name of the folder just below `folder` in a path (the algorithm below `_manifests`)."""
+    if folder not in parts[:-2]:
+        return None
+    return parts[parts.index(folder) + 1]
+
+
+def _what(document: dict) -> str:
+    if document["kind"] == "tag":
+        return f"tag {document['name']}"
+    if document["kind"] == "manifest":
+        return f"the manifest document of {document['digest']}"
+    return f"the referrers entry of {document['descriptor']['digest']}"
 
 
 def _repository_of(path: str) -> str:
@@ -428,7 +472,7 @@ def _name_mismatch(path: str, document: dict) -> str | None:
     stem = parts[-1][:-len(".yaml")] if parts[-1].endswith(".yaml") else parts[-1]
     kind = document["kind"]
     if kind == "manifest":
-        named = f"{parts[-2]}:{stem}"
+        named = f"{_under(parts, '_manifests')}:{stem}"
         if document["digest"] != named:
             return f"the manifest document of {named} says it describes {document['digest']}"
     elif kind == "tag" and document["name"] != stem:

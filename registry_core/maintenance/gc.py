@@ -66,8 +66,9 @@ from registry_core.storage import paths
 from registry_core.storage.driver import StorageDriver
 
 HOUR = 3600.0
+# A manifest document in its bucket (meta/paths.py `fan_out`) or at an older place of `_manifests/`.
 _MANIFEST_PATH = re.compile(rf"{meta_paths.REPOSITORIES}/(?P<name>.+)/_manifests/"
-                            r"(?P<algorithm>[a-z0-9]+)/(?P<encoded>[a-f0-9]+)\.yaml")
+                            r"(?P<algorithm>[a-z0-9]+)/(?:[0-9a-f]+/)*(?P<encoded>[a-f0-9]+)\.yaml")
 
 
 class GarbageCollectionRefused(Exception):
@@ -352,16 +353,20 @@ class GarbageCollector:
     def _delete_unreachable(self, name: str, planned: dict[str, dict]) -> list[str]:
         """Delete those of `planned` that are still unreachable, in one commit; return their digests."""
 
+        found: dict[str, str] = {}  # digest -> the path of its document (an older place, before fsck --repair)
+
         def unreachable(snapshot: Snapshot) -> list[str]:
             graph = RepositoryGraph.read(snapshot, name)
             if graph.invalid:
                 raise GarbageCollectionRefused([str(e) for e in graph.invalid])
             reachable = graph.reachable()
+            found.update(graph.manifest_paths)
             return sorted(d for d in planned if d in graph.manifests and d not in reachable)
 
         def delete(txn: Transaction, doomed: list[str]) -> None:
             for digest in doomed:
                 txn.delete(meta_paths.manifest(name, digest))
+                txn.delete(found.get(digest, meta_paths.manifest(name, digest)))
                 subject = planned[digest].get("subject")
                 if subject is not None:
                     txn.delete(meta_paths.referrer(name, subject["digest"], digest))

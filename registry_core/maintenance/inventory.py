@@ -165,14 +165,25 @@ def _repositories(tree: pygit2.Tree, prefix: str) -> Iterator[str]:
             yield from _repositories(entry, f"{prefix}/{entry.name}" if prefix else entry.name)
 
 
-def documents_in(snapshot: Snapshot, folder: str) -> Iterator[tuple[str, str, pygit2.Blob]]:
-    """(alg, file name, blob) of every file in `folder`/<alg>/ (the layout of _manifests)."""
+def documents_in(snapshot: Snapshot, folder: str) -> Iterator[tuple[str, str, str, pygit2.Blob]]:
+    """(path, alg, file name, blob) of every file below `folder`/<alg>/ at any depth (the layout of
+    `_manifests`: its buckets, meta/paths.py `fan_out`, and the files a store from before them kept
+    directly in `<alg>/`, so that garbage collection keeps what those need until `registry fsck
+    --repair` moves them)."""
     tree = snapshot.tree(folder)
     for algorithm in tree or ():
         if isinstance(algorithm, pygit2.Tree):
-            for entry in algorithm:
-                if isinstance(entry, pygit2.Blob):
-                    yield algorithm.name, entry.name, entry
+            for path, blob in files_below(algorithm, f"{folder}/{algorithm.name}/"):
+                yield path, algorithm.name, blob.name, blob
+
+
+def files_below(tree: pygit2.Tree, prefix: str) -> Iterator[tuple[str, pygit2.Blob]]:
+    """(prefix + path, blob) of every file in `tree` and its folders."""
+    for entry in tree:
+        if isinstance(entry, pygit2.Tree):
+            yield from files_below(entry, f"{prefix}{entry.name}/")
+        elif isinstance(entry, pygit2.Blob):
+            yield f"{prefix}{entry.name}", entry
 
 
 def references(document: dict) -> Iterator[str]:
@@ -188,16 +199,14 @@ def references(document: dict) -> Iterator[str]:
 
 def tag_files(snapshot: Snapshot, name: str):
     """(path, blob) of every tag document of a repository: those in the buckets of `_tags/`, and
-    any left directly in `_tags/` by a store from before the buckets (meta/paths.py `tag_bucket`),
-    so that garbage collection keeps what they tag until `registry fsck --repair` moves them."""
-    tags_dir = meta_paths.tags_dir(name)
-    for entry in snapshot.tree(tags_dir) or ():
-        if isinstance(entry, pygit2.Tree):
-            for tag in entry:
-                if isinstance(tag, pygit2.Blob) and tag.name.endswith(".yaml"):
-                    yield f"{tags_dir}/{entry.name}/{tag.name}", tag
-        elif isinstance(entry, pygit2.Blob) and entry.name.endswith(".yaml"):
-            yield f"{tags_dir}/{entry.name}", entry
+    any a store from before them left elsewhere in `_tags/` (directly, or in buckets of another
+    shape; meta/paths.py `tag_bucket`), so that garbage collection keeps what they tag until
+    `registry fsck --repair` moves them."""
+    tree = snapshot.tree(meta_paths.tags_dir(name))
+    if tree is not None:
+        for path, blob in files_below(tree, meta_paths.tags_dir(name) + "/"):
+            if blob.name.endswith(".yaml"):
+                yield path, blob
 
 
 @dataclass
@@ -215,23 +224,29 @@ class RepositoryGraph:
     def read(cls, snapshot: Snapshot, name: str) -> "RepositoryGraph":
         """Read the graph as of `snapshot`; documents that fail their schema go to `invalid`."""
         graph = cls(name)
-        manifests_dir = f"{meta_paths.repository_dir(name)}/_manifests"
-        for algorithm, file_name, blob in documents_in(snapshot, manifests_dir):
+        for path, algorithm, file_name, blob in documents_in(snapshot, meta_paths.manifests_dir(name)):
             if not file_name.endswith(".yaml"):
                 continue
-            path = f"{manifests_dir}/{algorithm}/{file_name}"
             digest = f"{algorithm}:{file_name[:-len('.yaml')]}"
             try:
-                graph.manifests[digest] = load_blob(blob, path)
+                document = load_blob(blob, path)
+            except DocumentInvalid as e:
+                graph.invalid.append(e)
+                continue
+            # A document in its place wins over a copy left at an older place (fsck reports that).
+            if graph.manifest_paths.get(digest) != meta_paths.manifest(name, digest):
+                graph.manifests[digest] = document
                 graph.manifest_paths[digest] = path
-            except DocumentInvalid as e:
-                graph.invalid.append(e)
         for path, entry in tag_files(snapshot, name):
+            tag = entry.name[:-len(".yaml")]
             try:
-                graph.tags[entry.name[:-len(".yaml")]] = load_blob(entry, path)["digest"]
-                graph.tag_paths[entry.name[:-len(".yaml")]] = path
+                document = load_blob(entry, path)
             except DocumentInvalid as e:
                 graph.invalid.append(e)
+                continue
+            if graph.tag_paths.get(tag) != meta_paths.tag(name, tag):
+                graph.tags[tag] = document["digest"]
+                graph.tag_paths[tag] = path
         return graph
 
     def reachable(self) -> set[str]:

@@ -266,30 +266,26 @@ def _entry_header(kind: int, size: int) -> bytes:
 
 
 def encode_entry(kind: int, data: bytes) -> bytes:
-    """An object as a pack stores it whole: type and size, then the data as a zlib stream."""
-    return _entry_header(kind, len(data)) + zlib_stored(data)
+    """An object as a pack stores it whole: type and size, then the data as a zlib stream
+    (compressed, `deflate`)."""
+    return _entry_header(kind, len(data)) + deflate(data)
 
 
-def zlib_stored(data: bytes) -> bytes:
-    """`data` as a zlib stream of stored (uncompressed) blocks.
+# zlib level 1 with a 4 KiB window and a small hash table. Why not zlib.compress: it sets up a
+# deflate state of about 256 KiB (32 KiB window, memLevel 8), which with the fixed mmap threshold of
+# index/passwords.py is fresh pages every time: 35-50 us for a 200-byte document. This state is
+# about 24 KiB (heap memory): 5-11 us an object, and it saves what zlib.compress at level 1, 6 or 9
+# saves on what a push writes (a 830-byte manifest document: 401 bytes; a tree of 16 folders: 410
+# of 448, its ids do not compress). 1,000 pushes: 12.8 MiB of meta.git against 15.5 MiB stored
+# uncompressed, 13.5 MiB with the trees left uncompressed; a tag push costs about 0.1 ms more
+# (bench/profiles/notes.md, "meta.git growth"). `registry garbage-collect` packs further (deltas).
+DEFLATE_LEVEL, DEFLATE_WINDOW_BITS, DEFLATE_MEMORY_LEVEL = 1, 12, 4
 
-    Why not zlib.compress: each call sets up a deflate state of about 256 KiB, which with the
-    fixed mmap threshold of index/passwords.py is fresh pages every time: 50 us for a 100-byte
-    document, 116 us for a 7.7 KiB tree, against 3 us here. What the packs lose (the ids in trees
-    hardly compress; the documents do) `registry garbage-collect` wins back: its pack is deflated
-    and holds the trees as deltas."""
-    parts = [b"\x78\x01"]  # deflate, 32 KiB window, no dictionary, fastest
-    start = 0
-    while True:
-        block = data[start:start + 0xFFFF]
-        start += 0xFFFF
-        final = start >= len(data)
-        parts.append(struct.pack("<BHH", final, len(block), len(block) ^ 0xFFFF))
-        parts.append(block)
-        if final:
-            break
-    parts.append(struct.pack(">I", zlib.adler32(data)))
-    return b"".join(parts)
+
+def deflate(data: bytes) -> bytes:
+    """`data` as a zlib stream (what git and libgit2 read for an object in a pack)."""
+    compressor = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, DEFLATE_WINDOW_BITS, DEFLATE_MEMORY_LEVEL)
+    return compressor.compress(data) + compressor.flush()
 
 
 def pack_bytes(entries: dict[bytes, bytes]) -> tuple[bytes, bytes]:

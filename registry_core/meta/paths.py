@@ -5,11 +5,27 @@
     orgs/<org>.yaml
     repositories/<ns…>/<name>/_repository.yaml
       …/_collaborators/<user>.yaml
-      …/_tags/<bucket>/<tag>.yaml                      bucket: tag_bucket(tag), 2 hex digits
-      …/_manifests/<alg>/<hex>.yaml                    the image graph node
-      …/_referrers/<alg>/<subject-hex>/<alg>-<hex>.yaml  the referrers index
+      …/_tags/<x>/<y>/<z>/<tag>.yaml                   x/y/z: tag_bucket(tag)
+      …/_manifests/<alg>/<x>/<y>/<z>/<hex>.yaml        the image graph node; x/y/z: fan_out(hex)
+      …/_referrers/<alg>/<x>/<y>/<z>/<subject-hex>/<alg>-<hex>.yaml   the referrers index
       …/_stars/<user>.yaml                             one user's star
       …/_comments/<id>.yaml                            one comment (ids sort by time)
+
+Folders that grow with a repository's pushes (tags, manifests, referrer subjects) are fanned out
+into FANOUT_LEVELS levels of 16 folders, each named by one hex digit (`fan_out`).
+Why: a commit rewrites every git tree on the paths it changes, and meta.git keeps each version of
+each tree. In one flat folder of 10,000 manifests a push would write a tree of 10,000 entries
+(about 1 MB), and meta.git grew with the square of the pushes (1,000 manifests: 176 MiB). With
+three levels of 16 a push writes, per folder, three trees of 16 entries and a bucket of N / 4096
+entries: about 1.5 KB at 10,000 manifests, 24 KB at a million. Chosen by measurement over 256
+buckets of two hex digits (a 256-entry tree, 7.4 KB, per folder per push: 62 KiB a push at 10,000
+against 16) and two levels of 16 (25 KiB): bench/meta_growth.py, bench/profiles/notes.md
+("meta.git growth"). Stores written before this layout are moved into it
+by `registry fsck --repair` (maintenance/fsck.py): until then the registry does not see their
+tags, manifests and referrers at the old places (garbage collection still keeps what they need).
+`_stars/` and `_comments/` stay flat: each entry is a person's action, rare next to a pipeline's
+pushes; a repository's star count is the size of its `_stars` tree, and comments are listed in
+the order of their ids (time), which buckets by hash would scatter.
 """
 
 import hashlib
@@ -52,29 +68,40 @@ def tags_dir(name: str) -> str:
     return f"{REPOSITORIES}/{name}/_tags"
 
 
-def tag_bucket(tag_name: str) -> str:
-    """The folder of `_tags/` that holds a tag: the first byte of the SHA-256 of its name, in hex.
+FANOUT_LEVELS = 3
 
-    Why: a push rewrites every git tree on the tag's path, so with one flat `_tags/` a tag push
-    cost (and added to meta.git) a tree the size of all the repository's tags (10,000 tags: 10 ms
-    and 400 KB a push, measured in bench/). 256 buckets keep both trees small at any tag count:
-    at 100,000 tags a push writes trees of 256 and about 390 entries.
-    """
-    return hashlib.sha256(tag_name.encode()).hexdigest()[:2]
+
+def fan_out(hex_key: str) -> str:
+    """The bucket of a key (hex digits spread evenly, as digests are): its first FANOUT_LEVELS
+    digits as nested folders, `3/f/a`."""
+    return "/".join(hex_key[:FANOUT_LEVELS])
+
+
+def tag_bucket(tag_name: str) -> str:
+    """The bucket of `_tags/` that holds a tag: fan_out of the SHA-256 of its name, in hex."""
+    return fan_out(hashlib.sha256(tag_name.encode()).hexdigest())
 
 
 def tag(name: str, tag_name: str) -> str:
     return f"{REPOSITORIES}/{name}/_tags/{tag_bucket(tag_name)}/{tag_name}.yaml"
 
 
+def manifests_dir(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_manifests"
+
+
 def manifest(name: str, digest: str) -> str:
     algorithm, encoded = split_digest(digest)
-    return f"{REPOSITORIES}/{name}/_manifests/{algorithm}/{encoded}.yaml"
+    return f"{REPOSITORIES}/{name}/_manifests/{algorithm}/{fan_out(encoded)}/{encoded}.yaml"
+
+
+def referrers_root(name: str) -> str:
+    return f"{REPOSITORIES}/{name}/_referrers"
 
 
 def referrers_dir(name: str, subject: str) -> str:
     algorithm, encoded = split_digest(subject)
-    return f"{REPOSITORIES}/{name}/_referrers/{algorithm}/{encoded}"
+    return f"{REPOSITORIES}/{name}/_referrers/{algorithm}/{fan_out(encoded)}/{encoded}"
 
 
 def referrer(name: str, subject: str, digest: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from registry_core.context import Context, now_iso
 from registry_core.errors import RegistryError
@@ -198,12 +198,11 @@ class ManifestService:
                 raise manifest_unknown(name, reference)
             txn.delete(meta_paths.manifest(name, ref.digest))
             removed_tags = []
-            tags_dir = meta_paths.tags_dir(name)
-            for bucket in txn.names(tags_dir):
-                for tag_file in txn.names(f"{tags_dir}/{bucket}"):
-                    tag = txn.get(f"{tags_dir}/{bucket}/{tag_file}")
+            for bucket in bucket_folders(txn, meta_paths.tags_dir(name)):
+                for tag_file in txn.names(bucket):
+                    tag = txn.get(f"{bucket}/{tag_file}")
                     if tag is not None and tag["digest"] == ref.digest:
-                        txn.delete(f"{tags_dir}/{bucket}/{tag_file}")
+                        txn.delete(f"{bucket}/{tag_file}")
                         removed_tags.append(tag["name"])
             if "subject" in document:
                 txn.delete(meta_paths.referrer(name, document["subject"]["digest"], ref.digest))
@@ -219,6 +218,16 @@ class ManifestService:
                 self.notify(event("untag", context, repository=name, tag=tag, digest=ref.digest))
             self.notify(event("delete", context, repository=name, digest=ref.digest,
                               media_type=document["mediaType"]))
+
+
+def bucket_folders(txn: Transaction, folder: str, levels: int | None = None) -> Iterator[str]:
+    """The paths of the buckets of a fanned-out folder (meta/paths.py `fan_out`) as `txn` sees them."""
+    levels = meta_paths.FANOUT_LEVELS if levels is None else levels
+    for name in txn.names(folder):
+        if levels == 1:
+            yield f"{folder}/{name}"
+        else:
+            yield from bucket_folders(txn, f"{folder}/{name}", levels - 1)
 
 
 def graph_node(digest: str, size: int, parsed: ParsedManifest, context: Context) -> dict:

@@ -1,8 +1,9 @@
 """Repositories: their documents, the catalog, and tag listings, with paging by `n` and `last`.
 
 Listings never walk the store per request. A repository's tags are cached by the id of its
-`_tags` tree, which changes only when that repository's tags do, and each of its buckets by the
-bucket's tree id (`TagNames`: a listing after a push reads the one bucket the push changed). The catalog is a sorted list of
+`_tags` tree, which changes only when that repository's tags do, and each of its folders by the
+folder's tree id (`TagNames`: a listing after a push reads the folders on the pushed tag's path). The
+catalog is a sorted list of
 every repository's name (`CatalogIndex`), kept per process and brought up to date from the diff
 between the tree it was made for and the current one (meta/diffs.py: it skips subtrees whose ids
 did not change and never enters `_tags`, `_manifests`, …, so it costs the folders on the changed
@@ -137,14 +138,16 @@ def take_visible(names: Iterable[str], visible: Callable[[list[str]], list[str]]
 class TagNames:
     """The sorted tag names of `_tags/` trees, cached by tree id.
 
-    `_tags/` holds 256 buckets (meta/paths.py `tag_bucket`), so a push changes one bucket: the
-    names of each bucket are cached by the bucket's tree id too, and a changed `_tags/` reads only
-    the buckets it does not know (a listing after a push reads one bucket, not every tag).
+    `_tags/` is fanned out (meta/paths.py `tag_bucket`: FANOUT_LEVELS levels of 16 folders), so a
+    push changes one folder at each level: the names below each folder are cached by the folder's
+    tree id too, and a changed `_tags/` reads only the folders it does not know (a listing after a
+    push reads the FANOUT_LEVELS folders on the pushed tag's path, not every tag). Files at other
+    depths (an older layout, which `registry fsck --repair` moves) are not tags the registry sees.
     """
 
     def __init__(self, lists: int = 1024, buckets: int = 65536):
         self._lists: OrderedDict[pygit2.Oid, list[str]] = OrderedDict()
-        self._buckets: OrderedDict[pygit2.Oid, list[str]] = OrderedDict()
+        self._buckets: OrderedDict[tuple[pygit2.Oid, int], list[str]] = OrderedDict()
         self._limits = lists, buckets
         self._lock = threading.Lock()
 
@@ -153,16 +156,22 @@ class TagNames:
         with self._lock:
             names = self._lists.get(tags_tree.id)
             if names is None:
-                names = snapshot.read(lambda: sorted(chain.from_iterable(
-                    self._bucket(entry) for entry in tags_tree if isinstance(entry, pygit2.Tree))))
+                names = snapshot.read(lambda: sorted(self._folder(tags_tree, meta_paths.FANOUT_LEVELS)))
                 _remember(self._lists, tags_tree.id, names, self._limits[0])
             return names
 
-    def _bucket(self, bucket: pygit2.Tree) -> list[str]:
-        names = self._buckets.get(bucket.id)
+    def _folder(self, folder: pygit2.Tree, levels: int) -> list[str]:
+        """The tag names in the buckets `levels` folders below `folder` (0: `folder` is a bucket)."""
+        key = (folder.id, levels)
+        names = self._buckets.get(key)
         if names is None:
-            names = [entry.name[:-5] for entry in bucket if entry.name.endswith(".yaml")]
-            _remember(self._buckets, bucket.id, names, self._limits[1])
+            if levels == 0:
+                names = [entry.name[:-5] for entry in folder
+                         if entry.name.endswith(".yaml") and isinstance(entry, pygit2.Blob)]
+            else:
+                names = list(chain.from_iterable(self._folder(entry, levels - 1) for entry in folder
+                                                 if isinstance(entry, pygit2.Tree)))
+            _remember(self._buckets, key, names, self._limits[1])
         return names
 
 
