@@ -26,6 +26,7 @@ tags, manifests and referrers at the old places (garbage collection still keeps 
 `_stars/` and `_comments/` stay flat: each entry is a person's action, rare next to a pipeline's
 pushes; a repository's star count is the size of its `_stars` tree, and comments are listed in
 the order of their ids (time), which buckets by hash would scatter.
+The store around meta.git, and how a commit reaches it: docs/architecture.md.
 """
 
 import hashlib

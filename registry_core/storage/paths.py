@@ -11,6 +11,7 @@
 Paths are driver paths: '/'-separated, relative to the root. Callers pass names and digests that
 registry_core.names has already checked, so no component can be '..' or empty. The `_blobs`
 folder cannot collide with a repository name component (those never start with '_').
+The whole store (state/, keys/, meta.git's own files, locks) is drawn in docs/architecture.md.
 """
 
 from registry_core.names import split_digest
