@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
+import sys
 
 import click
 
@@ -125,29 +127,62 @@ def serve(store, config_path, host, port, workers, threads, dev, access_log, emp
     except DocumentInvalid as e:
         raise click.ClickException(f"invalid configuration: {e}") from None
     created = not os.path.exists(os.path.join(config.store, "meta.git"))
-    description = None
     if created:
         registry = Registry(config, pm)
         if not empty:
             from registry_core.seed import seed
-            description = seed(registry)
+            seed(registry)
     try:
         prepare_views(config)  # the saved views every worker starts from (app.py)
     except Exception as e:  # an optimisation: the workers would build what is missing themselves
         click.echo(f"warning: the saved views of {config.store} could not be prepared: {e}", err=True)
-    url = f"http://{config.host}:{config.port}"
-    banner = [f"Registry serving on {url}  (store: {config.store}{', new' if created else ''})"]
-    if description:
-        banner.append("Demo logins: " + ", ".join(f"{u['name']} / {u['password']}"
-                                                  for u in description.get("users", [])))
-        banner.append("Demo images: " + ", ".join(r["name"] for r in description["repositories"]))
-    first_admin = first_admin_hint(config)
-    if first_admin:
-        banner.append(first_admin)
-    banner.append(f"Try: skopeo inspect --tls-verify=false docker://{config.host}:{config.port}/library/hello:latest")
+    banner = start_banner(config, created)
     # gunicorn: this process becomes its master (see registry_core/serving.py) and does not return
     run_server(options, config.host, config.port, config.workers, config.threads, dev=dev,
-               access_log=access_log, banner="\n".join(banner), watch=bool(config_path), config_text=text)
+               access_log=access_log, banner=banner, watch=bool(config_path), config_text=text)
+
+
+def start_banner(config: config_module.Config, created: bool) -> str:
+    """What `serve` prints once it listens, at every start: the URL and store; for a store that
+    still has the demo (sample_store/), its logins that still work, its images and a first
+    command that works as printed; the way to a first admin for a store without one."""
+    from registry_core import seed
+    from registry_core.meta.store import MetaStore
+
+    address = f"{config.host}:{config.port}"
+    lines = [f"Registry serving on http://{address}  (store: {config.store}{', new' if created else ''})"]
+    meta = MetaStore(os.path.join(config.store, "meta.git"), create=False)
+    description = seed.read_description()
+    if config.auth.enabled and config.role != "registry":
+        logins = seed.demo_logins(meta, description)
+        if logins:
+            lines.append("Demo logins: " + ", ".join(f"{name} / {password}" for name, password in logins))
+    images = seed.demo_images(meta, description)
+    if images:
+        lines.append("Demo images: " + ", ".join(images))
+    if config.role != "index" and seed.has_tag(meta, "library/hello", "latest"):
+        lines.append(f"Try: skopeo inspect --tls-verify=false docker://{address}/library/hello:latest")
+    if images:
+        lines.append(f"Then: the quick start in README.md, in another terminal; {registry_command_hint()}")
+    first_admin = first_admin_hint(config)
+    if first_admin:
+        lines.append(first_admin)
+    return "\n".join(lines)
+
+
+def registry_command_hint() -> str:
+    """How to reach this `registry` command from a shell: it is on PATH, or its venv must be
+    activated first (`make run` runs .venv/bin/registry without putting .venv/bin on PATH)."""
+    bin_dir = os.path.dirname(sys.executable)
+    found = shutil.which("registry")
+    if found and os.path.dirname(os.path.realpath(found)) == os.path.realpath(bin_dir):
+        return "the `registry` command is on your PATH"
+    activate = os.path.join(bin_dir, "activate")
+    if sys.prefix == sys.base_prefix or not os.path.exists(activate):
+        return f"the `registry` command is {os.path.join(bin_dir, 'registry')}"
+    relative = os.path.relpath(activate)
+    shown = relative if not relative.startswith("..") else activate
+    return f"`. {shlex.quote(shown)}` first puts the `registry` command on your PATH"
 
 
 def first_admin_hint(config: config_module.Config) -> str | None:

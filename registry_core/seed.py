@@ -30,10 +30,16 @@ def sample_store_dir() -> Path:
     return Path(str(resources.files("registry_core.sample_store")))
 
 
+def read_description(seed_file: Path | None = None) -> dict:
+    """The seed description (sample_store/store.yaml unless another is given), checked."""
+    seed_file = seed_file or sample_store_dir() / "store.yaml"
+    return validate(yaml.safe_load(seed_file.read_text()), str(seed_file), kind="seed")
+
+
 def seed(registry, seed_file: Path | None = None) -> dict:
     """Import the seed description; return it (for printing the demo logins)."""
     seed_file = seed_file or sample_store_dir() / "store.yaml"
-    description = validate(yaml.safe_load(seed_file.read_text()), str(seed_file), kind="seed")
+    description = read_description(seed_file)
     users = description.get("users", [])
     if users:
         accounts = Accounts(registry.meta)
@@ -91,3 +97,34 @@ def import_layout(registry, repository: dict, layout: Path) -> None:
                 "kind": "collaborator", "schemaVersion": 1, "user": collaborator["user"],
                 "role": collaborator["role"], "addedBy": context.actor})
     registry.meta.transact(settings, context, f"Describe {name}")
+
+
+# --- what of the demo a store still has ------------------------------------------------------------
+
+
+def demo_logins(meta, description: dict | None = None) -> list[tuple[str, str]]:
+    """The seed's demo logins (name, password) that still log in to this store: the account is
+    there, enabled, and its password is still the demo one (checked against its hash). `registry
+    serve` prints them at every start, never one that was changed or a store made without them."""
+    from registry_core.index.passwords import password_matches
+
+    description = description or read_description()
+    accounts = Accounts(meta)
+    working = []
+    for user in description.get("users", []):
+        account = accounts.user(user["name"])
+        if account and not account.get("disabled") and account.get("passwordHash") \
+                and password_matches(account["passwordHash"], user["password"]):
+            working.append((user["name"], user["password"]))
+    return working
+
+
+def demo_images(meta, description: dict | None = None) -> list[str]:
+    """The seed's repositories that this store still has."""
+    description = description or read_description()
+    snapshot = meta.snapshot()
+    return [r["name"] for r in description["repositories"] if snapshot.exists(meta_paths.repository(r["name"]))]
+
+
+def has_tag(meta, name: str, tag: str) -> bool:
+    return meta.snapshot().exists(meta_paths.tag(name, tag))

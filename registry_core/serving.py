@@ -119,10 +119,15 @@ def check_config(config) -> None:
     validate_plugin_config(plugins, config.plugin_config, config.source or "registry.yaml")
 
 
-def worker_app(options: ServeOptions):
-    """The WSGI app of one worker, built after the fork, and warmed up before it is served."""
+def worker_app(options: ServeOptions, reported_tls=None):
+    """The WSGI app of one worker, built after the fork, and warmed up before it is served.
+    `reported_tls`: the master's table of the addresses whose TLS attempts were logged
+    (registry_core/tls_probes.py), shared by the workers."""
     from registry_core.app import Registry, build_app, warm_up
 
+    if reported_tls is not None:
+        from registry_core import tls_probes
+        tls_probes.install(reported_tls)
     registry = Registry(options.config())
     app = build_app(registry)
     warm_up(registry)
@@ -256,8 +261,12 @@ def _heartbeat_dir() -> str | None:
 
 def run_master(spec: dict) -> None:
     """gunicorn's master, as `serve` handed it over."""
+    from registry_core.tls_probes import ReportedAddresses
+
     options = ServeOptions(**spec["options"])
     settings = gunicorn_options(spec["host"], spec["port"], spec["workers"], spec["threads"], spec["access_log"])
+    _title_processes(f"{spec['host']}:{spec['port']}")
+    reported_tls = ReportedAddresses()  # made before the fork: the workers share it
 
     def when_ready(server):
         if spec["banner"]:
@@ -267,7 +276,27 @@ def run_master(spec: dict) -> None:
             watch_config(options.config_path, lambda: check_for_reload(options))
 
     settings["when_ready"] = when_ready
-    gunicorn_application(lambda: worker_app(options), settings).run()
+    gunicorn_application(lambda: worker_app(options, reported_tls), settings).run()
+
+
+def _title_processes(address: str) -> None:
+    """Title the master `registry: master ADDRESS` and each worker `registry: worker ADDRESS` in
+    `ps` and /proc/PID/cmdline. gunicorn titles its processes only through the setproctitle
+    package (without it every worker shows the master's command line), as "gunicorn: worker
+    [proc_name]"; its titling function, which it calls in the master and in each new worker
+    (`util._setproctitle("worker [registry]")`), is replaced by one that keeps the role and names
+    the registry and its address instead."""
+    from gunicorn import util
+    try:
+        from setproctitle import setproctitle
+    except ImportError:  # a dependency; without it the processes keep the master's command line
+        return
+
+    def title(gunicorn_title: str) -> None:
+        role = gunicorn_title.split(" ", 1)[0]  # "master" or "worker"
+        setproctitle(f"registry: {role} {address}")
+
+    util._setproctitle = title
 
 
 def check_for_reload(options: ServeOptions) -> None:

@@ -115,6 +115,61 @@ def test_serve_says_nothing_of_a_first_admin_where_there_is_one(secured_registry
     assert "No admin account yet" not in secured_registry.log()  # the sample store's admin
 
 
+def wait_for_banner(server: RunningRegistry) -> str:
+    deadline = time.monotonic() + 30
+    while "Registry serving on" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the banner is printed once gunicorn listens
+    return server.log()
+
+
+DEMO_LOGINS = "Demo logins: admin / admin-demo, alice / alice-demo, bob / bob-demo"
+
+
+def test_every_start_of_the_demo_store_prints_its_logins_and_a_first_command_that_works(tmp_path):
+    store = tmp_path / "store"
+    RunningRegistry(store).stop()  # the first start: seeds the store
+    server = RunningRegistry(store, env={"PATH": "/usr/local/bin:/usr/bin:/bin"})  # `registry` not on PATH
+    try:
+        banner = wait_for_banner(server)
+        assert f"Registry serving on {server.url}  (store: {store})" in banner  # not new
+        assert DEMO_LOGINS in banner
+        first = re.search(r"^Try: (.+)$", banner, re.M)
+        assert first, banner
+        tried = subprocess.run(shlex.split(first[1]), capture_output=True, text=True, timeout=60)
+        assert tried.returncode == 0, tried.stderr
+        assert '"Name": "' + server.host + '/library/hello"' in tried.stdout
+        assert re.search(r"^Then: .*`\. \S+/bin/activate` first puts the `registry` command on your PATH", banner, re.M)
+    finally:
+        server.stop()
+
+
+def test_the_banner_leaves_out_a_demo_login_whose_password_was_changed(tmp_path):
+    from registry_core.app import Registry
+    from registry_core.cli import start_banner
+    from registry_core.context import SYSTEM
+    from registry_core.index.accounts import Accounts
+    from registry_core.seed import seed
+
+    config = config_module.Config(store=str(tmp_path / "store"))
+    registry = Registry(config)
+    seed(registry)
+    assert DEMO_LOGINS in start_banner(config, created=False)
+    Accounts(registry.meta).update_user(SYSTEM, "alice", "Change alice's password", password="not-the-demo-one")
+    banner = start_banner(config, created=False)
+    assert "Demo logins: admin / admin-demo, bob / bob-demo" in banner.splitlines()
+
+
+def test_the_banner_of_a_store_without_the_demo_has_no_demo_lines(tmp_path):
+    from registry_core.app import Registry
+    from registry_core.cli import start_banner
+
+    config = config_module.Config(store=str(tmp_path / "store"))
+    Registry(config)
+    banner = start_banner(config, created=True)
+    assert banner.splitlines()[0].endswith(", new)")
+    assert not re.search(r"^(Demo logins|Demo images|Try|Then):", banner, re.M), banner
+
+
 def test_init_with_another_admin_name(runner, tmp_path):
     result = runner.invoke(main, ["init", str(tmp_path / "store"), "--admin", "root"])
     assert result.exit_code == 0, result.output

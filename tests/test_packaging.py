@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,8 +65,10 @@ def installed(tmp_path_factory) -> Path:
     source = source_copy(base / "source")
     venv = base / "venv"
     run([sys.executable, "-m", "venv", venv], timeout=INSTALL_TIMEOUT)
-    run([venv / "bin" / "python", "-m", "pip", "install", "--quiet", source], timeout=INSTALL_TIMEOUT,
-        cwd=base)
+    # --verbose: the build backend's output, warnings included, is shown (and kept for a test)
+    result = run([venv / "bin" / "python", "-m", "pip", "install", "--verbose", source], timeout=INSTALL_TIMEOUT,
+                 cwd=base)
+    (base / "pip-install.log").write_text(result.stdout + result.stderr)
     shutil.rmtree(source)  # what is installed must not need the source tree
     return venv
 
@@ -108,6 +111,14 @@ def test_the_installed_package_is_imported_from_the_venv_and_carries_its_data(in
         assert (shipped / "index.json").read_bytes() == (layout / "index.json").read_bytes()
         assert sorted(p.name for p in (shipped / "blobs" / "sha256").iterdir()) == \
             sorted(p.name for p in (layout / "blobs" / "sha256").iterdir())
+
+
+def test_building_the_package_warns_of_nothing(installed):
+    """The build backend's warnings are about the project's own packaging (a deprecated
+    `license` table, package data in folders missing from `packages`): none is left."""
+    output = (installed.parent / "pip-install.log").read_text()
+    warnings = re.findall(r"^\s*\S+\.py:\d+: \w*Warning: .*$", output, re.M)
+    assert warnings == []
 
 
 def test_the_console_script_runs(installed):
