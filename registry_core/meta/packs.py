@@ -453,9 +453,9 @@ class MergePolicy:
         self.deltified: set[str] = set()
         self._sizes: dict[str, int] = {}
         self._commits = 0
-        self._wanted = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
+        self._work = threading.Condition()  # guards _requested and _busy
+        self._requested = False  # commits asked for a look since the thread last took one
+        self._busy = False       # the thread is looking or merging
         self._thread: threading.Thread | None = None
         self._thread_pid = None
         self._lock = threading.Lock()
@@ -472,14 +472,16 @@ class MergePolicy:
             self._pending = (repo_path, durable)
         if not self.background:
             return self._merge_pending()
-        self._idle.clear()
-        self._start_thread()
-        self._wanted.set()
+        with self._work:
+            self._start_thread()
+            self._requested = True
+            self._work.notify()
         return 0
 
     def settle(self, timeout: float = 60) -> bool:
         """Wait until the merge thread has nothing left to do (for tests and tools that exit)."""
-        return self._idle.wait(timeout)
+        with self._work:
+            return self._work.wait_for(lambda: not self._requested and not self._busy, timeout)
 
     def _start_thread(self) -> None:
         if self._thread is not None and self._thread_pid == os.getpid() and self._thread.is_alive():
@@ -493,16 +495,18 @@ class MergePolicy:
 
     def _run(self) -> None:
         while True:
-            self._wanted.wait()
-            self._wanted.clear()
+            with self._work:
+                self._work.wait_for(lambda: self._requested)
+                self._requested, self._busy = False, True
             try:
                 while self._merge_pending():
                     pass  # a merge may fill the next tier
             except Exception:  # noqa: BLE001
                 log.exception("merging small packs failed; the commit stands, and a later commit tries again")
             finally:
-                if not self._wanted.is_set():
-                    self._idle.set()
+                with self._work:
+                    self._busy = False
+                    self._work.notify_all()
 
     def _merge_pending(self) -> int:
         with self._lock:

@@ -54,7 +54,10 @@ pygit2.settings.cache_max_size(OBJECT_CACHE_BYTES)
 
 _parsed: dict[pygit2.Oid, dict] = {}
 _trees = packs.TreeCache()
-_PARSED_LIMIT = 200_000
+# Parsed documents kept per process: a manifest document is 2-3 KB as Python objects, so 200,000
+# of them were half a gigabyte (garbage-collect of a 100,000-push store grew past 540 MB reading
+# them); 20,000 hold every repository document of a 10,000-repository catalog and the hot tags.
+_PARSED_LIMIT = 20_000
 
 
 def author(context: Context) -> tuple[str, str]:
