@@ -6,12 +6,14 @@ with `surrogatepass`, and which then fails when written to git, YAML or a respon
 deep enough to exhaust the interpreter's recursion (json.loads raises RecursionError; a document
 a little under that limit makes YAML, jsonschema or json.dumps raise it later). Both are refused
 here, where the JSON is read, so every later step sees a tree that is shallow and whose text
-encodes as UTF-8.
+encodes as UTF-8. So is a whole number longer than Python converts (sys.get_int_max_str_digits,
+4,300 digits), on which json.loads raises a plain ValueError.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 
 MAX_DEPTH = 64  # objects and arrays inside one another; a manifest uses 4, an API body 2
 
@@ -33,6 +35,9 @@ def parse(raw: bytes | str, max_depth: int = MAX_DEPTH):
         raise JsonRefused(f"is nested more than {max_depth} levels deep") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise JsonRefused(f"is not JSON: {e}") from None
+    except ValueError:  # int() refused a number's digits
+        raise JsonRefused(f"holds a number of more than {sys.get_int_max_str_digits()} digits: "
+                          "send shorter numbers") from None
     check(document, max_depth)
     return document
 

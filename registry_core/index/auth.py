@@ -8,7 +8,6 @@ exactly what it grants; otherwise the AccessPolicy (registry_core/index/policy.p
 from __future__ import annotations
 
 import base64
-import binascii
 
 from registry_core.context import Actor
 from registry_core.errors import RegistryError
@@ -83,8 +82,9 @@ def _token_actor(request, registry, token: str) -> Actor:
 def _basic_actor(request, registry, credentials: str) -> Actor:
     try:
         user, _, password = base64.b64decode(credentials, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        raise unauthorized(registry, request, "malformed Basic credentials") from None
+    except ValueError:  # not base64 (binascii.Error), not ASCII, or not UTF-8 (UnicodeDecodeError)
+        raise unauthorized(registry, request, "malformed Basic credentials: send the base64 of "
+                           "<username>:<password>") from None
     if registry.accounts is None:
         raise unauthorized(registry, request, "this registry node accepts only bearer tokens from its Index")
     actor = registry.accounts.authenticate(user, password, request.environ.get("REMOTE_ADDR"))
