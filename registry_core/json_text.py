@@ -35,6 +35,8 @@ def parse(raw: bytes | str, max_depth: int = MAX_DEPTH):
         raise JsonRefused(f"is nested more than {max_depth} levels deep") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise JsonRefused(f"is not JSON: {e}") from None
+    except JsonRefused:  # a key given twice (_without_duplicates)
+        raise
     except ValueError:  # int() refused a number's digits
         raise JsonRefused(f"holds a number of more than {sys.get_int_max_str_digits()} digits: "
                           "send shorter numbers") from None
