@@ -11,21 +11,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.oci import Client, raw_http, unique_name
-from tests.test_hostile_input import ADMIN, ALICE, api_bodies, assert_json_error, manifest_bytes, raw_json
+from tests.support.oci import raw_http
+from tests.test_hostile_input import (ADMIN, ALICE, alices_repository, api_bodies, assert_json_error,  # noqa: F401
+                                     manifest_bytes, raw_json)
 
 # --- numbers longer than Python converts ---------------------------------------------------------------
 
 HUGE_NUMBER = "1" + "0" * 5000  # over sys.get_int_max_str_digits() (4,300): json.loads raises ValueError
-
-
-@pytest.fixture(scope="module")
-def alices_repository(secured_registry) -> str:
-    name = f"alice/{unique_name('fuzz')}"
-    session = requests.Session()
-    session.auth = ALICE
-    Client(secured_registry.url, session).push_image(name, "v1")
-    return name
 
 
 def test_a_manifest_with_a_number_of_thousands_of_digits_is_refused_with_manifest_invalid(client, name):

@@ -35,7 +35,6 @@ from registry_core.index.accounts import not_found
 from registry_core.index.api import PREFIX, json_body, own_login
 from registry_core.index.community import Comments, Stars, comment_unknown, comment_view
 from registry_core.index.search import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Search, SearchPage
-from registry_core.meta import paths as meta_paths
 from registry_core.names import check_name
 from registry_core.registry.repositories import DEFAULT_PAGE, paginate
 from registry_core.registry.routes import next_link, page_query

@@ -16,7 +16,6 @@ import contextlib
 import datetime
 import fcntl
 import hashlib
-import os
 import re
 import threading
 import uuid
