@@ -2,8 +2,9 @@
 
 Hooks are called with keyword arguments; an implementation may accept any subset of them, so a
 hook can grow an argument without breaking plugins. `None` always means "no opinion". The core's
-own defaults (filesystem storage, the default access policy, the default request filter) are
-plugins registered through these same hooks (registry_core/default_plugins.py).
+own defaults are plugins registered through these same hooks: filesystem storage and read-only
+mode (registry_core/default_plugins.py), and with accounts on, authentication and the default
+access policy (registry_core/index/auth.py; open_access.py when auth is off).
 
 Each hook is documented for people in docs/plugins.md; tests/test_docs.py fails when a hook here
 is missing there or has no test.
@@ -101,15 +102,18 @@ def resolve_upstream(repository, registry):
 
 @hookspec(firstresult=True)
 def before_event(event, registry):
-    """Called before a change is made (``event.action`` is ``push``, ``delete``, ``mount`` or
-    ``tag``; ``event`` a ``registry_core.events.Event``). Return a ``RegistryError`` (or a message
-    string, which becomes ``DENIED``) to refuse it: read-only mode, quotas. ``None`` allows."""
+    """Called before a change is made (``event.action`` is ``push``, ``delete``, ``mount``,
+    ``star``, ``unstar``, ``comment`` or ``comment-deleted``; a tag moved by a push is asked as that
+    ``push``, with ``event.tag``; ``event`` a ``registry_core.events.Event``). Return a
+    ``RegistryError`` (or a message string, which becomes ``DENIED``) to refuse it: read-only mode,
+    quotas. ``None`` allows."""
 
 
 @hookspec
 def track_event(event, registry):
     """Called after an operation succeeded (push, pull, delete, mount, tag, untag,
-    repository-created): webhooks, audit logs, metrics. An exception is logged and never fails the
+    repository-created, star, unstar, comment, comment-deleted, mirror-fill): webhooks, audit
+    logs, metrics. An exception is logged and never fails the
     request. Keep it fast or hand work to a thread: it runs on the request path."""
 
 

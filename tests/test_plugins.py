@@ -159,9 +159,14 @@ def test_hook_track_event_sees_typed_events_after_success_only(pclient, plugged)
     assert any(e.get("action") == "repository-created" and e["repository"] == name for e in events(plugged.events_log))
 
 
-def test_hook_track_event_failure_never_fails_the_request(pclient):
-    digest, _, _ = pclient.push_image(unique_name("everything-crash"), "v1")
+def test_hook_track_event_failure_never_fails_the_request(plugged, pclient):
+    name = unique_name("everything-crash")
+    digest, _, _ = pclient.push_image(name, "v1")
     assert digest.startswith("sha256:")
+    assert pclient.get(f"/v2/{name}/manifests/v1").status_code == 200
+    # the plugin heard of the push and raised, and the server logged it
+    assert any(e["hook"] == "track_event" and e.get("repository") == name for e in events(plugged.events_log))
+    assert "fails on purpose" in plugged.log() and "track_event of plugin" in plugged.log()
 
 
 def test_hook_ui_panels_adds_panels(tmp_path):
