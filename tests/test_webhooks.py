@@ -354,3 +354,25 @@ def test_private_targets_are_refused_at_creation_and_again_at_delivery(tmp_path)
         assert receiver.received() == []
     finally:
         receiver.stop()
+
+
+@pytest.mark.parametrize("address, private", [
+    ("127.0.0.1", True), ("10.0.0.1", True), ("169.254.169.254", True), ("192.168.1.1", True),
+    ("100.64.0.1", True), ("0.0.0.0", True), ("::1", True), ("::ffff:127.0.0.1", True), ("fd00::1", True),
+    ("fe80::1%1", True), ("224.0.0.1", True), ("93.184.216.34", False), ("2606:4700::1111", False),
+])
+def test_addresses_are_judged_private_unless_globally_routable(address, private):
+    from registry_core.builtin_plugins.webhooks.targets import is_private
+    assert is_private(address) is private
+
+
+def test_a_record_that_cannot_be_read_is_moved_aside_and_holds_up_nothing(tmp_path):
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    outbox = Outbox(str(tmp_path))
+    first = outbox.enqueue("0123456789ab", {"id": "a" * 32})
+    second = outbox.enqueue("0123456789ab", {"id": "b" * 32})
+    queue = tmp_path / "hooks" / "0123456789ab" / "queue"
+    (queue / first).write_text("{not json")
+    assert outbox.read("0123456789ab", "queue", first) is None
+    assert outbox.names("0123456789ab", "queue") == [second]
+    assert (queue / f"{first}.unreadable").exists()

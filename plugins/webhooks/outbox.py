@@ -17,6 +17,7 @@ moves a record from `log/` back to `queue/`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -24,6 +25,7 @@ import time
 
 EVENT_ID = re.compile(r"[0-9a-f]{32}")
 HOOK_KEY = re.compile(r"[0-9a-f]{12}|registry-[a-z0-9-]{1,64}")
+log = logging.getLogger("registry_core.webhooks")
 
 
 class Outbox:
@@ -88,10 +90,17 @@ class Outbox:
             return []
 
     def read(self, key: str, where: str, name: str) -> dict | None:
+        """The record, or None when it is gone. One that cannot be read (edited by hand: every
+        write is a rename) is renamed `<name>.unreadable`, so it holds up no queue."""
+        path = os.path.join(self._folder(key, where), name)
         try:
-            with open(os.path.join(self._folder(key, where), name)) as f:
+            with open(path) as f:
                 return json.load(f)
         except FileNotFoundError:
+            return None
+        except ValueError:
+            log.error("webhooks: %s is not a delivery record; moved aside to %s.unreadable", path, path)
+            os.replace(path, f"{path}.unreadable")
             return None
 
     def find(self, key: str, event_id: str) -> tuple[str, str, dict] | None:

@@ -125,7 +125,7 @@ class Worker:
                     break
                 record = self.outbox.read(key, "queue", names[0])
                 if record is None:
-                    break
+                    continue  # gone, or moved aside: look again
                 due_in = record["nextAttemptAt"] - time.time()
                 if due_in > 0:
                     wait = min(wait, due_in)
