@@ -376,3 +376,42 @@ def test_a_record_that_cannot_be_read_is_moved_aside_and_holds_up_nothing(tmp_pa
     assert outbox.read("0123456789ab", "queue", first) is None
     assert outbox.names("0123456789ab", "queue") == [second]
     assert (queue / f"{first}.unreadable").exists()
+
+
+def test_the_webhook_commands_manage_a_store_that_a_running_server_delivers_for(
+        server, receiver, repository, tmp_path, monkeypatch, cli_isolation):
+    from click.testing import CliRunner
+
+    from registry_core import cli
+
+    monkeypatch.setenv("REGISTRY_CONFIG", write_config(tmp_path))  # enables the plugin, so its commands
+    store = ["--store", str(server.store)]
+
+    def registry(*args, input=None):
+        result = CliRunner().invoke(cli.main, ["webhook", *args], input=input)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    added = json.loads(registry("add", repository, receiver.url + "/cli", "--event", "push", "--format", "cloudevents",
+                                "--secret-stdin", "--json", *store, input="cli-secret-0123456789\n"))
+    assert "secret" not in added
+    history = subprocess.run(["git", "-C", str(server.store / "meta.git"), "log", "-1", "--format=%an%n%B"],
+                             capture_output=True, text=True, check=True).stdout
+    assert history.startswith(f"operator\nAdd webhook {added['id']} to {repository}")
+    assert added["id"] in registry("list", repository, *store)
+
+    digest = alice_client(server).push_image(repository, "from-cli")[0]
+    (received,) = receiver.wait_for(1, where=f'"{repository}"')
+    assert verifies(received, "cli-secret-0123456789") and json.loads(received["body"])["data"]["digest"] == digest
+    event_id = received["headers"]["X-Registry-Delivery"]
+    wait_until(lambda: f"{event_id}  push  delivered" in registry("deliveries", repository, added["id"], *store),
+               "the delivery is logged as delivered")
+
+    assert "Queued" in registry("redeliver", repository, added["id"], event_id, *store)
+    again = receiver.wait_for(2, where=f'"{repository}"')
+    assert again[1]["headers"]["X-Registry-Delivery"] == event_id
+
+    registry("remove", repository, added["id"], *store)
+    assert added["id"] not in registry("list", repository, *store)
+    failed = CliRunner().invoke(cli.main, ["webhook", "remove", repository, added["id"], *store])
+    assert failed.exit_code == 1 and "has no webhook" in failed.output

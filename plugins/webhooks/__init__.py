@@ -49,3 +49,9 @@ def startup(registry):
 @hookimpl
 def track_event(event, registry):
     service(registry).record(event)
+
+
+@hookimpl
+def register_commands(cli):
+    from .commands import register
+    register(cli)
