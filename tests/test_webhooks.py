@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -70,8 +71,9 @@ class Receiver:
         pytest.fail(f"the receiver got {len(self.received(where))} of {count} requests in {WAIT}s")
 
 
-def write_config(directory: Path, allow_private: bool = True, max_age: str = "60s", endpoints=None) -> str:
-    section = {"allowPrivateTargets": allow_private, "timeout": "2s", "pollInterval": "0.2s",
+def write_config(directory: Path, allow_private: bool = True, max_age: str = "60s", timeout: str = "2s",
+                 endpoints=None) -> str:
+    section = {"allowPrivateTargets": allow_private, "timeout": timeout, "pollInterval": "0.2s",
                "retry": {"initialInterval": "0.2s", "maxInterval": "1s", "maxAge": max_age}}
     if endpoints:
         section["endpoints"] = endpoints
@@ -130,9 +132,10 @@ def receiver(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """A registry with accounts and the webhooks plugin; failed deliveries give up after 3 s."""
+    """A registry with accounts and the webhooks plugin; failed deliveries give up after 3 s, an
+    attempt after 20 s without an answer."""
     root = tmp_path_factory.mktemp("webhooks")
-    with RunningRegistry(root / "store", "--config", write_config(root, max_age="3s")) as running:
+    with RunningRegistry(root / "store", "--config", write_config(root, max_age="3s", timeout="20s")) as running:
         yield running
 
 
@@ -194,7 +197,8 @@ def test_a_skopeo_push_fires_one_signed_event_per_format(server, receiver, repos
     assert hub["callback_url"].startswith(server.url)
 
     for fmt, hook_id in hook_ids.items():  # exactly one delivery each: the blobs' pushes send nothing
-        log = deliveries(server, repository, hook_id)
+        log = wait_until(lambda: (lambda log: log if log and log[0]["state"] != "pending" else None)(
+            deliveries(server, repository, hook_id)), "the delivery is logged (after the receiver's answer)")
         assert [(d["id"], d["event"], d["state"]) for d in log] == [(event_id, "push", "delivered")]
 
 
@@ -251,6 +255,28 @@ def test_a_failed_delivery_is_kept_as_a_dead_letter_that_redeliver_sends(server,
         assert session.post(f"{base}/deliveries/{'0' * 32}/redeliver").status_code == 404
     finally:
         down.stop()
+
+
+def test_a_receiver_that_never_answers_holds_up_only_its_own_hook(server, receiver, repository):
+    silent = socket.socket()  # listening, so connections are made, but nothing ever answers them
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        healthy = add_hook(server, repository, url=receiver.url + "/healthy").json()["id"]
+        while True:  # the silent hook sorts first, so a worker that sends hook after hook tries it first
+            stuck = add_hook(server, repository, url=f"http://127.0.0.1:{silent.getsockname()[1]}/").json()["id"]
+            if stuck < healthy:
+                break
+            api(server).delete(f"{api(server).base}/{repository}/webhooks/{stuck}")
+        alice_client(server).push_image(repository, "side-by-side")
+        (received,) = receiver.wait_for(1, where=f'"{repository}"')
+        assert received["path"] == "/healthy"
+        (waiting,) = deliveries(server, repository, stuck)
+        assert waiting["state"] == "pending" and waiting["attempts"] == 0  # its first attempt is still waiting
+    finally:
+        silent.close()
+        for hook_id in (healthy, stuck):
+            api(server).delete(f"{api(server).base}/{repository}/webhooks/{hook_id}")
 
 
 def test_a_receiver_down_across_a_registry_kill_still_gets_every_push_once_per_id(tmp_path):

@@ -78,7 +78,10 @@ def dockerhub(occurrence: dict, hook_id: str) -> dict:
     namespace, _, name = repository.rpartition("/")
     base = occurrence["baseUrl"]
     timestamp = datetime.datetime.fromisoformat(occurrence["timestamp"])
-    return {"callback_url": f"{base}/api/v1/repositories/{repository}/webhooks/{hook_id}/deliveries/{occurrence['id']}",
+    # No callback is expected; the URL names the delivery (a registry.yaml endpoint's: the repository).
+    callback = f"{base}/api/v1/repositories/{repository}" + (
+        "" if hook_id.startswith("registry-") else f"/webhooks/{hook_id}/deliveries/{occurrence['id']}")
+    return {"callback_url": callback,
             "push_data": {"pushed_at": int(timestamp.timestamp()), "pusher": occurrence.get("actor"),
                           "tag": occurrence.get("tag"), "images": [occurrence["digest"]] if occurrence.get("digest") else []},
             "repository": {"repo_name": repository, "name": name, "namespace": namespace,

@@ -18,7 +18,7 @@ from .definitions import Definitions, matches
 from .outbox import Outbox
 from .sealing import Sealer, SecretUnavailable
 from .settings import Settings
-from .worker import Worker
+from .worker import HookGone, Worker
 
 INSTANCE = socket.gethostname()
 
@@ -118,18 +118,18 @@ class Webhooks:
 
     # --- delivering -------------------------------------------------------------------------------
 
-    def hook_for(self, record: dict) -> tuple[str, str] | None:
+    def hook_for(self, record: dict) -> tuple[str, str]:
         """The URL and secret a delivery goes to now (a hook's URL or secret may have changed
-        since the event); None when its hook is gone or its secret cannot be opened."""
+        since the event); HookGone when its hook was removed or its secret cannot be opened."""
         if record["repository"] is None:
             for endpoint in self.settings.endpoints:
                 if endpoint.key == record["hook"]:
                     return endpoint.url, endpoint.secret
-            return None
+            raise HookGone(f"registry.yaml has no webhook endpoint {record['hook'].removeprefix('registry-')} any more")
         document = self.definitions.get(record["repository"], record["hook"])
         if document is None:
-            return None
+            raise HookGone("the webhook was removed")
         try:
             return document["url"], self.definitions.secret(document)
-        except SecretUnavailable:
-            return None
+        except SecretUnavailable as e:
+            raise HookGone(str(e)) from None

@@ -2,8 +2,9 @@
 
 The thread takes a non-blocking flock on `state/webhooks/worker.lock`; the process that holds it
 delivers, the others stand by and try again every `pollInterval` (the lock goes with a process
-that dies, even by SIGKILL, so another takes over). Each hook's queue is sent in order: its oldest
-pending delivery first, the next only once that one is delivered or has failed for good. An
+that dies, even by SIGKILL, so another takes over). Each hook's queue is sent in order, by one
+sender thread at a time: its oldest pending delivery first, the next only once that one is
+delivered or has failed for good; different hooks are sent to side by side. An
 attempt POSTs the recorded body with a timeout, follows no redirect, reads at most
 RESPONSE_LIMIT bytes of the answer; a 2xx answer delivers. Otherwise the next attempt waits
 `initialInterval * 2^(attempts-1)` (at most `maxInterval`), less up to half of it at random
@@ -14,6 +15,7 @@ the same id: at least once.
 
 from __future__ import annotations
 
+import concurrent.futures
 import fcntl
 import hashlib
 import hmac
@@ -31,6 +33,7 @@ from .outbox import Outbox
 RESPONSE_LIMIT = 4096     # bytes of a receiver's answer read (and kept: RESPONSE_KEPT)
 RESPONSE_KEPT = 256
 USER_AGENT = "registry-core-webhooks/1"
+SENDERS = 8              # hooks sent to at once by the delivering process
 log = logging.getLogger("registry_core.webhooks")
 
 
@@ -73,9 +76,13 @@ def post(url: str, body: bytes, headers: dict, timeout: float, allow_private: bo
         connection.close()
 
 
+class HookGone(Exception):
+    """A delivery's hook cannot be sent to any more (removed, or its secret cannot be opened)."""
+
+
 class Worker:
     """The delivery thread of one process. `hook_for(record)` answers the current (url, secret)
-    of the record's hook, or None when the hook is gone."""
+    of the record's hook, or raises HookGone."""
 
     def __init__(self, outbox: Outbox, settings, hook_for):
         self.outbox = outbox
@@ -84,6 +91,9 @@ class Worker:
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._lock_file = None
+        self._busy: set[str] = set()   # hooks being sent by a sender thread
+        self._busy_lock = threading.Lock()
+        self._senders = concurrent.futures.ThreadPoolExecutor(SENDERS, thread_name_prefix="webhooks-send")
         self.thread = threading.Thread(target=self._run, name="webhooks-delivery", daemon=True)
 
     def start(self) -> None:
@@ -116,35 +126,57 @@ class Worker:
             self.wake.clear()
 
     def deliver_due(self) -> float:
-        """Send what is due in every hook's queue; the seconds until something may be due again."""
+        """Start sending each hook's queue whose oldest delivery is due (one thread per hook, at
+        most SENDERS at once, so a slow receiver holds up only its own hook); the seconds until
+        something may be due again."""
         wait = self.settings.poll_interval
         for key in self.outbox.keys():
+            with self._busy_lock:
+                if key in self._busy:
+                    continue
+            names = self.outbox.names(key, "queue")
+            record = self.outbox.read(key, "queue", names[0]) if names else None
+            if record is None:
+                continue
+            due_in = record["nextAttemptAt"] - time.time()
+            if due_in > 0:
+                wait = min(wait, due_in)
+                continue
+            with self._busy_lock:
+                self._busy.add(key)
+            self._senders.submit(self._drain, key)
+        return max(wait, 0.01)
+
+    def _drain(self, key: str) -> None:
+        """Send the hook's due deliveries in order, until one is not delivered or none is due."""
+        try:
             while not self._stop.is_set():
                 names = self.outbox.names(key, "queue")
                 if not names:
-                    break
+                    return
                 record = self.outbox.read(key, "queue", names[0])
                 if record is None:
                     continue  # gone, or moved aside: look again
-                due_in = record["nextAttemptAt"] - time.time()
-                if due_in > 0:
-                    wait = min(wait, due_in)
-                    break
-                if not self.attempt(key, names[0], record):
-                    break  # not delivered: this hook's later events wait for it
-        return max(wait, 0.01)
+                if record["nextAttemptAt"] > time.time() or not self.attempt(key, names[0], record):
+                    return  # not due, or not delivered: this hook's later events wait for it
+        except Exception:
+            log.exception("webhook delivery of %s failed", key)
+        finally:
+            with self._busy_lock:
+                self._busy.discard(key)
+            self.wake.set()  # the main loop works out when this hook is due again
 
     def attempt(self, key: str, name: str, record: dict) -> bool:
         """One attempt at a delivery, recorded; True when it is done (delivered or failed for good)."""
         started, now = time.monotonic(), time.time()
         entry = {"at": now}
-        hook = self.hook_for(record)
         final = False
-        if hook is None:
-            entry["error"] = "the webhook was removed"
+        try:
+            url, secret = self.hook_for(record)
+        except HookGone as e:
+            entry["error"] = str(e)
             final = True
         else:
-            url, secret = hook
             body = record["body"].encode()
             headers = {"Content-Type": record["contentType"], "User-Agent": USER_AGENT,
                        "X-Registry-Event": record["event"], "X-Registry-Delivery": record["id"],
