@@ -226,6 +226,41 @@ def test_a_secret_is_shown_once_when_made_and_never_kept_in_git(server, receiver
     assert all(r["path"] == "/made" and verifies(r, given) for r in received)
 
 
+def test_hooks_record_only_the_events_and_tags_they_want(server, receiver, repository):
+    def hook(**fields) -> str:
+        r = add_hook(server, repository, url=receiver.url + "/filtered", **fields)
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+    every_push, inactive, releases, pulls = hook(), hook(active=False), hook(tags="release-*"), hook(events=["pull"])
+    client = alice_client(server)
+    client.push_image(repository, "dev")
+    client.push_image(repository, "release-1")
+    assert client.get(f"/v2/{repository}/manifests/release-1",
+                      headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).status_code == 200
+
+    def recorded(hook_id):  # written before each request was answered: no waiting needed
+        return sorted(body["events"][0]["target"]["tag"] for body in outbox_bodies(server, hook_id))
+    assert recorded(every_push) == ["dev", "release-1"]
+    assert recorded(inactive) == []
+    assert recorded(releases) == ["release-1"]
+    assert recorded(pulls) == ["release-1"] and deliveries(server, repository, pulls)[0]["event"] == "pull"
+
+
+def outbox_bodies(server, hook_id: str) -> list[dict]:
+    """The payloads the store's outbox holds for a hook, pending, delivered or failed."""
+    folder = server.store / "state" / "webhooks" / "hooks" / hook_id
+    names = sorted({path.name for path in folder.glob("*/*.json")})  # (in queue/ and log/ while it moves)
+
+    def read(name: str) -> dict:  # a record leaves queue/ for log/ once it is delivered
+        for where in ("queue", "log", "log"):
+            try:
+                return json.loads((folder / where / name).read_text())
+            except FileNotFoundError:
+                pass
+        raise AssertionError(f"{name} is in neither queue/ nor log/")
+    return [json.loads(read(name)["body"]) for name in names]
+
+
 def test_a_failed_delivery_is_kept_as_a_dead_letter_that_redeliver_sends(server, repository, tmp_path):
     down = Receiver(tmp_path)
     hook_id = add_hook(server, repository, url=down.url, secret="dead-letter-secret-0123").json()["id"]
