@@ -476,3 +476,25 @@ def test_the_webhook_commands_manage_a_store_that_a_running_server_delivers_for(
     assert added["id"] not in registry("list", repository, *store)
     failed = CliRunner().invoke(cli.main, ["webhook", "remove", repository, added["id"], *store])
     assert failed.exit_code == 1 and "has no webhook" in failed.output
+
+
+def test_the_delivery_log_keeps_the_newest_records_of_a_hook(tmp_path):
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    outbox = Outbox(str(tmp_path), log_kept=2)
+    ids = [f"{n:032x}" for n in range(3)]
+    for event_id in ids:
+        name = outbox.enqueue("0123456789ab", {"id": event_id, "state": "pending"})
+        outbox.finish("0123456789ab", name, {"id": event_id, "state": "delivered"})
+    assert [record["id"] for record in outbox.deliveries("0123456789ab")] == ids[:0:-1]  # the two newest
+
+
+def test_a_registry_wide_endpoint_that_is_not_an_http_url_stops_start_up_naming_the_key(tmp_path):
+    from registry_core import config as config_module
+    from registry_core.meta.documents import DocumentInvalid
+    from registry_core.plugins import make_plugin_manager, validate_plugin_config
+
+    path = write_config(tmp_path, endpoints=[{"name": "audit", "url": "file:///etc/passwd",
+                                              "secret": "registry-wide-secret-01"}])
+    config = config_module.load(path)
+    with pytest.raises(DocumentInvalid, match="pluginConfig/webhooks/endpoints/0/url"):
+        validate_plugin_config(make_plugin_manager(config.plugins), config.plugin_config, path)

@@ -5,7 +5,7 @@ not every retry.
 
     state/webhooks/worker.lock                       flock: the one process that delivers
     state/webhooks/hooks/<hook>/queue/<seq>.json     pending deliveries, oldest first
-    state/webhooks/hooks/<hook>/log/<seq>.json       delivered or failed (dead letter)
+    state/webhooks/hooks/<hook>/log/<seq>.json       delivered or failed (dead letter), the newest 1000
 
 `<hook>` is a repository hook's id, or `registry-<name>` for an endpoint of registry.yaml;
 `<seq>` is `<nanoseconds>-<event id>`, so names sort in the order the events happened and a
@@ -28,9 +28,13 @@ HOOK_KEY = re.compile(r"[0-9a-f]{12}|registry-[a-z0-9-]{1,64}")
 log = logging.getLogger("registry_core.webhooks")
 
 
+LOG_KEPT = 1000  # delivered and failed deliveries kept per hook, the newest
+
+
 class Outbox:
-    def __init__(self, root: str, durable: bool = False):
+    def __init__(self, root: str, durable: bool = False, log_kept: int = LOG_KEPT):
         self.root = root
+        self.log_kept = log_kept
         self.durable = durable
         self.hooks = os.path.join(root, "hooks")
 
@@ -65,9 +69,15 @@ class Outbox:
         self._write(os.path.join(self._folder(key, "queue"), name), record)
 
     def finish(self, key: str, name: str, record: dict) -> None:
-        """Move a delivery out of the queue into the log: delivered, or failed."""
+        """Move a delivery out of the queue into the log: delivered, or failed. The log keeps
+        the newest `log_kept` of them."""
         self._write(os.path.join(self._folder(key, "log"), name), record)
         os.unlink(os.path.join(self._folder(key, "queue"), name))
+        for old in self.names(key, "log")[:-self.log_kept]:
+            try:
+                os.unlink(os.path.join(self._folder(key, "log"), old))
+            except FileNotFoundError:
+                pass
 
     def requeue(self, key: str, name: str, record: dict) -> None:
         """Put a delivery of the log back in the queue (redeliver)."""

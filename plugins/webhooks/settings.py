@@ -42,7 +42,7 @@ SCHEMA = {
             "type": "object", "additionalProperties": False, "required": ["name", "url", "secret"],
             "properties": {
                 "name": {"type": "string", "pattern": r"^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?\Z"},
-                "url": {"type": "string", "maxLength": 2048},
+                "url": {"type": "string", "maxLength": 2048, "pattern": r"^https?://[!-~]+\Z"},
                 "secret": {"type": "string", "minLength": 16},
                 "events": {"type": "array", "items": {"enum": list(EVENTS)}, "uniqueItems": True},
                 "format": {"enum": list(FORMATS)},
