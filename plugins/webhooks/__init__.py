@@ -5,12 +5,12 @@ endpoints in `pluginConfig.webhooks` (settings.py); every event a hook wants is 
 durable outbox under `<store>/state/webhooks/` before the request is answered (service.py,
 outbox.py) and delivered, signed, in order per hook, with retries, by one worker per store
 (worker.py); secrets are sealed with a key outside git (sealing.py); targets on private networks
-are refused (targets.py). Payload formats: payloads.py. Written against docs/plugins.md only.
+are refused (targets.py). Payload formats: payloads.py; `registry webhook …`: commands.py.
+Written against docs/plugins.md only.
 """
 
 from __future__ import annotations
 
-import logging
 import weakref
 
 from registry_core.hookspecs import hookimpl
@@ -19,7 +19,6 @@ from .routes import WebhooksApi
 from .service import Webhooks
 from .settings import SCHEMA
 
-log = logging.getLogger("registry_core.webhooks")
 _services: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 

@@ -42,15 +42,12 @@ def view(document: dict) -> dict:
     return {key: document[key] for key in VIEW_FIELDS if key in document}
 
 
-def matches(document_or_endpoint, event: str, tag: str | None) -> bool:
-    """Does a hook (document or registry.yaml endpoint) want `event` for `tag`? With a `tags`
-    glob, events without a tag (a push by digest) are not sent."""
-    get = document_or_endpoint.get if isinstance(document_or_endpoint, dict) else \
-        lambda key, default=None: getattr(document_or_endpoint, key, default)
-    if not get("active", True) or event not in get("events", DEFAULT_EVENTS):
+def wants(active: bool, events, tags: str | None, event: str, tag: str | None) -> bool:
+    """Does a hook (`active`, its `events` and `tags` glob) want `event` for `tag`? With a glob,
+    events without a tag (a push by digest) are not sent."""
+    if not active or event not in events:
         return False
-    pattern = get("tags", None)
-    return pattern is None or (tag is not None and fnmatch.fnmatchcase(tag, pattern))
+    return tags is None or (tag is not None and fnmatch.fnmatchcase(tag, tags))
 
 
 class Definitions:

@@ -14,7 +14,7 @@ import uuid
 from registry_core.context import now_iso
 
 from . import payloads
-from .definitions import Definitions, matches
+from .definitions import Definitions, wants
 from .outbox import Outbox
 from .sealing import Sealer, SecretUnavailable
 from .settings import Settings
@@ -73,11 +73,11 @@ class Webhooks:
         kind = webhook_event(event)
         if kind is None or not event.repository:
             return 0
-        wanted = [(hook["id"], hook["format"], hook["repository"])
-                  for hook in self.definitions.list(event.repository) if matches(hook, kind, event.tag)]
+        wanted = [(hook["id"], hook["format"], hook["repository"]) for hook in self.definitions.list(event.repository)
+                  if wants(hook["active"], hook["events"], hook.get("tags"), kind, event.tag)]
         wanted += [(endpoint.key, endpoint.format, None) for endpoint in self.settings.endpoints
                    if fnmatch.fnmatchcase(event.repository, endpoint.repositories)
-                   and matches(endpoint, kind, event.tag)]
+                   and wants(endpoint.active, endpoint.events, endpoint.tags, kind, event.tag)]
         if not wanted:
             return 0
         occurrence = self.occurrence(event, kind)
