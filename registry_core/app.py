@@ -285,6 +285,9 @@ def build_app(registry: Registry) -> ErrorsAsJson:
     role = registry.config.role
     root = bottle.Bottle()
     root.config["catchall"] = False  # what the routes do not answer goes to ErrorsAsJson
+    # Plugins' routes first: bottle tries routes in the order they were added, and the core's
+    # `/api/v1/repositories/<name:path>` would otherwise take `…/<name>/webhooks` as a name.
+    registry.hook.register_routes(app=root, registry=registry)
     if role in ("all", "registry"):
         root.merge(build_registry_app(registry))
     if role in ("all", "index") and registry.config.auth.enabled:
@@ -293,7 +296,6 @@ def build_app(registry: Registry) -> ErrorsAsJson:
     if registry._active["filter_request"]:
         root.add_hook("before_request", lambda: registry.filter_request(bottle.request))
     root.default_error_handler = _json_error
-    registry.hook.register_routes(app=root, registry=registry)
     registry.hook.startup(registry=registry)
     return ErrorsAsJson(root)
 

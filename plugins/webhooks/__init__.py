@@ -1,0 +1,56 @@
+"""Webhooks after a push: the built-in plugin `webhooks` (`plugins: [webhooks]` in registry.yaml).
+
+Per-repository hooks managed by the repository's admins (routes.py, definitions.py), registry-wide
+endpoints in `pluginConfig.webhooks` (settings.py); every event a hook wants is recorded in a
+durable outbox under `<store>/state/webhooks/` before the request is answered (service.py,
+outbox.py) and delivered, signed, in order per hook, with retries, by one worker per store
+(worker.py); secrets are sealed with a key outside git (sealing.py); targets on private networks
+are refused (targets.py). Payload formats: payloads.py; `registry webhook …`: commands.py.
+Written against docs/plugins.md only.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from registry_core.hookspecs import hookimpl
+
+from .routes import WebhooksApi
+from .service import Webhooks
+from .settings import SCHEMA
+
+_services: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def service(registry) -> Webhooks:
+    """The webhooks of `registry` (one per Registry object, made on first use)."""
+    found = _services.get(registry)
+    if found is None:
+        found = _services[registry] = Webhooks(registry)
+    return found
+
+
+@hookimpl
+def plugin_config_schema():
+    return {"webhooks": SCHEMA}
+
+
+@hookimpl
+def register_routes(app, registry):
+    WebhooksApi(registry, service(registry)).register(app)
+
+
+@hookimpl
+def startup(registry):
+    service(registry).worker.start()
+
+
+@hookimpl
+def track_event(event, registry):
+    service(registry).record(event)
+
+
+@hookimpl
+def register_commands(cli):
+    from .commands import register
+    register(cli)

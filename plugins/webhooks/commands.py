@@ -1,0 +1,187 @@
+"""`registry webhook add|list|remove|deliveries|redeliver`: a store's hooks from the command line,
+like `registry repo` (no server needed; whoever can write the store administers it). Each change
+is a commit authored by the operating-system user, or by `--as NAME`. A running server's worker
+sends what these commands queue (a redelivery) at its next look at the outbox.
+
+The command is there when the configuration (`$REGISTRY_CONFIG`, or ./registry.yaml) enables the
+plugin: `plugins: [webhooks]`.
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import json
+import os
+import sys
+
+import click
+
+from registry_core.context import Context, InvalidIdentity, check_actor_name
+from registry_core.errors import RegistryError
+from registry_core.names import canonical_name, check_name
+
+from .routes import delivery_view
+from .settings import EVENTS, FORMATS
+
+
+class Store:
+    """The webhooks of one store, and who is acting on it."""
+
+    def __init__(self, config_path: str | None, store_dir: str | None, acting: str | None):
+        from registry_core.app import Registry
+        from registry_core.cli import load_config
+
+        from . import service
+
+        config = load_config(config_path or os.environ.get("REGISTRY_CONFIG"), store_dir)
+        if not os.path.isdir(os.path.join(config.store, "meta.git")):
+            raise click.ClickException(f"no store in {config.store}: give --store or --config")
+        self.registry = Registry(config)
+        self.webhooks = service(self.registry)
+        self.context = Context(actor=acting or _login_name(), user_agent="registry-cli")
+
+
+def _login_name() -> str:
+    try:
+        return check_actor_name(getpass.getuser())
+    except (KeyError, OSError, InvalidIdentity):
+        raise click.UsageError("your login name cannot author commits: give --as NAME") from None
+
+
+def _acting(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        return check_actor_name(value)
+    except InvalidIdentity as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _repository(name: str) -> str:
+    try:
+        return check_name(canonical_name(name))
+    except RegistryError as e:
+        raise click.BadParameter(e.message, param_hint="NAME") from None
+
+
+def on_store(function):
+    """--store/--config/--as; the command gets `store`; a RegistryError becomes one line, exit 1."""
+    @click.option("--store", "store_dir", type=click.Path(file_okay=False),
+                  help="Store root [default: the config's store, else ./registry-data].")
+    @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
+                  help="registry.yaml [default: $REGISTRY_CONFIG].")
+    @click.option("--as", "acting", metavar="NAME", callback=_acting,
+                  help="Author the commits as the account name NAME [default: your login name].")
+    @functools.wraps(function)
+    def wrapper(store_dir, config_path, acting, name, **kwargs):
+        store = Store(config_path, store_dir, acting)
+        name = _repository(name)
+        if not store.webhooks.definitions.repository_exists(name):
+            raise click.ClickException(f"repository {name} is not known to this registry")
+        try:
+            return function(store=store, name=name, **kwargs)
+        except RegistryError as e:
+            raise click.ClickException(e.message) from None
+    return wrapper
+
+
+def _emit(as_json: bool, document, lines: list[str]) -> None:
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+def _hook(store: Store, name: str, hook_id: str) -> dict:
+    document = store.webhooks.definitions.get(name, hook_id)
+    if document is None:
+        raise click.ClickException(f"{name} has no webhook {hook_id}")
+    return document
+
+
+def register(cli) -> None:
+    from .definitions import view
+
+    @cli.group()
+    def webhook():
+        """Add, list and remove a repository's webhooks; see and redeliver their deliveries."""
+
+    @webhook.command("add")
+    @click.argument("name")
+    @click.argument("url")
+    @click.option("--event", "events", multiple=True, type=click.Choice(EVENTS),
+                  help="An event to send (repeatable) [default: push].")
+    @click.option("--format", "fmt", type=click.Choice(FORMATS), default="distribution", show_default=True)
+    @click.option("--tags", metavar="GLOB", help="Only events of tags matching GLOB.")
+    @click.option("--secret-stdin", is_flag=True,
+                  help="Read the secret from standard input (else the registry makes one, printed once).")
+    @click.option("--inactive", is_flag=True, help="Add it switched off.")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @on_store
+    def add(store: Store, name, url, events, fmt, tags, secret_stdin, inactive, as_json):
+        """Send the events of repository NAME to URL."""
+        body = {"url": url, "format": fmt, "active": not inactive}
+        if events:
+            body["events"] = list(events)
+        if tags:
+            body["tags"] = tags
+        if secret_stdin:
+            body["secret"] = sys.stdin.read().rstrip("\r\n")
+        document, generated = store.webhooks.definitions.create(store.context, name, body)
+        answer = view(document)
+        lines = [f"Added webhook {document['id']} to {name}: {', '.join(document['events'])} as "
+                 f"{document['format']} to {document['url']}"]
+        if generated:
+            answer["secret"] = generated
+            lines.append(f"secret (shown once): {generated}")
+        _emit(as_json, answer, lines)
+
+    @webhook.command("list")
+    @click.argument("name")
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @on_store
+    def list_hooks(store: Store, name, as_json):
+        """List the webhooks of repository NAME."""
+        hooks = [view(d) for d in store.webhooks.definitions.list(name)]
+        _emit(as_json, {"repository": name, "webhooks": hooks},
+              [f"{h['id']}  {'active' if h['active'] else 'inactive'}  {','.join(h['events'])}  {h['format']}  "
+               f"{h['url']}" + (f"  tags {h['tags']}" if "tags" in h else "") for h in hooks])
+
+    @webhook.command("remove")
+    @click.argument("name")
+    @click.argument("hook_id", metavar="ID")
+    @on_store
+    def remove(store: Store, name, hook_id):
+        """Remove the webhook ID of repository NAME."""
+        _hook(store, name, hook_id)
+        store.webhooks.definitions.delete(store.context, name, hook_id)
+        click.echo(f"Removed webhook {hook_id} from {name}")
+
+    @webhook.command("deliveries")
+    @click.argument("name")
+    @click.argument("hook_id", metavar="ID")
+    @click.option("-n", "limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+    @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+    @on_store
+    def deliveries(store: Store, name, hook_id, limit, as_json):
+        """The newest deliveries of the webhook ID of repository NAME."""
+        _hook(store, name, hook_id)
+        found = [delivery_view(r) for r in store.webhooks.outbox.deliveries(hook_id, limit=limit)]
+        _emit(as_json, {"webhook": hook_id, "deliveries": found},
+              [f"{d['id']}  {d['event']}  {d['state']}  attempts {d['attempts']}"
+               + (f"  last {d['lastStatus']}" if d["lastStatus"] else "")
+               + (f"  ({d['lastError']})" if d["lastError"] else "") for d in found])
+
+    @webhook.command("redeliver")
+    @click.argument("name")
+    @click.argument("hook_id", metavar="ID")
+    @click.argument("event_id", metavar="EVENT-ID")
+    @on_store
+    def redeliver(store: Store, name, hook_id, event_id):
+        """Send the delivery EVENT-ID of the webhook ID again (a running server sends it)."""
+        _hook(store, name, hook_id)
+        if store.webhooks.redeliver(hook_id, event_id) is None:
+            raise click.ClickException(f"webhook {hook_id} of {name} has no delivery {event_id}")
+        click.echo(f"Queued {event_id} for webhook {hook_id} of {name} again")

@@ -1,0 +1,63 @@
+"""Hook secrets sealed with a key that never enters git: the hook documents in meta.git hold only
+the Fernet token (AES-128-CBC with HMAC-SHA256, from `cryptography`), the key lives in
+`<keys>/webhook-secrets.key` (mode 0600, beside the token signing key: `auth.keysDir`, default
+`<store>/keys/`). Whoever reads the git history sees who configured which hook, never a secret;
+the registry can still sign each delivery with it.
+
+Losing the key loses the secrets: the hooks must be given new ones (PATCH `secret`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from cryptography.fernet import Fernet, InvalidToken
+
+KEY_FILE = "webhook-secrets.key"
+
+
+class SecretUnavailable(Exception):
+    """A sealed secret cannot be opened (the key was replaced or lost)."""
+
+
+class Sealer:
+    def __init__(self, keys_dir: str):
+        self.path = os.path.join(keys_dir, KEY_FILE)
+        self._fernet: Fernet | None = None
+
+    def _key(self) -> Fernet:
+        if self._fernet is None:
+            if not os.path.exists(self.path):
+                _create_once(self.path, Fernet.generate_key())
+            with open(self.path, "rb") as f:
+                self._fernet = Fernet(f.read().strip())
+        return self._fernet
+
+    def seal(self, secret: str) -> str:
+        return self._key().encrypt(secret.encode()).decode()
+
+    def open(self, sealed: str) -> str:
+        try:
+            return self._key().decrypt(sealed.encode()).decode()
+        except InvalidToken:
+            raise SecretUnavailable(f"the secret cannot be opened with {self.path}: was the key replaced? "
+                                    "Give the hook a new secret") from None
+
+
+def _create_once(path: str, data: bytes) -> None:
+    """Write the key unless it exists; when processes race, whoever links first wins."""
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    temporary = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+    finally:
+        os.unlink(temporary)

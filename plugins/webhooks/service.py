@@ -1,0 +1,135 @@
+"""The webhooks of one store: hook definitions (meta.git), the outbox (state/), the delivery
+worker, and the step between them: an event the core reports becomes one pending delivery per
+hook that wants it, recorded before the request that caused it is answered.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import socket
+import time
+import uuid
+
+from registry_core.context import now_iso
+
+from . import payloads
+from .definitions import Definitions, wants
+from .outbox import Outbox
+from .sealing import Sealer, SecretUnavailable
+from .settings import Settings
+from .worker import HookGone, Worker
+
+INSTANCE = socket.gethostname()
+
+
+def webhook_event(event) -> str | None:
+    """The webhook event of a core event, or None: pushes, pulls and deletes of manifests (a
+    blob's push or pull is part of an image's, and never sent), tag moves and tag removals."""
+    if event.action in ("push", "pull", "delete"):
+        return event.action if event.media_type else None
+    if event.action in ("tag", "untag"):
+        return event.action
+    return None
+
+
+def request_details() -> tuple[dict, str | None]:
+    """The current HTTP request's details (host, method, user agent) and base URL, when the event
+    happens during one (not when seeding or from the command line)."""
+    import bottle
+
+    from registry_core.web import base_url
+    try:
+        environ = bottle.request.environ
+    except RuntimeError:
+        return {}, None
+    return ({"host": environ.get("HTTP_HOST"), "method": environ.get("REQUEST_METHOD"),
+             "useragent": environ.get("HTTP_USER_AGENT")}, base_url(bottle.request))
+
+
+class Webhooks:
+    def __init__(self, registry):
+        config = registry.config
+        self.settings = Settings.from_config(config.plugin_config.get("webhooks"))
+        self.public_url = config.public_url
+        keys_dir = config.auth.keys_dir or os.path.join(config.store, "keys")
+        self.definitions = Definitions(registry.meta, Sealer(keys_dir), self.settings.allow_private_targets)
+        self.outbox = Outbox(os.path.join(config.store, "state", "webhooks"), durable=config.durable)
+        self.worker = Worker(self.outbox, self.settings, self.hook_for)
+
+    # --- recording --------------------------------------------------------------------------------
+
+    def occurrence(self, event, kind: str, event_id: str | None = None) -> dict:
+        details, base = request_details()
+        details.update(id=event.request_id, addr=event.client_addr)
+        return {"id": event_id or uuid.uuid4().hex, "event": kind, "timestamp": event.timestamp,
+                "repository": event.repository, "tag": event.tag, "digest": event.digest,
+                "mediaType": event.media_type, "size": event.size, "previousDigest": event.previous_digest,
+                "actor": event.actor, "request": details, "instance": INSTANCE,
+                "baseUrl": (self.public_url or base or "http://localhost").rstrip("/")}
+
+    def record(self, event) -> int:
+        """Record a delivery of `event` for every hook that wants it; how many were recorded."""
+        kind = webhook_event(event)
+        if kind is None or not event.repository:
+            return 0
+        wanted = [(hook["id"], hook["format"], hook["repository"]) for hook in self.definitions.list(event.repository)
+                  if wants(hook["active"], hook["events"], hook.get("tags"), kind, event.tag)]
+        wanted += [(endpoint.key, endpoint.format, None) for endpoint in self.settings.endpoints
+                   if fnmatch.fnmatchcase(event.repository, endpoint.repositories)
+                   and wants(endpoint.active, endpoint.events, endpoint.tags, kind, event.tag)]
+        if not wanted:
+            return 0
+        occurrence = self.occurrence(event, kind)
+        for key, fmt, repository in wanted:
+            self.enqueue(key, fmt, repository, occurrence)
+        self.worker.wake.set()
+        return len(wanted)
+
+    def enqueue(self, key: str, fmt: str, repository: str | None, occurrence: dict) -> dict:
+        now = time.time()
+        record = {"id": occurrence["id"], "hook": key, "repository": repository, "event": occurrence["event"],
+                  "format": fmt, "contentType": payloads.CONTENT_TYPES[fmt],
+                  "body": payloads.body(fmt, occurrence, key).decode(), "createdAt": now_iso(), "created": now,
+                  "deadline": now + self.settings.max_age, "state": "pending", "nextAttemptAt": now,
+                  "attempts": []}
+        self.outbox.enqueue(key, record)
+        return record
+
+    def ping(self, hook: dict, event) -> dict:
+        """Queue a `ping` delivery to `hook` (its format, its secret) and wake the worker."""
+        record = self.enqueue(hook["id"], hook["format"], hook["repository"], self.occurrence(event, "ping"))
+        self.worker.wake.set()
+        return record
+
+    def redeliver(self, key: str, event_id: str) -> dict | None:
+        """Put a delivered or failed delivery back in the queue, with a new `maxAge`; None when
+        there is no such delivery. A pending one is left as it is (and returned)."""
+        found = self.outbox.find(key, event_id)
+        if found is None:
+            return None
+        where, name, record = found
+        if where == "log":
+            now = time.time()
+            record.update(state="pending", nextAttemptAt=now, deadline=now + self.settings.max_age)
+            self.outbox.requeue(key, name, record)
+            self.worker.wake.set()
+        return record
+
+    # --- delivering -------------------------------------------------------------------------------
+
+    def hook_for(self, record: dict) -> tuple[str, str]:
+        """The URL and secret a delivery goes to now (a hook's URL or secret may have changed
+        since the event); HookGone when its hook was removed or its secret cannot be opened."""
+        if record["repository"] is None:
+            for endpoint in self.settings.endpoints:
+                if endpoint.key == record["hook"]:
+                    return endpoint.url, endpoint.secret
+            raise HookGone(f"registry.yaml has no webhook endpoint {record['hook'].removeprefix('registry-')} any more")
+        document = self.definitions.get(record["repository"], record["hook"])
+        if document is None:
+            raise HookGone("the webhook was removed")
+        try:
+            return document["url"], self.definitions.secret(document)
+        except SecretUnavailable as e:
+            raise HookGone(str(e)) from None

@@ -1,0 +1,500 @@
+"""Webhooks (the built-in plugin plugins/webhooks) through real HTTP: the real registry process,
+skopeo and the test client pushing, and a real receiver process on 127.0.0.1
+(tests/support/webhook_receiver.py) that records every request it gets to a file."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.oci import Client
+from tests.support.server import RunningRegistry, free_port
+from tests.support.skopeo import Skopeo
+
+RECEIVER = Path(__file__).resolve().parent / "support" / "webhook_receiver.py"
+BUSYBOX = Path(__file__).resolve().parent.parent / "sample_store" / "layouts" / "busybox-lite"
+ALICE, BOB = ("alice", "alice-demo"), ("bob", "bob-demo")
+CONTENT_TYPES = {"distribution": "application/vnd.docker.distribution.events.v2+json",
+                 "cloudevents": "application/cloudevents+json", "dockerhub": "application/json"}
+WAIT = 30  # seconds any one awaited delivery may take at most (the retries here are 0.2 s to 1 s apart)
+
+
+class Receiver:
+    """The receiver process on 127.0.0.1:`port`, recording to `record`; start()/stop() at will."""
+
+    def __init__(self, directory: Path, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.record = directory / f"received-{self.port}.jsonl"
+        self.process = None
+
+    def start(self) -> Receiver:
+        self.process = subprocess.Popen([sys.executable, str(RECEIVER), str(self.port), str(self.record)],
+                                        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        assert self.process.stdout.readline().strip() == b"ready"
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process.stdout.close()
+            self.process = None
+
+    def received(self, where: str | None = None) -> list[dict]:
+        if not self.record.exists():
+            return []
+        requests_ = [json.loads(line) for line in self.record.read_text().splitlines() if line]
+        return [r for r in requests_ if where is None or where in r["body"]]
+
+    def wait_for(self, count: int, where: str | None = None) -> list[dict]:
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            got = self.received(where)
+            if len(got) >= count:
+                return got
+            time.sleep(0.1)
+        pytest.fail(f"the receiver got {len(self.received(where))} of {count} requests in {WAIT}s")
+
+
+def write_config(directory: Path, allow_private: bool = True, max_age: str = "60s", timeout: str = "2s",
+                 endpoints=None) -> str:
+    section = {"allowPrivateTargets": allow_private, "timeout": timeout, "pollInterval": "0.2s",
+               "retry": {"initialInterval": "0.2s", "maxInterval": "1s", "maxAge": max_age}}
+    if endpoints:
+        section["endpoints"] = endpoints
+    path = directory / "registry.yaml"
+    path.write_text(json.dumps({"plugins": ["webhooks"], "pluginConfig": {"webhooks": section}}))  # JSON is YAML
+    return str(path)
+
+
+def api(server, auth=ALICE) -> requests.Session:
+    session = requests.Session()
+    session.auth = auth
+    session.base = f"{server.url}/api/v1/repositories"
+    return session
+
+
+def add_hook(server, repository: str, auth=ALICE, **fields) -> requests.Response:
+    session = api(server, auth)
+    return session.post(f"{session.base}/{repository}/webhooks", json=fields)
+
+
+def deliveries(server, repository: str, hook_id: str) -> list[dict]:
+    session = api(server)
+    r = session.get(f"{session.base}/{repository}/webhooks/{hook_id}/deliveries")
+    assert r.status_code == 200, r.text
+    return r.json()["deliveries"]
+
+
+def wait_until(condition, what: str):
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        answer = condition()
+        if answer:
+            return answer
+        time.sleep(0.1)
+    pytest.fail(f"not within {WAIT}s: {what}")
+
+
+def verifies(received: dict, secret: str) -> bool:
+    """The README's check of X-Registry-Signature."""
+    expected = "sha256=" + hmac.new(secret.encode(), received["body"].encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, received["headers"]["X-Registry-Signature"])
+
+
+def alice_client(server) -> Client:
+    session = requests.Session()
+    session.auth = ALICE
+    return Client(server.url, session)
+
+
+@pytest.fixture(scope="module")
+def receiver(tmp_path_factory):
+    up = Receiver(tmp_path_factory.mktemp("receiver")).start()
+    yield up
+    up.stop()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A registry with accounts and the webhooks plugin; failed deliveries give up after 3 s, an
+    attempt after 20 s without an answer."""
+    root = tmp_path_factory.mktemp("webhooks")
+    with RunningRegistry(root / "store", "--config", write_config(root, max_age="3s", timeout="20s")) as running:
+        yield running
+
+
+@pytest.fixture
+def repository(server) -> str:
+    """A new private repository of alice's (she pushed it first, so she is its admin)."""
+    name = f"alice/hooked-{uuid.uuid4().hex[:8]}"
+    alice_client(server).push_image(name, "v0")
+    return name
+
+
+@pytest.fixture
+def skopeo(tmp_path) -> Skopeo:
+    assert shutil.which("skopeo"), "skopeo is not installed (make system-deps installs it)"
+    return Skopeo(tmp_path / "skopeo-home")
+
+
+def test_a_skopeo_push_fires_one_signed_event_per_format(server, receiver, repository, skopeo):
+    secrets = {fmt: f"{fmt}-secret-{uuid.uuid4().hex}" for fmt in CONTENT_TYPES}
+    hook_ids = {}
+    for fmt, secret in secrets.items():
+        r = add_hook(server, repository, url=f"{receiver.url}/{fmt}", secret=secret, events=["push"], format=fmt)
+        assert r.status_code == 201, r.text
+        assert "secret" not in r.json() and "sealedSecret" not in r.json()
+        hook_ids[fmt] = r.json()["id"]
+
+    skopeo.run("copy", "--dest-creds", "alice:alice-demo", f"oci:{BUSYBOX}:latest",
+               f"docker://{server.host}/{repository}:v2")
+    digest = requests.head(f"{server.url}/v2/{repository}/manifests/v2", auth=ALICE,
+                           headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).headers["Docker-Content-Digest"]
+
+    got = {r["path"].strip("/"): r for r in receiver.wait_for(3, where=repository)}
+    assert sorted(got) == sorted(CONTENT_TYPES)
+    for fmt, received in got.items():
+        headers = received["headers"]
+        assert verifies(received, secrets[fmt])
+        assert not verifies(received, secrets["distribution" if fmt != "distribution" else "dockerhub"])
+        assert headers["Content-Type"] == CONTENT_TYPES[fmt]
+        assert headers["X-Registry-Event"] == "push"
+    event_id = got["distribution"]["headers"]["X-Registry-Delivery"]
+    assert {r["headers"]["X-Registry-Delivery"] for r in got.values()} == {event_id}  # one event, one id
+
+    envelope = json.loads(got["distribution"]["body"])["events"][0]
+    assert envelope["id"] == event_id and envelope["action"] == "push"
+    assert envelope["target"]["digest"] == digest and envelope["target"]["tag"] == "v2"
+    assert envelope["target"]["repository"] == repository
+    assert envelope["target"]["mediaType"].startswith("application/vnd.oci.image")
+    assert envelope["target"]["url"] == f"{server.url}/v2/{repository}/manifests/{digest}"
+    assert envelope["actor"] == {"name": "alice"}
+    assert envelope["request"]["method"] == "PUT" and "skopeo" in envelope["request"]["useragent"].lower()
+
+    cloud = json.loads(got["cloudevents"]["body"])
+    assert (cloud["specversion"], cloud["type"], cloud["id"]) == ("1.0", "io.registry.image.pushed", event_id)
+    assert cloud["data"]["digest"] == digest and cloud["data"]["tag"] == "v2" and cloud["time"]
+
+    hub = json.loads(got["dockerhub"]["body"])
+    assert hub["push_data"]["tag"] == "v2" and hub["push_data"]["pusher"] == "alice"
+    assert hub["repository"]["repo_name"] == repository and hub["repository"]["namespace"] == "alice"
+    assert hub["callback_url"].startswith(server.url)
+
+    for fmt, hook_id in hook_ids.items():  # exactly one delivery each: the blobs' pushes send nothing
+        log = wait_until(lambda: (lambda log: log if log and log[0]["state"] != "pending" else None)(
+            deliveries(server, repository, hook_id)), "the delivery is logged (after the receiver's answer)")
+        assert [(d["id"], d["event"], d["state"]) for d in log] == [(event_id, "push", "delivered")]
+
+
+def test_a_secret_is_shown_once_when_made_and_never_kept_in_git(server, receiver, repository):
+    r = add_hook(server, repository, url=receiver.url + "/made", events=["push", "tag"], tags="v*")
+    assert r.status_code == 201, r.text
+    secret, hook_id = r.json()["secret"], r.json()["id"]
+    given = f"given-secret-{uuid.uuid4().hex}"
+    session = api(server)
+    r = session.patch(f"{session.base}/{repository}/webhooks/{hook_id}", json={"secret": given})
+    assert r.status_code == 200 and "secret" not in r.json()
+    shown = session.get(f"{session.base}/{repository}/webhooks/{hook_id}").json()
+    assert shown["events"] == ["push", "tag"] and shown["tags"] == "v*" and "secret" not in shown
+
+    history = subprocess.run(["git", "-C", str(server.store / "meta.git"), "log", "-p", "--all"],
+                             capture_output=True, text=True, check=True).stdout
+    assert f"Add webhook {hook_id} to {repository}" in history
+    assert secret not in history and given not in history
+    key = server.store / "keys" / "webhook-secrets.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+    alice_client(server).push_image(repository, "v9")  # a new tag: a push and a tag event, signed anew
+    received = receiver.wait_for(2, where=f'"{repository}"')
+    assert sorted(r["headers"]["X-Registry-Event"] for r in received) == ["push", "tag"]
+    assert all(r["path"] == "/made" and verifies(r, given) for r in received)
+
+
+def test_hooks_record_only_the_events_and_tags_they_want(server, receiver, repository):
+    def hook(**fields) -> str:
+        r = add_hook(server, repository, url=receiver.url + "/filtered", **fields)
+        assert r.status_code == 201, r.text
+        return r.json()["id"]
+    every_push, inactive, releases, pulls = hook(), hook(active=False), hook(tags="release-*"), hook(events=["pull"])
+    client = alice_client(server)
+    client.push_image(repository, "dev")
+    client.push_image(repository, "release-1")
+    assert client.get(f"/v2/{repository}/manifests/release-1",
+                      headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}).status_code == 200
+
+    def recorded(hook_id):  # written before each request was answered: no waiting needed
+        return sorted(body["events"][0]["target"]["tag"] for body in outbox_bodies(server, hook_id))
+    assert recorded(every_push) == ["dev", "release-1"]
+    assert recorded(inactive) == []
+    assert recorded(releases) == ["release-1"]
+    assert recorded(pulls) == ["release-1"] and deliveries(server, repository, pulls)[0]["event"] == "pull"
+
+
+def outbox_bodies(server, hook_id: str) -> list[dict]:
+    """The payloads the store's outbox holds for a hook, pending, delivered or failed."""
+    folder = server.store / "state" / "webhooks" / "hooks" / hook_id
+    names = sorted({path.name for path in folder.glob("*/*.json")})  # (in queue/ and log/ while it moves)
+
+    def read(name: str) -> dict:  # a record leaves queue/ for log/ once it is delivered
+        for where in ("queue", "log", "log"):
+            try:
+                return json.loads((folder / where / name).read_text())
+            except FileNotFoundError:
+                pass
+        raise AssertionError(f"{name} is in neither queue/ nor log/")
+    return [json.loads(read(name)["body"]) for name in names]
+
+
+def test_a_failed_delivery_is_kept_as_a_dead_letter_that_redeliver_sends(server, repository, tmp_path):
+    down = Receiver(tmp_path)
+    hook_id = add_hook(server, repository, url=down.url, secret="dead-letter-secret-0123").json()["id"]
+    alice_client(server).push_image(repository, "lost")
+
+    (failed,) = wait_until(lambda: [d for d in deliveries(server, repository, hook_id) if d["state"] == "failed"],
+                           "the delivery fails after maxAge")
+    assert failed["attempts"] >= 2 and len(failed["history"]) == failed["attempts"]
+    assert "ConnectionRefused" in failed["lastError"] and failed["nextAttemptAt"] is None
+
+    down.start()
+    try:
+        session = api(server)
+        base = f"{session.base}/{repository}/webhooks/{hook_id}"
+        r = session.post(f"{base}/deliveries/{failed['id']}/redeliver")
+        assert r.status_code == 202 and r.json()["state"] == "pending"
+        (received,) = down.wait_for(1)
+        assert received["headers"]["X-Registry-Delivery"] == failed["id"]
+        assert verifies(received, "dead-letter-secret-0123")
+        (done,) = wait_until(lambda: [d for d in deliveries(server, repository, hook_id) if d["state"] == "delivered"],
+                             "the redelivery is logged")
+        assert done["id"] == failed["id"] and done["attempts"] == failed["attempts"] + 1 and done["lastStatus"] == 200
+
+        assert session.post(f"{base}/ping").status_code == 202
+        pings = down.wait_for(2)
+        assert pings[1]["headers"]["X-Registry-Event"] == "ping"
+        assert session.post(f"{base}/deliveries/{'0' * 32}/redeliver").status_code == 404
+    finally:
+        down.stop()
+
+
+def test_a_receiver_that_never_answers_holds_up_only_its_own_hook(server, receiver, repository):
+    silent = socket.socket()  # listening, so connections are made, but nothing ever answers them
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        healthy = add_hook(server, repository, url=receiver.url + "/healthy").json()["id"]
+        while True:  # the silent hook sorts first, so a worker that sends hook after hook tries it first
+            stuck = add_hook(server, repository, url=f"http://127.0.0.1:{silent.getsockname()[1]}/").json()["id"]
+            if stuck < healthy:
+                break
+            api(server).delete(f"{api(server).base}/{repository}/webhooks/{stuck}")
+        alice_client(server).push_image(repository, "side-by-side")
+        (received,) = receiver.wait_for(1, where=f'"{repository}"')
+        assert received["path"] == "/healthy"
+        (waiting,) = deliveries(server, repository, stuck)
+        assert waiting["state"] == "pending" and waiting["attempts"] == 0  # its first attempt is still waiting
+    finally:
+        silent.close()
+        for hook_id in (healthy, stuck):
+            api(server).delete(f"{api(server).base}/{repository}/webhooks/{hook_id}")
+
+
+def test_a_receiver_down_across_a_registry_kill_still_gets_every_push_once_per_id(tmp_path):
+    receiver = Receiver(tmp_path)  # not started: the receiver is down
+    config = write_config(tmp_path, max_age="60s")
+    store = tmp_path / "store"
+    server = RunningRegistry(store, "--config", config)
+    try:
+        repository = f"alice/outage-{uuid.uuid4().hex[:6]}"
+        client = alice_client(server)
+        client.push_image(repository, "t0")
+        hook_id = add_hook(server, repository, url=receiver.url, secret="outage-secret-0123456").json()["id"]
+        tags = ["t1", "t2", "t3"]
+        digests = {tag: client.push_image(repository, tag, layers=1)[0] for tag in tags}
+        wait_until(lambda: any(d["attempts"] >= 2 for d in deliveries(server, repository, hook_id)),
+                   "the first delivery is retried")
+        os.killpg(server.process.pid, signal.SIGKILL)
+    finally:
+        server.stop()
+
+    server = RunningRegistry(store, "--config", config)
+    receiver.start()
+    try:
+        received = receiver.wait_for(3)
+        log = wait_until(lambda: (lambda log: log if all(d["state"] == "delivered" for d in log) else None)(
+            deliveries(server, repository, hook_id)), "every delivery is logged as delivered")
+    finally:
+        receiver.stop()
+        server.stop()
+
+    ids_by_tag: dict[str, set] = {}
+    order = []
+    for r in received:
+        target = json.loads(r["body"])["events"][0]["target"]
+        assert verifies(r, "outage-secret-0123456") and target["digest"] == digests[target["tag"]]
+        ids_by_tag.setdefault(target["tag"], set()).add(r["headers"]["X-Registry-Delivery"])
+        if target["tag"] not in order:
+            order.append(target["tag"])
+    assert order == tags  # in order per hook
+    assert all(len(ids) == 1 for ids in ids_by_tag.values())  # a repeat carries the same id
+    assert sorted(d["id"] for d in log) == sorted(i for ids in ids_by_tag.values() for i in ids)
+    assert max(d["attempts"] for d in log) >= 2
+
+
+def test_a_private_repositorys_hooks_answer_others_as_a_missing_repository_does(server, receiver, repository):
+    hook_id = add_hook(server, repository, url=receiver.url).json()["id"]
+    missing = f"alice/missing-{uuid.uuid4().hex[:6]}"
+    for auth, status, code in ((BOB, 403, "DENIED"), (None, 401, "UNAUTHORIZED")):
+        for method, path, body in (("GET", "webhooks", None), ("POST", "webhooks", {"url": receiver.url}),
+                                   ("GET", f"webhooks/{hook_id}", None), ("DELETE", f"webhooks/{hook_id}", None),
+                                   ("GET", f"webhooks/{hook_id}/deliveries", None)):
+            answers = []
+            for name in (repository, missing):
+                r = requests.request(method, f"{server.url}/api/v1/repositories/{name}/{path}", json=body, auth=auth)
+                answers.append((r.status_code, r.json()["errors"][0]["code"],
+                                r.json()["errors"][0]["message"].replace(name, "NAME")))
+            assert answers[0] == answers[1] and answers[0][:2] == (status, code), (method, path, answers)
+    session = api(server)
+    assert session.get(f"{session.base}/{missing}/webhooks").status_code == 404
+    assert [h["id"] for h in session.get(f"{session.base}/{repository}/webhooks").json()["webhooks"]] == [hook_id]
+    assert session.delete(f"{session.base}/{repository}/webhooks/{hook_id}").status_code == 204
+    assert session.get(f"{session.base}/{repository}/webhooks/{hook_id}").status_code == 404
+
+
+@pytest.mark.parametrize("body, problem", [
+    ({"url": "ftp://example.test/"}, "http:// or https://"),
+    ({"url": "http://user:pw@example.test/"}, "credentials"),
+    ({"url": "http://example.test/", "format": "xml"}, "format"),
+    ({"url": "http://example.test/", "events": ["push", "push"]}, "events"),
+    ({"url": "http://example.test/", "secret": "short"}, "secret"),
+    ({"url": "http://example.test/", "colour": "red"}, "unknown field colour"),
+])
+def test_a_hook_with_bad_fields_is_refused_with_what_to_fix(server, repository, body, problem):
+    r = add_hook(server, repository, **body)
+    assert r.status_code == 400 and problem in r.json()["errors"][0]["message"]
+
+
+def test_private_targets_are_refused_at_creation_and_again_at_delivery(tmp_path):
+    receiver = Receiver(tmp_path).start()
+    config = write_config(tmp_path, allow_private=False, endpoints=[
+        {"name": "internal", "url": receiver.url + "/internal", "secret": "registry-wide-secret-01"}])
+    try:
+        with RunningRegistry(tmp_path / "store", "--config", config) as server:
+            repository = f"alice/ssrf-{uuid.uuid4().hex[:6]}"
+            alice_client(server).push_image(repository, "v1")
+            for url in (receiver.url, "http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/",
+                        f"http://[::1]:{receiver.port}/", f"http://2130706433:{receiver.port}/"):
+                r = add_hook(server, repository, url=url)
+                assert r.status_code == 400 and "private" in r.json()["errors"][0]["message"], (url, r.text)
+            session = api(server)
+            assert session.get(f"{session.base}/{repository}/webhooks").json()["webhooks"] == []
+
+            alice_client(server).push_image(repository, "v2")  # the registry-wide endpoint wants it
+            log = server.store / "state" / "webhooks" / "hooks" / "registry-internal" / "log"
+            def refused_v2():
+                records = [json.loads(p.read_text()) for p in log.glob("*.json")]
+                return records if any('"v2"' in record["body"] for record in records) else None
+            records = wait_until(refused_v2, "the registry-wide delivery of v2 is refused")
+            assert all(record["state"] == "failed" and "refused" in record["attempts"][-1]["error"]
+                       for record in records)  # (the seeded images' pushes too)
+        assert receiver.received() == []
+    finally:
+        receiver.stop()
+
+
+@pytest.mark.parametrize("address, private", [
+    ("127.0.0.1", True), ("10.0.0.1", True), ("169.254.169.254", True), ("192.168.1.1", True),
+    ("100.64.0.1", True), ("0.0.0.0", True), ("::1", True), ("::ffff:127.0.0.1", True), ("fd00::1", True),
+    ("fe80::1%1", True), ("224.0.0.1", True), ("93.184.216.34", False), ("2606:4700::1111", False),
+])
+def test_addresses_are_judged_private_unless_globally_routable(address, private):
+    from registry_core.builtin_plugins.webhooks.targets import is_private
+    assert is_private(address) is private
+
+
+def test_a_record_that_cannot_be_read_is_moved_aside_and_holds_up_nothing(tmp_path):
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    outbox = Outbox(str(tmp_path))
+    first = outbox.enqueue("0123456789ab", {"id": "a" * 32})
+    second = outbox.enqueue("0123456789ab", {"id": "b" * 32})
+    queue = tmp_path / "hooks" / "0123456789ab" / "queue"
+    (queue / first).write_text("{not json")
+    assert outbox.read("0123456789ab", "queue", first) is None
+    assert outbox.names("0123456789ab", "queue") == [second]
+    assert (queue / f"{first}.unreadable").exists()
+
+
+def test_the_webhook_commands_manage_a_store_that_a_running_server_delivers_for(
+        server, receiver, repository, tmp_path, monkeypatch, cli_isolation):
+    from click.testing import CliRunner
+
+    from registry_core import cli
+
+    monkeypatch.setenv("REGISTRY_CONFIG", write_config(tmp_path))  # enables the plugin, so its commands
+    store = ["--store", str(server.store)]
+
+    def registry(*args, input=None):
+        result = CliRunner().invoke(cli.main, ["webhook", *args], input=input)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    added = json.loads(registry("add", repository, receiver.url + "/cli", "--event", "push", "--format", "cloudevents",
+                                "--secret-stdin", "--json", *store, input="cli-secret-0123456789\n"))
+    assert "secret" not in added
+    history = subprocess.run(["git", "-C", str(server.store / "meta.git"), "log", "-1", "--format=%an%n%B"],
+                             capture_output=True, text=True, check=True).stdout
+    assert history.startswith(f"operator\nAdd webhook {added['id']} to {repository}")
+    assert added["id"] in registry("list", repository, *store)
+
+    digest = alice_client(server).push_image(repository, "from-cli")[0]
+    (received,) = receiver.wait_for(1, where=f'"{repository}"')
+    assert verifies(received, "cli-secret-0123456789") and json.loads(received["body"])["data"]["digest"] == digest
+    event_id = received["headers"]["X-Registry-Delivery"]
+    wait_until(lambda: f"{event_id}  push  delivered" in registry("deliveries", repository, added["id"], *store),
+               "the delivery is logged as delivered")
+
+    assert "Queued" in registry("redeliver", repository, added["id"], event_id, *store)
+    again = receiver.wait_for(2, where=f'"{repository}"')
+    assert again[1]["headers"]["X-Registry-Delivery"] == event_id
+
+    registry("remove", repository, added["id"], *store)
+    assert added["id"] not in registry("list", repository, *store)
+    failed = CliRunner().invoke(cli.main, ["webhook", "remove", repository, added["id"], *store])
+    assert failed.exit_code == 1 and "has no webhook" in failed.output
+
+
+def test_the_delivery_log_keeps_the_newest_records_of_a_hook(tmp_path):
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    outbox = Outbox(str(tmp_path), log_kept=2)
+    ids = [f"{n:032x}" for n in range(3)]
+    for event_id in ids:
+        name = outbox.enqueue("0123456789ab", {"id": event_id, "state": "pending"})
+        outbox.finish("0123456789ab", name, {"id": event_id, "state": "delivered"})
+    assert [record["id"] for record in outbox.deliveries("0123456789ab")] == ids[:0:-1]  # the two newest
+
+
+def test_a_registry_wide_endpoint_that_is_not_an_http_url_stops_start_up_naming_the_key(tmp_path):
+    from registry_core import config as config_module
+    from registry_core.meta.documents import DocumentInvalid
+    from registry_core.plugins import make_plugin_manager, validate_plugin_config
+
+    path = write_config(tmp_path, endpoints=[{"name": "audit", "url": "file:///etc/passwd",
+                                              "secret": "registry-wide-secret-01"}])
+    config = config_module.load(path)
+    with pytest.raises(DocumentInvalid, match="pluginConfig/webhooks/endpoints/0/url"):
+        validate_plugin_config(make_plugin_manager(config.plugins), config.plugin_config, path)
