@@ -263,6 +263,7 @@ def git_fsck(store) -> None:
 def test_meta_git_is_packed_and_its_whole_history_stays_readable(local, store):
     for i in range(30):
         push_image(local, "gc/packed", f"v{i}")
+    assert local.meta.settle()  # small packs are merged in a thread of their own
     commits_before = len(meta_commits(store))
     loose, packs_before = loose_files(store), pack_names(store)
     assert len(packs_before) >= 2  # the commits' small packs, some merged already
