@@ -302,3 +302,57 @@ def test_merged_packs_leave_objects_pack_at_once(tmp_path):
     indexes = [name for name in os.listdir(pack_dir) if name.endswith(".idx")]
     assert len(indexes) < 8 + 4, indexes  # the live packs, under 8 a tier; nothing merged waits there
     assert len(os.listdir(os.path.join(path, packs.MERGES_DIR, packs.RETIRED_DIR))) >= 2 * 56
+
+
+def _commit_packs(tmp_path, count: int) -> tuple[str, str, list[str]]:
+    """A store with `count` commits, each its own small pack (merging off); (path, pack dir, packs)."""
+    path = str(tmp_path / "meta.git")
+    store = MetaStore(path)
+    store.writer.merges.every = 10**9  # no merge: the test merges by hand
+    commit_tags(store, count)
+    pack_dir = os.path.join(path, "objects", "pack")
+    return path, pack_dir, sorted(packs.pack_sizes(pack_dir))
+
+
+def _all_objects(pack_dir: str) -> set[bytes]:
+    return {raw for name in packs.pack_sizes(pack_dir)
+            for raw in packs.read_index(os.path.join(pack_dir, name + ".idx"))[0]}
+
+
+def test_a_merge_whose_other_packs_were_merged_elsewhere_retires_nothing(tmp_path):
+    path, pack_dir, names = _commit_packs(tmp_path, 3)
+    before = _all_objects(pack_dir)
+    chosen = names[:2]
+    packs.retire_packs(pack_dir, [chosen[1]])  # as another process's merge would, after this one chose
+    kept = _all_objects(pack_dir)
+    with pytest.raises(packs.NothingToMerge):
+        packs.merge_packs(pack_dir, chosen)
+    assert _all_objects(pack_dir) == kept and chosen[0] in packs.pack_sizes(pack_dir)
+    assert before - kept  # (the retired pack's objects are what the other merge copied)
+
+
+def test_the_merge_thread_never_retires_the_only_copy_of_an_object(tmp_path, monkeypatch):
+    path, pack_dir, names = _commit_packs(tmp_path, 9)
+    store = MetaStore(path)
+    policy = packs.MergePolicy(background=False)
+    # Another process merges all but one of the packs this one chose, after its choice and before
+    # it takes the merge lock.
+    real = packs._within
+
+    def chosen_then_merged_elsewhere(pack_dir_, names_, limit):
+        chosen = real(pack_dir_, names_, limit)
+        assert len(chosen) >= 8
+        packs.merge_packs(pack_dir, chosen[1:])  # what the other process writes
+        packs.retire_packs(pack_dir, chosen[1:])
+        return chosen
+    monkeypatch.setattr(packs, "_within", chosen_then_merged_elsewhere)
+    policy._pending = (path, False)
+    policy._merge_pending()
+    repo = pygit2.Repository(path)
+    tip = repo.lookup_reference("refs/heads/main").target
+    for commit in repo.walk(tip):  # every object of the history still readable
+        for entry in commit.tree:
+            assert repo[entry.id] is not None
+    assert tag_names(store) == {f"t{i}" for i in range(9)}
+    fsck = subprocess.run(["git", "-C", path, "fsck", "--full"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr

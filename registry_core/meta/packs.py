@@ -533,7 +533,7 @@ class MergePolicy:
             except Deltified as error:
                 self.deltified.add(error.args[1])
                 return 0
-            except FileNotFoundError:  # a pack was merged by another process since the listing
+            except (FileNotFoundError, NothingToMerge):  # packs merged by another process since the listing
                 return 0
             retire_packs(pack_dir, copied)
             return len(copied)
@@ -556,21 +556,34 @@ def _within(pack_dir: str, names: list[str], limit: int) -> list[str]:
     return chosen
 
 
+class NothingToMerge(Exception):
+    """Fewer than two of the packs chosen are still there (another process merged them)."""
+
+
 def merge_packs(pack_dir: str, names: list[str], durable: bool = False) -> tuple[str, list[str]]:
     """Copy the entries of the packs `names` (whole objects only) into one new pack, as stored and
-    a chunk at a time; (the new pack's name, the packs copied). An object in several packs is
-    copied once. Raises Deltified(message, name) at a pack with deltas, leaving nothing behind."""
+    a chunk at a time; (the new pack's name, the packs copied, which the caller may retire: never
+    the new pack itself). An object in several packs is copied once. Raises Deltified(message,
+    name) at a pack with deltas, NothingToMerge when fewer than two of `names` are still there,
+    and FileNotFoundError when one goes while it is copied; each leaves nothing behind.
+
+    Why at least two: the copy of a single pack is that pack, byte for byte, under the same name
+    (a pack is named by its checksum); retiring "the copied pack" would then move the only copy
+    of its objects out of sight (a soak lost objects so, when another process had merged all but
+    one of the packs chosen)."""
     plans, seen = [], set()
     for name in names:
         try:
             ids, offsets = read_index(os.path.join(pack_dir, name + ".idx"))
-        except FileNotFoundError:
+        except FileNotFoundError:  # merged by another process since the listing
             continue
         if any(offset & 0x80000000 for offset in offsets):
             raise Deltified(f"{name} is over 2 GiB (large offsets): written by garbage-collect", name)
         wanted = [(offset, raw) for raw, offset in zip(ids, offsets) if raw not in seen]
         seen.update(raw for _, raw in wanted)
         plans.append((name, sorted(offsets), sorted(wanted)))
+    if len(plans) < 2:
+        raise NothingToMerge(f"{len(plans)} of the {len(names)} packs chosen are still there")
     temporary = f"{pack_dir}/tmp_{os.getpid()}_{os.urandom(4).hex()}"
     located: list[tuple[bytes, int, int]] = []
     copied: list[str] = []
@@ -627,7 +640,7 @@ def merge_packs(pack_dir: str, names: list[str], durable: bool = False) -> tuple
     _write_new(os.path.join(pack_dir, name + ".idx"), _index_bytes(located, digest), durable)
     if durable:
         sync_folder(pack_dir)
-    return name, copied
+    return name, [source for source in copied if source != name]
 
 
 def retire_packs(pack_dir: str, names: list[str]) -> None:

@@ -47,7 +47,7 @@ REOPEN_AFTER = 0.1  # seconds: a thread's Repository is not reopened more often 
 # and opens them again when needed.
 OPEN_PACK_FILES = 128
 MAPPED_PACK_BYTES = 256 << 20
-OBJECT_CACHE_BYTES = 64 << 20
+OBJECT_CACHE_BYTES = 32 << 20
 pygit2.settings.mwindow_file_limit = OPEN_PACK_FILES
 pygit2.settings.mwindow_mapped_limit = MAPPED_PACK_BYTES
 pygit2.settings.cache_max_size(OBJECT_CACHE_BYTES)
