@@ -62,3 +62,8 @@ class RegistryError(Exception):
         if self.detail is not None:
             error["detail"] = self.detail
         return {"errors": [error]}
+
+
+def bad_request(message: str) -> RegistryError:
+    """400 for a request body or field the API cannot take (UNSUPPORTED, as the API answers it)."""
+    return RegistryError("UNSUPPORTED", message, status=400)

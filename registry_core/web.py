@@ -25,8 +25,9 @@ from typing import Iterator
 
 import bottle
 
+from registry_core import json_text
 from registry_core.context import Actor, Context, is_trailer_value
-from registry_core.errors import RegistryError, is_storage_full
+from registry_core.errors import RegistryError, bad_request, is_storage_full
 from registry_core.names import canonical_name
 
 CHUNK = 120 * 1024  # under glibc's mmap threshold: see serving.BODY_RECV
@@ -111,6 +112,25 @@ def read_body(environ: dict, limit: int, code: str = "MANIFEST_INVALID") -> byte
             raise RegistryError(code, f"the request body is over the limit of {limit} bytes", status=413)
         parts.append(chunk)
     return b"".join(parts)
+
+
+def json_body(fields: tuple[str, ...], required: tuple[str, ...] = (), limit: int = 64 * 1024) -> dict:
+    """The request's body: a JSON object (json_text.parse) of at most `limit` bytes, with only
+    `fields`, and all of `required`. The /api/v1/ routes and plugins' routes read bodies here."""
+    raw = read_body(bottle.request.environ, limit, "SIZE_INVALID")
+    try:
+        document = json_text.parse(raw) if raw.strip() else {}
+    except json_text.JsonRefused as e:
+        raise bad_request(f"the request body {e}") from None
+    if not isinstance(document, dict):
+        raise bad_request("the request body must be a JSON object")
+    unknown = sorted(set(document) - set(fields))
+    if unknown:
+        raise bad_request(f"unknown field {', '.join(unknown)}: expected {', '.join(fields)}")
+    missing = [key for key in required if document.get(key) is None]
+    if missing:
+        raise bad_request(f"missing field {', '.join(missing)}")
+    return document
 
 
 def whole_number(value: str | None, key: str, default: int | None = None, minimum: int = 0,

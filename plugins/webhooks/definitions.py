@@ -11,7 +11,7 @@ import re
 import secrets as random
 
 from registry_core.context import Context, now_iso
-from registry_core.errors import RegistryError
+from registry_core.errors import RegistryError, bad_request
 from registry_core.meta import paths as meta_paths
 
 from . import targets
@@ -23,10 +23,6 @@ VIEW_FIELDS = ("id", "repository", "url", "events", "format", "tags", "active", 
                "updatedBy", "updatedAt")
 MIN_SECRET, MAX_SECRET = 16, 1024
 _HOOK_ID = re.compile(r"[0-9a-f]{12}")
-
-
-def bad_request(message: str) -> RegistryError:
-    return RegistryError("UNSUPPORTED", message, status=400)
 
 
 def hooks_dir(name: str) -> str:

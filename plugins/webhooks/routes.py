@@ -17,13 +17,12 @@ import datetime
 
 import bottle
 
-from registry_core import json_text
 from registry_core.errors import RegistryError
 from registry_core.events import event
 from registry_core.names import canonical_name, check_name
-from registry_core.web import json_response, read_body, whole_number
+from registry_core.web import json_body, json_response, whole_number
 
-from .definitions import FIELDS, bad_request, hook_unknown, name_unknown, view
+from .definitions import FIELDS, hook_unknown, name_unknown, view
 
 PREFIX = "/api/v1/repositories/<name:path>/webhooks"
 BODY_LIMIT = 16 * 1024
@@ -45,20 +44,6 @@ def delivery_view(record: dict) -> dict:
             "history": [{"at": _when(entry["at"]), **{key: entry[key] for key in
                                                       ("status", "error", "durationMs", "response") if key in entry}}
                         for entry in attempts]}
-
-
-def json_body() -> dict:
-    raw = read_body(bottle.request.environ, BODY_LIMIT, "SIZE_INVALID")
-    try:
-        document = json_text.parse(raw) if raw.strip() else {}
-    except json_text.JsonRefused as e:
-        raise bad_request(f"the request body {e}") from None
-    if not isinstance(document, dict):
-        raise bad_request("the request body must be a JSON object")
-    unknown = sorted(set(document) - set(FIELDS))
-    if unknown:
-        raise bad_request(f"unknown field {', '.join(unknown)}: expected {', '.join(FIELDS)}")
-    return document
 
 
 class WebhooksApi:
@@ -99,7 +84,7 @@ class WebhooksApi:
 
     def create(self, name: str):
         name, context = self._admin(name)
-        document, generated = self.definitions.create(context, name, json_body())
+        document, generated = self.definitions.create(context, name, json_body(FIELDS, limit=BODY_LIMIT))
         answer = view(document)
         if generated:
             answer["secret"] = generated  # shown this once; only its sealed form is kept
@@ -115,7 +100,7 @@ class WebhooksApi:
 
     def update(self, name: str, hook_id: str):
         name, context, _ = self._hook(name, hook_id)
-        return json_response(view(self.definitions.update(context, name, hook_id, json_body())))
+        return json_response(view(self.definitions.update(context, name, hook_id, json_body(FIELDS, limit=BODY_LIMIT))))
 
     def delete(self, name: str, hook_id: str):
         name, context, _ = self._hook(name, hook_id)

@@ -10,9 +10,10 @@ Losing the key loses the secrets: the hooks must be given new ones (PATCH `secre
 from __future__ import annotations
 
 import os
-import secrets
 
 from cryptography.fernet import Fernet, InvalidToken
+
+from registry_core.index.keys import create_once
 
 KEY_FILE = "webhook-secrets.key"
 
@@ -29,7 +30,8 @@ class Sealer:
     def _key(self) -> Fernet:
         if self._fernet is None:
             if not os.path.exists(self.path):
-                _create_once(self.path, Fernet.generate_key())
+                os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+                create_once(self.path, Fernet.generate_key(), 0o600)
             with open(self.path, "rb") as f:
                 self._fernet = Fernet(f.read().strip())
         return self._fernet
@@ -43,21 +45,3 @@ class Sealer:
         except InvalidToken:
             raise SecretUnavailable(f"the secret cannot be opened with {self.path}: was the key replaced? "
                                     "Give the hook a new secret") from None
-
-
-def _create_once(path: str, data: bytes) -> None:
-    """Write the key unless it exists; when processes race, whoever links first wins."""
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    temporary = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass
-    finally:
-        os.unlink(temporary)

@@ -23,19 +23,17 @@ from urllib.parse import quote
 
 import bottle
 
-from registry_core import json_text
 from registry_core.context import Actor, Context
-from registry_core.errors import RegistryError
+from registry_core.errors import RegistryError, bad_request
 from registry_core.index import collaborators as repository_access
 from registry_core.index.accounts import ORG_ROLES, Accounts, _expired, check_account_name, not_found
 from registry_core.index.passwords import generate_password
 from registry_core.names import canonical_name, check_name
 from registry_core.registry.repositories import paginate
 from registry_core.registry.routes import next_link, page_query
-from registry_core.web import json_response, read_body
+from registry_core.web import json_body, json_response
 
 PREFIX = "/api/v1"
-BODY_LIMIT = 64 * 1024
 MIN_PASSWORD_LENGTH = 8
 TOKEN_ACTIONS = (("pull",), ("pull", "push"))
 MAX_TOKEN_DAYS = 3650
@@ -43,28 +41,6 @@ TOKEN_ID_RE = re.compile(r"[a-f0-9]{12}")
 USER_FIELDS = ("name", "email", "admin", "disabled", "robot", "owner", "createdAt")
 TOKEN_FIELDS = ("id", "purpose", "description", "actions", "repositories", "clientId", "expiresAt",
                 "createdBy", "createdAt")
-
-
-def bad_request(message: str) -> RegistryError:
-    return RegistryError("UNSUPPORTED", message, status=400)
-
-
-def json_body(fields: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
-    """The request's body: a JSON object with only `fields`, and all of `required`."""
-    raw = read_body(bottle.request.environ, BODY_LIMIT, "SIZE_INVALID")
-    try:
-        document = json_text.parse(raw) if raw.strip() else {}
-    except json_text.JsonRefused as e:
-        raise bad_request(f"the request body {e}") from None
-    if not isinstance(document, dict):
-        raise bad_request("the request body must be a JSON object")
-    unknown = sorted(set(document) - set(fields))
-    if unknown:
-        raise bad_request(f"unknown field {', '.join(unknown)}: expected {', '.join(fields)}")
-    missing = [key for key in required if document.get(key) is None]
-    if missing:
-        raise bad_request(f"missing field {', '.join(missing)}")
-    return document
 
 
 # --- checks shared with the command line (registry_core/index/commands.py) ----------------------

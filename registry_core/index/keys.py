@@ -153,12 +153,12 @@ def load_or_create(directory: str, common_name: str = "registry-core token signi
     if not os.path.exists(key_path):
         pem = generate_private_key(kind).private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                        serialization.NoEncryption())
-        _create_once(key_path, pem, 0o600)
+        create_once(key_path, pem, 0o600)
     private_key = _load_private_key(key_path)
     signing_algorithm(private_key, where=key_path)
     if not os.path.exists(cert_path):
         certificate = self_signed_certificate(private_key, common_name)
-        _create_once(cert_path, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
+        create_once(cert_path, certificate.public_bytes(serialization.Encoding.PEM), 0o644)
     return signing_key(private_key, load_certificates(cert_path), where=cert_path)
 
 
@@ -198,8 +198,9 @@ def _load_private_key(path: str):
         raise SigningKeyError(path, f"not a PEM private key: {e}") from None
 
 
-def _create_once(path: str, data: bytes, mode: int) -> None:
-    """Write `path` unless it exists; whoever links first wins, the others keep the winner's file."""
+def create_once(path: str, data: bytes, mode: int) -> None:
+    """Write `path` unless it exists; whoever links first wins, the others keep the winner's file.
+    For any key the store keeps outside git (the token keys here, the webhooks' sealing key)."""
     temporary = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
