@@ -12,23 +12,9 @@ import click
 
 from registry_core import config as config_module
 from registry_core.meta.documents import DocumentInvalid
+from registry_core.command_line import load_config, plugin_manager  # noqa: F401 (used by plugins' commands)
 from registry_core.plugins import PluginError, describe, make_plugin_manager
-from registry_core.serving import CONFIG_ENV, PLUGINS_DIR_ENV, read_config  # noqa: F401 (CONFIG_ENV: API)
-
-
-def load_config(config_path: str | None, store: str | None = None,
-                plugins_dir: str | None = None) -> config_module.Config:
-    try:
-        return read_config(config_path, store, plugins_dir)
-    except DocumentInvalid as e:
-        raise click.ClickException(f"invalid configuration: {e}") from None
-
-
-def plugin_manager(config: config_module.Config):
-    try:
-        return make_plugin_manager(config.plugins, config.plugins_dir, config.auth.enabled)
-    except PluginError as e:
-        raise click.ClickException(str(e)) from None
+from registry_core.serving import CONFIG_ENV, PLUGINS_DIR_ENV  # noqa: F401 (CONFIG_ENV: API)
 
 
 class RegistryCommands(click.Group):

@@ -10,14 +10,14 @@ plugin: `plugins: [webhooks]`.
 from __future__ import annotations
 
 import functools
-import getpass
 import json
 import os
 import sys
 
 import click
 
-from registry_core.context import Context, InvalidIdentity, check_actor_name
+from registry_core.command_line import acting_option, acting_user, load_config
+from registry_core.context import Context
 from registry_core.errors import RegistryError
 from registry_core.names import canonical_name, check_name
 
@@ -30,7 +30,6 @@ class Store:
 
     def __init__(self, config_path: str | None, store_dir: str | None, acting: str | None):
         from registry_core.app import Registry
-        from registry_core.cli import load_config
 
         from . import service
 
@@ -39,23 +38,7 @@ class Store:
             raise click.ClickException(f"no store in {config.store}: give --store or --config")
         self.registry = Registry(config)
         self.webhooks = service(self.registry)
-        self.context = Context(actor=acting or _login_name(), user_agent="registry-cli")
-
-
-def _login_name() -> str:
-    try:
-        return check_actor_name(getpass.getuser())
-    except (KeyError, OSError, InvalidIdentity):
-        raise click.UsageError("your login name cannot author commits: give --as NAME") from None
-
-
-def _acting(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return check_actor_name(value)
-    except InvalidIdentity as e:
-        raise click.BadParameter(str(e)) from None
+        self.context = Context(actor=acting or acting_user(), user_agent="registry-cli")
 
 
 def _repository(name: str) -> str:
@@ -71,7 +54,7 @@ def on_store(function):
                   help="Store root [default: the config's store, else ./registry-data].")
     @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
                   help="registry.yaml [default: $REGISTRY_CONFIG].")
-    @click.option("--as", "acting", metavar="NAME", callback=_acting,
+    @click.option("--as", "acting", metavar="NAME", callback=acting_option,
                   help="Author the commits as the account name NAME [default: your login name].")
     @functools.wraps(function)
     def wrapper(store_dir, config_path, acting, name, **kwargs):

@@ -9,15 +9,14 @@ shell history would keep them); generated passwords and token secrets are printe
 
 from __future__ import annotations
 
-import functools
-import getpass
 import json
 import os
 import sys
 
 import click
 
-from registry_core.context import Context, InvalidIdentity, check_actor_name
+from registry_core.command_line import store_command
+from registry_core.context import Context
 from registry_core.errors import RegistryError
 from registry_core.index import collaborators as repository_access
 from registry_core.index.accounts import ORG_ROLES, Accounts
@@ -25,7 +24,6 @@ from registry_core.index.api import (TOKEN_ID_RE, check_password, token_days, to
                                      user_view)
 from registry_core.index.collaborators import ROLES
 from registry_core.index.passwords import generate_password
-from registry_core.meta.documents import DocumentInvalid
 from registry_core.meta.store import MetaStore
 from registry_core.names import canonical_name, check_name
 
@@ -44,53 +42,6 @@ class Store:
         self.meta = MetaStore(path, create=False, durable=durable, writer=writer)
         self.accounts = Accounts(self.meta)
         self.context = Context(actor=actor, user_agent="registry-cli")
-
-
-def acting_user() -> str:
-    """The operating-system login name, which authors the commits when --as is not given."""
-    try:
-        name = getpass.getuser()
-    except (KeyError, OSError):  # no login name in this environment (a container without USER)
-        return "registry"
-    try:
-        return check_actor_name(name)
-    except InvalidIdentity:
-        raise click.UsageError(f"your login name {name!r} cannot author commits (an account name is lowercase "
-                               "letters and digits with '.', '_' or '-' between them): give --as NAME") from None
-
-
-def _acting_option(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return check_actor_name(value)
-    except InvalidIdentity as e:
-        raise click.BadParameter(str(e)) from None
-
-
-def store_command(open_store):
-    """A decorator for commands that work on a store: --store/--config/--as, and the command gets
-    `store = open_store(config, acting_user_name)`. Errors become one line on stderr, exit 1."""
-    def decorate(function):
-        @click.option("--store", "store_dir", type=click.Path(file_okay=False),
-                      help="Store root [default: the config's store, else ./registry-data].")
-        @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
-                      help="registry.yaml naming the store (and its storage driver).")
-        @click.option("--as", "acting", metavar="NAME", callback=_acting_option,
-                      help="Author the commits as the account name NAME [default: your login name].")
-        @functools.wraps(function)
-        def wrapper(store_dir, config_path, acting, **kwargs):
-            from registry_core.cli import load_config
-
-            store = open_store(load_config(config_path, store_dir), acting or acting_user())
-            try:
-                return function(store=store, **kwargs)
-            except RegistryError as e:
-                raise click.ClickException(e.message) from None
-            except DocumentInvalid as e:
-                raise click.ClickException(f"invalid document: {e}") from None
-        return wrapper
-    return decorate
 
 
 on_store = store_command(lambda config, acting: Store(config.store, acting, config.durable, config.meta_writer))

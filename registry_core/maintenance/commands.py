@@ -15,7 +15,7 @@ import click
 from registry_core.context import Context
 from registry_core.meta.store import MetaStore
 from registry_core.maintenance.fsck import Checker
-from registry_core.index.commands import store_command
+from registry_core.command_line import plugin_manager, store_command
 from registry_core.maintenance.gc import HOUR, GarbageCollectionRefused, GarbageCollector, Options
 
 META_DIR = "meta.git"
@@ -25,8 +25,6 @@ class MaintainedStore:
     """The storage driver and metadata of one store, and who is acting on it."""
 
     def __init__(self, config, actor: str):
-        from registry_core.cli import plugin_manager
-
         root = config.store
         if not os.path.isdir(os.path.join(root, META_DIR)):
             raise click.ClickException(f"no store in {root}: give --store or --config (a store is made by "
