@@ -131,8 +131,7 @@ def direct_caller(pm: pluggy.PluginManager, hook: str) -> Callable[..., object]:
     without wrapping, else the hook itself; called with keywords, answering as pluggy does (the
     answer of a firstresult hook, else the list of answers that are not None). For the hooks of
     every request: pluggy's dispatch costs about 1.7 µs a call here, a third of authorizing a
-    request with a token (bench/profiles/notes.md, session 4). Plugins are fixed when a Registry
-    is built."""
+    request with a token (bench/profiles/notes.md). Plugins are fixed when a Registry is built."""
     caller = getattr(pm.hook, hook)
     implementations = caller.get_hookimpls()
     if len(implementations) != 1 or implementations[0].wrapper or implementations[0].hookwrapper:

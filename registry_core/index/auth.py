@@ -39,7 +39,7 @@ class TokenActors:
     (which may have disabled its account). A request with a known token then costs a stat of the
     branch and a dictionary lookup instead of the verifier's cache, the account's document and a
     new Actor: authorizing was 10 % of a manifest GET's CPU with a token, against 1.3 % on an
-    open registry (bench/profiles/notes.md, session 4). The actors are shared: never change one."""
+    open registry (bench/profiles/notes.md). The actors are shared: never change one."""
 
     def __init__(self, limit: int = 4096):
         self.limit = limit

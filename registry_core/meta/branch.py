@@ -4,8 +4,7 @@ git moves a branch by creating `main.lock` exclusively, writing the new id into 
 over `main`, so git, libgit2 and every registry process can write beside each other. The rename
 frees the old `main`'s inode, and on ext4 each freed inode is skipped (and its inode table block
 read) by every file creation in its group for the next minute: at a few hundred commits a second,
-creating the next commit's pack cost 0.25-1 ms instead of 0.06 ms (bench/profiles/notes.md,
-session 4).
+creating the next commit's pack cost 0.25-1 ms instead of 0.06 ms (bench/profiles/notes.md).
 
 So the branch's files are recycled: `branch-files/` in the repository holds SPARES small files, and
 each of them is, in turn, the lock and then the branch. A writer takes the lock by hard-linking the
@@ -19,8 +18,9 @@ newer mtime unless SPARES commits fit in one tick of the file system's clock (1-
 file systems; a file system with 1 s timestamps would need a check of the content instead).
 
 Without the folder (a read-only store, a file system without hard links), the lock is created
-the classic way. Done here rather than by libgit2 (create_commit with a ref) since session 2:
-libgit2's rename of its lock waited on the disk (_write_at_start). Like git in a bare
+the classic way. The pack writer moves the branch here rather than through libgit2, whose rename
+of its lock waited on the disk (_write_at_start); the libgit2 writer (writers.py) uses libgit2's
+own reference transaction, waiting on a held lock through `wait_while_locked`. Like git in a bare
 repository, no reflog is kept.
 
 A held lock is waited for, not raced: `move` polls it (a writer holds it for microseconds, or
@@ -341,7 +341,7 @@ def _inode_of(path: str) -> int | None:
 def _write_at_start(fd: int, data: bytes) -> None:
     """Write `data` as the whole file, its block allocated first: ext4 flushes a file's
     not-yet-allocated data when it is renamed over another, waiting on the disk (a quarter of a
-    tag push's time when libgit2 did the rename, notes.md session 2)."""
+    tag push's time when libgit2 did the rename, bench/profiles/notes.md)."""
     if os.fstat(fd).st_size != len(data):
         os.ftruncate(fd, 0)
         try:

@@ -650,9 +650,9 @@ def retire_packs(pack_dir: str, names: list[str]) -> None:
 
     At once, not after a grace period: a libgit2 reader that has just listed objects/pack/ and is
     about to open one of these finds it gone and reports its object missing, and looks again
-    (read_again_if_missing). Holding merged packs back for a second instead (session 3) left
-    about as many packs in the folder as commits a second, each searched on every lookup that
-    missed: 2.6 ms a push at 400 pushes a second against 1.3 ms (bench/profiles/notes.md).
+    (Snapshot.read). Holding merged packs back for a second instead would leave about as many
+    packs in the folder as commits a second, each searched on every lookup that misses: 2.6 ms
+    a push at 400 pushes a second against 1.3 ms (bench/profiles/notes.md).
     Why moved and not deleted: on ext4 without a journal every deleted inode slows each file
     created after it in its group for 60-300 s (notes.md); a push retires two files (its pack
     and index, once merged), and deleting them made sustained pushes slow down from 264 to 159

@@ -368,8 +368,8 @@ class MetaStore:
         One thread of a process commits at a time: threads racing each other for the branch
         would each lose the compare-and-swap to the others and redo change, trees and pack (under
         eight concurrent pushers into one repository, about ten times the work of an uncontended
-        push: bench/profiles/notes.md, session 5). Other processes and nodes still race, and
-        lose to each other only.
+        push, bench/profiles/notes.md). Other processes and nodes still race, and lose to each
+        other only.
         """
         with self._commit_lock:
             return self._transact(change, context, message, attempts)
