@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import json
 
 import click
 
@@ -15,6 +16,7 @@ from registry_core import config as config_module
 from registry_core.context import InvalidIdentity, check_actor_name
 from registry_core.errors import RegistryError
 from registry_core.meta.documents import DocumentInvalid
+from registry_core.names import canonical_name, check_name
 from registry_core.plugins import PluginError, make_plugin_manager
 from registry_core.serving import read_config
 
@@ -78,3 +80,18 @@ def store_command(open_store):
                 raise click.ClickException(f"invalid document: {e}") from None
         return wrapper
     return decorate
+
+
+def emit(as_json: bool, document, lines: list[str]) -> None:
+    if as_json:
+        click.echo(json.dumps(document, indent=2))
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+def repository_name(name: str) -> str:
+    try:
+        return check_name(canonical_name(name))
+    except RegistryError as e:
+        raise click.BadParameter(e.message, param_hint="NAME") from None

@@ -10,16 +10,13 @@ plugin: `plugins: [webhooks]`.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 
 import click
 
-from registry_core.command_line import acting_option, acting_user, load_config
+from registry_core.command_line import emit, repository_name, store_command
 from registry_core.context import Context
-from registry_core.errors import RegistryError
-from registry_core.names import canonical_name, check_name
 
 from .routes import delivery_view
 from .settings import EVENTS, FORMATS
@@ -28,53 +25,29 @@ from .settings import EVENTS, FORMATS
 class Store:
     """The webhooks of one store, and who is acting on it."""
 
-    def __init__(self, config_path: str | None, store_dir: str | None, acting: str | None):
+    def __init__(self, config, acting: str):
         from registry_core.app import Registry
 
         from . import service
 
-        config = load_config(config_path or os.environ.get("REGISTRY_CONFIG"), store_dir)
         if not os.path.isdir(os.path.join(config.store, "meta.git")):
             raise click.ClickException(f"no store in {config.store}: give --store or --config")
         self.registry = Registry(config)
         self.webhooks = service(self.registry)
-        self.context = Context(actor=acting or acting_user(), user_agent="registry-cli")
-
-
-def _repository(name: str) -> str:
-    try:
-        return check_name(canonical_name(name))
-    except RegistryError as e:
-        raise click.BadParameter(e.message, param_hint="NAME") from None
+        self.context = Context(actor=acting, user_agent="registry-cli")
 
 
 def on_store(function):
-    """--store/--config/--as; the command gets `store`; a RegistryError becomes one line, exit 1."""
-    @click.option("--store", "store_dir", type=click.Path(file_okay=False),
-                  help="Store root [default: the config's store, else ./registry-data].")
-    @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
-                  help="registry.yaml [default: $REGISTRY_CONFIG].")
-    @click.option("--as", "acting", metavar="NAME", callback=acting_option,
-                  help="Author the commits as the account name NAME [default: your login name].")
+    """The core's store_command (--store/--config/--as, errors as one line) with the repository
+    NAME checked and known: the command gets `store` and `name`."""
+    @store_command(Store)
     @functools.wraps(function)
-    def wrapper(store_dir, config_path, acting, name, **kwargs):
-        store = Store(config_path, store_dir, acting)
-        name = _repository(name)
+    def with_repository(store: Store, name: str, **kwargs):
+        name = repository_name(name)
         if not store.webhooks.definitions.repository_exists(name):
             raise click.ClickException(f"repository {name} is not known to this registry")
-        try:
-            return function(store=store, name=name, **kwargs)
-        except RegistryError as e:
-            raise click.ClickException(e.message) from None
-    return wrapper
-
-
-def _emit(as_json: bool, document, lines: list[str]) -> None:
-    if as_json:
-        click.echo(json.dumps(document, indent=2))
-    else:
-        for line in lines:
-            click.echo(line)
+        return function(store=store, name=name, **kwargs)
+    return with_repository
 
 
 def _hook(store: Store, name: str, hook_id: str) -> dict:
@@ -119,7 +92,7 @@ def register(cli) -> None:
         if generated:
             answer["secret"] = generated
             lines.append(f"secret (shown once): {generated}")
-        _emit(as_json, answer, lines)
+        emit(as_json, answer, lines)
 
     @webhook.command("list")
     @click.argument("name")
@@ -128,7 +101,7 @@ def register(cli) -> None:
     def list_hooks(store: Store, name, as_json):
         """List the webhooks of repository NAME."""
         hooks = [view(d) for d in store.webhooks.definitions.list(name)]
-        _emit(as_json, {"repository": name, "webhooks": hooks},
+        emit(as_json, {"repository": name, "webhooks": hooks},
               [f"{h['id']}  {'active' if h['active'] else 'inactive'}  {','.join(h['events'])}  {h['format']}  "
                f"{h['url']}" + (f"  tags {h['tags']}" if "tags" in h else "") for h in hooks])
 
@@ -152,7 +125,7 @@ def register(cli) -> None:
         """The newest deliveries of the webhook ID of repository NAME."""
         _hook(store, name, hook_id)
         found = [delivery_view(r) for r in store.webhooks.outbox.deliveries(hook_id, limit=limit)]
-        _emit(as_json, {"webhook": hook_id, "deliveries": found},
+        emit(as_json, {"webhook": hook_id, "deliveries": found},
               [f"{d['id']}  {d['event']}  {d['state']}  attempts {d['attempts']}"
                + (f"  last {d['lastStatus']}" if d["lastStatus"] else "")
                + (f"  ({d['lastError']})" if d["lastError"] else "") for d in found])

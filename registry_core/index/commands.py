@@ -9,13 +9,12 @@ shell history would keep them); generated passwords and token secrets are printe
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 import click
 
-from registry_core.command_line import store_command
+from registry_core.command_line import emit, repository_name, store_command
 from registry_core.context import Context
 from registry_core.errors import RegistryError
 from registry_core.index import collaborators as repository_access
@@ -25,7 +24,6 @@ from registry_core.index.api import (TOKEN_ID_RE, check_password, token_days, to
 from registry_core.index.collaborators import ROLES
 from registry_core.index.passwords import generate_password
 from registry_core.meta.store import MetaStore
-from registry_core.names import canonical_name, check_name
 
 META_DIR = "meta.git"
 
@@ -56,21 +54,6 @@ def read_password(password_stdin: bool, prompt: str = "Password") -> str:
         return check_password(password)
     except RegistryError as e:
         raise click.ClickException(e.message) from None
-
-
-def emit(as_json: bool, document, lines: list[str]) -> None:
-    if as_json:
-        click.echo(json.dumps(document, indent=2))
-    else:
-        for line in lines:
-            click.echo(line)
-
-
-def repository_name(name: str) -> str:
-    try:
-        return check_name(canonical_name(name))
-    except RegistryError as e:
-        raise click.BadParameter(e.message, param_hint="NAME") from None
 
 
 password_stdin_option = click.option("--password-stdin", is_flag=True,
