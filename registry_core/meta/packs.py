@@ -377,23 +377,6 @@ def index_object_count(index_path: str) -> int:
         return _object_count(f.read(1032), index_path)
 
 
-def pack_entries(pack_dir: str, name: str) -> dict[bytes, bytes]:
-    """The entries of a pack of whole objects, as stored: raw id -> encoded entry."""
-    ids, offsets = read_index(os.path.join(pack_dir, name + ".idx"))
-    if any(offset & 0x80000000 for offset in offsets):
-        raise Deltified(f"{name} is over 2 GiB (large offsets): written by garbage-collect")
-    with open(os.path.join(pack_dir, name + ".pack"), "rb") as f:
-        data = f.read()
-    ends = sorted(offsets) + [len(data) - 20]
-    end_of = {start: ends[i + 1] for i, start in enumerate(ends[:-1])}
-    entries = {}
-    for raw, offset in zip(ids, offsets):
-        if (data[offset] >> 4) & 7 in (6, 7):
-            raise Deltified(f"{name} stores deltas")
-        entries[raw] = data[offset:end_of[offset]]
-    return entries
-
-
 def packs_to_merge(sizes: dict[str, int], factor: int) -> list[str]:
     """Size-tiered merging: packs are put in tiers by their number of objects (tier k holds
     factor**k to factor**(k+1) - 1); the lowest tier holding `factor` packs is merged. Each object

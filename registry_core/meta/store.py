@@ -290,7 +290,6 @@ class MetaStore:
         self.path = path
         self.durable = durable
         self.branch = Branch(path, BRANCH, durable)
-        self._pack_dir = os.path.join(path, "objects", "pack")
         self._merge_stamp_path = os.path.join(path, packs.MERGES_DIR, packs.MERGE_STAMP)
         self._local = threading.local()
         self.writer = make_writer(writer, path, self.branch, durable)
