@@ -82,6 +82,21 @@ def descriptors(pids: list[int]) -> tuple[int, int]:
     return fds, maps
 
 
+def breakdown(pids: list[int]) -> list[dict]:
+    """Each process's resident memory split as smaps_rollup does: anonymous (heaps: Python objects,
+    libgit2's caches, malloc arenas) and file-backed (mapped packs, shared libraries), in MiB."""
+    processes = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                fields = {line.split(":")[0]: int(line.split()[1]) for line in f if line.split()[-1] == "kB"}
+        except OSError:
+            continue
+        processes.append({"pid": pid, "rss": fields["Rss"] >> 10, "anon": fields["Anonymous"] >> 10,
+                          "file": (fields["Rss"] - fields["Anonymous"]) >> 10})
+    return processes
+
+
 def du(path: Path) -> int:
     return int(subprocess.run(["du", "-sb", str(path)], capture_output=True, text=True).stdout.split()[0])
 
@@ -120,7 +135,7 @@ def run(args) -> dict:
             rounds.append({"round": number, "get_rps": reads["rps"], "get_p99_ms": reads["p99_ms"],
                            "get_errors": reads["errors"], "pushes": len(pushed), "push_rps": len(pushed) / args.seconds,
                            "push_errors": len(errors), "first_errors": errors[:3], "rss_mib": rss / 2**20,
-                           "pss_mib": pss / 2**20, "processes": len(pids), "fds": fds, "maps": maps,
+                           "pss_mib": pss / 2**20, "by_process": breakdown(pids), "processes": len(pids), "fds": fds, "maps": maps,
                            "meta_mib": du(workdir / "store" / "meta.git") / 2**20})
             print(json.dumps(rounds[-1]), flush=True)
         unreadable = []

@@ -9,7 +9,9 @@ import logging
 import multiprocessing
 import os
 import subprocess
+import sys
 import time
+import tracemalloc
 
 import pygit2
 import pytest
@@ -770,3 +772,32 @@ def test_readers_look_for_missing_objects_again_only_through_snapshot_read():
     assert callers == ["meta/packs.py", "meta/store.py"]
     store_source = (root / "meta" / "store.py").read_text()
     assert store_source.count("read_again_if_missing(") == 1  # in Snapshot.read
+
+
+def test_reading_a_path_keeps_no_reference_to_the_path_string(store):
+    """pygit2 keeps a reference to every path it is given; a worker that kept each request's
+    paths grew by ~300 bytes a manifest GET (meta/lookups.py)."""
+    store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice")
+    snapshot = store.snapshot()
+    found, missing = "users/" + "alice.yaml", "users/" + "nobody.yaml"  # strings made here, not constants
+    held = sys.getrefcount(found), sys.getrefcount(missing)
+    for _ in range(100):
+        assert snapshot.get(found) == user("alice")
+        assert snapshot.get(missing) is None and not snapshot.exists(missing)
+        assert snapshot.tree("us" + "ers") is not None and snapshot.tree("users/" + "alice.yaml") is None
+    assert (sys.getrefcount(found), sys.getrefcount(missing)) == held
+
+
+def test_twenty_thousand_lookups_of_new_paths_leave_memory_where_it_was(store):
+    store.transact(put_all({"users/alice.yaml": user("alice")}), ALICE, "Add alice")
+    snapshot = store.snapshot()
+    snapshot.get("users/alice.yaml")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(20_000):
+            snapshot.get(f"users/{'alice' if i % 2 else f'someone-{i}'}.yaml")
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 100_000, f"{grown:,} bytes kept by 20,000 lookups"  # (kept paths: ~1.4 MB)

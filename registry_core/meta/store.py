@@ -27,6 +27,7 @@ import pygit2
 from registry_core.context import Context
 from registry_core.errors import RegistryError
 from registry_core.meta import documents, packs
+from registry_core.meta.lookups import tree_entry
 from registry_core.meta.branch import Branch
 from registry_core.meta.writers import make_writer
 
@@ -117,10 +118,7 @@ class Snapshot:
     def entry(self, path: str):
         if self.root is None:
             return None
-        try:
-            return self.read(lambda: self.root[path])
-        except KeyError:
-            return None
+        return self.read(lambda: tree_entry(self.root, path))
 
     def tree(self, path: str) -> pygit2.Tree | None:
         if not path:

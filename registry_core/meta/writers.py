@@ -26,6 +26,7 @@ import pygit2
 
 from registry_core.meta import packs
 from registry_core.meta.branch import Branch
+from registry_core.meta.lookups import call_with_path
 
 WRITERS = ("packs", "libgit2")
 log = logging.getLogger("registry_core")
@@ -94,7 +95,7 @@ class LibgitWriter:
             elif kind == packs.TREE:
                 builder = repo.TreeBuilder()
                 for name, mode, target in packs.TreeEntries.parse(data).items():
-                    builder.insert(name.decode(), pygit2.Oid(raw=target), mode)
+                    call_with_path(lambda key: builder.insert(key, pygit2.Oid(raw=target), mode), name.decode())
                 made = builder.write()
             elif kind == packs.COMMIT:
                 made = _create_commit(repo, packs.parse_commit(data))

@@ -241,4 +241,4 @@ def _walk(tree: pygit2.Tree, prefix: str):
         if entry.name == meta_paths.REPOSITORY_DOC:
             yield prefix.rstrip("/")
         elif entry.type_str == "tree" and not entry.name.startswith("_"):
-            yield from _walk(tree[entry.name], prefix + entry.name + "/")
+            yield from _walk(entry, prefix + entry.name + "/")  # (iterating a tree yields its objects)
