@@ -292,7 +292,9 @@ def build_app(registry: Registry) -> ErrorsAsJson:
         root.merge(build_registry_app(registry))
     if role in ("all", "index") and registry.config.auth.enabled:
         from registry_core.index.routes import build_index_app
+        from registry_core.ui.routes import build_ui_app
         root.merge(build_index_app(registry))
+        root.merge(build_ui_app(registry))  # after the API's routes: it never takes a /v2/ or /api/ path
     if registry._active["filter_request"]:
         root.add_hook("before_request", lambda: registry.filter_request(bottle.request))
     root.default_error_handler = _json_error

@@ -1,0 +1,196 @@
+"""What each page of the web UI shows, for one visitor: the service behind ui/routes.py.
+
+Visibility is decided exactly as the API decides it: `may(actor, name, "pull")` is
+`Registry.may`, the `permission_allowed` hook (the Index's access policy and any plugin's). A
+repository the visitor may not pull is answered like a missing one (None here, the same 404 page
+there). Nothing here imports bottle; the routes hand in the actor and shape the answer.
+
+What a page costs: the home page's two lists are ranked once per store tip (the names of the
+repositories pushed to in the last `RECENT_COMMITS` commits, newest first; every repository by
+star count, one tree lookup each) and then filtered per visitor, judging access only until each
+list is full (`take_visible`); search is `index/search.py`'s; a repository page reads the
+documents of its first `TAG_ROWS` tags and their manifests.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from typing import Callable
+
+from registry_core.context import Actor, Context
+from registry_core.errors import RegistryError
+from registry_core.index.community import Comments, Stars
+from registry_core.index.search import DEFAULT_PAGE_SIZE, Search, SearchPage
+from registry_core.meta import paths as meta_paths
+from registry_core.meta.store import Snapshot
+from registry_core.names import is_tag, is_valid_name
+from registry_core.registry.mediatypes import INDEXES
+from registry_core.registry.repositories import take_visible
+
+HOME_ROWS = 10
+TAG_ROWS = 100
+COMMENT_ROWS = 100
+RECENT_COMMITS = 500
+# The message ManifestService.put gives a push's commit: "Push <name>:<tag>" or "Push <name>@<digest>".
+_PUSH_MESSAGE = re.compile(r"Push (?P<name>[a-z0-9._/-]+)[:@]")
+
+May = Callable[[Actor | None, str | None, str], bool]
+
+
+class Pages:
+    def __init__(self, registry, may: May):
+        self.meta = registry.meta
+        self.repositories = registry.repositories
+        self.manifests = registry.manifests
+        self.may = may
+        self.stars = Stars(registry.meta, registry.repositories, guard=registry.check, notify=registry.notify)
+        self.comments = Comments(registry.meta, guard=registry.check, notify=registry.notify)
+        self.search_service = Search(registry.meta, registry.repositories, self.stars.count)
+        self._rankings: tuple | None = None  # (tip, recently pushed names, names by stars)
+        self._rankings_lock = threading.Lock()
+
+    def visible(self, actor: Actor | None) -> Callable[[list[str]], list[str]]:
+        return lambda names: [name for name in names if self.may(actor, name, "pull")]
+
+    # --- home and search ------------------------------------------------------------------------
+
+    def home(self, actor: Actor | None) -> dict:
+        snapshot = self.meta.snapshot()
+        recent, starred = self._ranked(snapshot)
+        visible = self.visible(actor)
+        return {"recent": [self.search_service.result(name, snapshot)
+                           for name in take_visible(recent, visible, HOME_ROWS)],
+                "starred": [self.search_service.result(name, snapshot)
+                            for name in take_visible(starred, visible, HOME_ROWS)]}
+
+    def search(self, actor: Actor | None, text: str, page: int) -> SearchPage:
+        return self.search_service.query(text, self.visible(actor), page, DEFAULT_PAGE_SIZE)
+
+    def _ranked(self, snapshot: Snapshot) -> tuple[list[str], list[str]]:
+        with self._rankings_lock:
+            if self._rankings is not None and self._rankings[0] == snapshot.tip:
+                return self._rankings[1], self._rankings[2]
+        names = self.repositories.names(snapshot)
+        counts = {name: self.stars.count(name, snapshot) for name in names}
+        starred = sorted((name for name in names if counts[name]), key=lambda name: (-counts[name], name))
+        recent = [name for name in recently_pushed(snapshot, RECENT_COMMITS) if name in counts]
+        with self._rankings_lock:
+            self._rankings = (snapshot.tip, recent, starred)
+        return recent, starred
+
+    # --- a repository ---------------------------------------------------------------------------
+
+    def readable(self, actor: Actor | None, name: str) -> bool:
+        """Whether `actor` may see `name`'s pages (false alike for a missing and a private one)."""
+        return is_valid_name(name) and self.may(actor, name, "pull") and self.repositories.get(name) is not None
+
+    def repository(self, actor: Actor | None, name: str) -> dict | None:
+        """The repository page of `name`, or None when the visitor may not see it (or it is missing)."""
+        if not self.readable(actor, name):
+            return None
+        snapshot = self.meta.snapshot()
+        document = self.repositories.get(name, snapshot)
+        if document is None:
+            return None
+        tag_names, more_tags = self.repositories.tags(name, n=TAG_ROWS)
+        comments, more_comments = self.comments.page(name, n=COMMENT_ROWS)
+        starred = actor is not None and self.stars.get(name, actor.name, snapshot) is not None
+        return {"name": name, "description": document.get("description", ""),
+                "visibility": document["visibility"], "owner": document.get("owner"),
+                "official": name.startswith("library/"),
+                "star_count": self.stars.count(name, snapshot), "starred": starred,
+                "tags": [row for row in (self._tag_row(snapshot, name, tag) for tag in tag_names) if row],
+                "tag_count": self.repositories.tag_count(name, snapshot), "more_tags": more_tags,
+                "pull_tag": "latest" if "latest" in tag_names else (tag_names[0] if tag_names else None),
+                "comments": comments, "more_comments": more_comments}
+
+    def _tag_row(self, snapshot: Snapshot, name: str, tag: str) -> dict | None:
+        document = snapshot.get(meta_paths.tag(name, tag))
+        if document is None:
+            return None
+        manifest = snapshot.get(meta_paths.manifest(name, document["digest"])) or {}
+        children = [self._child(snapshot, name, entry) for entry in manifest.get("manifests", [])]
+        size = sum(child["size"] or 0 for child in children) if children else image_size(manifest)
+        return {"tag": tag, "digest": document["digest"], "media_type": document["mediaType"],
+                "size": size, "platforms": [child["platform"] for child in children if child["platform"]],
+                "pushed_at": document.get("pushedAt"), "pushed_by": document.get("pushedBy")}
+
+    def tag(self, actor: Actor | None, name: str, tag: str) -> dict | None:
+        """The tag page of `name:tag`, or None when the visitor may not see it or it is missing."""
+        if not is_tag(tag) or not self.readable(actor, name):
+            return None
+        snapshot = self.meta.snapshot()
+        document = snapshot.get(meta_paths.tag(name, tag))
+        manifest = snapshot.get(meta_paths.manifest(name, document["digest"])) if document else None
+        if manifest is None:
+            return None
+        is_index = manifest["mediaType"] in INDEXES
+        return {"name": name, "tag": tag, "digest": manifest["digest"], "media_type": manifest["mediaType"],
+                "size": manifest["size"], "is_index": is_index, "pushed_at": document.get("pushedAt"),
+                "pushed_by": document.get("pushedBy"), "config": manifest.get("config"),
+                "layers": manifest.get("layers", []), "total": image_size(manifest),
+                "children": [self._child(snapshot, name, entry) for entry in manifest.get("manifests", [])]}
+
+    def _child(self, snapshot: Snapshot, name: str, entry: dict) -> dict:
+        """A manifest an index lists: its platform, and its layers when this repository holds it."""
+        node = snapshot.get(meta_paths.manifest(name, entry["digest"])) or {}
+        return {"digest": entry["digest"], "media_type": entry.get("mediaType"),
+                "platform": platform_text(entry.get("platform")), "manifest_size": entry.get("size"),
+                "artifact_type": entry.get("artifactType") or node.get("artifactType"),
+                "config": node.get("config"), "layers": node.get("layers", []),
+                "size": image_size(node) if node else None}
+
+    # --- stars ----------------------------------------------------------------------------------
+
+    def star(self, context: Context, name: str) -> bool:
+        """Star `name` as the acting user; False (nothing done) when they may not see it."""
+        if not self.readable(context.identity, name):
+            return False
+        self.stars.star(context, name)
+        return True
+
+    def unstar(self, context: Context, name: str) -> bool:
+        """Take back the acting user's star, even from a repository they can no longer see (as the
+        API does); False when they may not see it and have no star on it."""
+        if not is_valid_name(name):
+            return False
+        if not self.readable(context.identity, name) and self.stars.get(name, context.actor) is None:
+            return False
+        try:
+            self.stars.unstar(context, name)
+        except RegistryError as error:
+            if error.code != "NAME_UNKNOWN":
+                raise
+            return False
+        return True
+
+
+def image_size(manifest: dict) -> int:
+    """What pulling an image manifest downloads: its config and layers (0 for an index)."""
+    config = manifest.get("config") or {}
+    return (config.get("size") or 0) + sum(layer.get("size") or 0 for layer in manifest.get("layers", []))
+
+
+def platform_text(platform: dict | None) -> str | None:
+    """`linux/arm64/v8` from an index entry's platform; None when it has none."""
+    if not isinstance(platform, dict) or not platform.get("os"):
+        return None
+    parts = [platform.get("os"), platform.get("architecture"), platform.get("variant")]
+    return "/".join(str(part) for part in parts if part)
+
+
+def recently_pushed(snapshot: Snapshot, commits: int) -> list[str]:
+    """The repositories pushed to in the last `commits` commits of the store, newest first."""
+    def walk() -> list[str]:
+        names: dict[str, None] = {}
+        commit = snapshot.commit
+        for _ in range(commits):
+            if commit is None:
+                break
+            match = _PUSH_MESSAGE.match(commit.message)
+            if match:
+                names.setdefault(match.group("name"))
+            commit = commit.parents[0] if commit.parents else None
+        return list(names)
+    return snapshot.read(walk)

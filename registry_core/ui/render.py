@@ -1,0 +1,40 @@
+"""The UI's templates (Jinja2, every value escaped) and the filters they use.
+
+Autoescaping is on for every template, whatever its name: a repository description, a comment, a
+tag or a user name is text, and reaches the page as text. No template marks anything `|safe`.
+"""
+
+from __future__ import annotations
+
+import jinja2
+
+_UNITS = ("B", "KB", "MB", "GB", "TB")
+
+_environment = jinja2.Environment(loader=jinja2.PackageLoader("registry_core.ui", "templates"),
+                                  autoescape=True, undefined=jinja2.StrictUndefined,
+                                  trim_blocks=True, lstrip_blocks=True)
+
+
+def human_size(size: int | None) -> str:
+    """`1.5 MB` (powers of 1000, as registries and Docker show image sizes); `—` when unknown."""
+    if size is None:
+        return "—"
+    value, unit = float(size), 0
+    while value >= 1000 and unit < len(_UNITS) - 1:
+        value, unit = value / 1000, unit + 1
+    return f"{int(value)} B" if unit == 0 else f"{value:.1f} {_UNITS[unit]}"
+
+
+def short_digest(digest: str | None) -> str:
+    """`sha256:0123456789ab`: the algorithm and the first 12 characters, as `docker images` shows."""
+    if not digest:
+        return ""
+    algorithm, _, encoded = digest.partition(":")
+    return f"{algorithm}:{encoded[:12]}"
+
+
+_environment.filters.update(human_size=human_size, short_digest=short_digest)
+
+
+def render(template: str, **values) -> str:
+    return _environment.get_template(template).render(**values)

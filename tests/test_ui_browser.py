@@ -1,0 +1,147 @@
+"""The web UI in a real browser: Debian's Chromium (/usr/bin/chromium, headless) driven by
+Playwright's sync API against the secured registry. A user logs in, searches, opens a repository,
+stars and unstars it, opens a tag and logs out; markup in descriptions and comments stays text;
+the main pages are photographed at a laptop's and a phone's width into tests/screenshots/.
+
+Without Chromium these tests are skipped on a workstation, and fail under CI (`CI=true`), where
+a missing browser means the suite did not test the UI at all."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.oci import Client
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
+ALICE = ("alice", "alice-demo")
+XSS = '<script>alert("xss")</script><img src=x onerror="alert(1)"><b>bold</b>'
+WIDTHS = {"laptop": 1280, "phone": 390}
+
+
+def _browser_missing(reason: str):
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}: CI must run the browser tests (make test installs chromium)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.access(CHROMIUM, os.X_OK):
+        _browser_missing(f"{CHROMIUM} is not installed")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _browser_missing("playwright is not installed (pip install -e '.[test]')")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser context (no cookies) whose every dialog fails the test: a dialog means a
+    script of the page ran."""
+    context = browser.new_context(viewport={"width": WIDTHS["laptop"], "height": 900})
+    opened = context.new_page()
+    dialogs = []
+
+    def on_dialog(dialog):
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+    opened.on("dialog", on_dialog)
+    yield opened
+    context.close()
+    assert dialogs == [], f"a script ran in the page and opened dialogs: {dialogs}"
+
+
+def make_repository(server, description: str, visibility: str = "public") -> str:
+    name = f"alice/ui{uuid.uuid4().hex[:10]}"
+    session = requests.Session()
+    session.auth = ALICE
+    Client(server.url, session).push_image(name, "v1", layers=2)
+    r = requests.patch(f"{server.url}/api/v1/repositories/{name}", auth=ALICE,
+                       json={"visibility": visibility, "description": description})
+    assert r.status_code == 200, r.text
+    return name
+
+
+def log_in(page, server, user=ALICE, next_path: str = "/"):
+    page.goto(f"{server.url}/login?next={next_path}")
+    page.get_by_label("Username").fill(user[0])
+    page.get_by_label("Password").fill(user[1])
+    page.get_by_role("button", name="Log in").click()
+
+
+def test_a_user_logs_in_searches_stars_unstars_opens_a_tag_and_logs_out(page, secured_registry):
+    word = f"zq{uuid.uuid4().hex[:8]}"
+    name = make_repository(secured_registry, f"a demo image about {word}")
+
+    log_in(page, secured_registry)
+    assert page.url == f"{secured_registry.url}/"
+    assert page.locator("header .who").inner_text() == "alice"
+
+    page.get_by_label("Search repositories").fill(word)
+    page.get_by_label("Search repositories").press("Enter")
+    assert page.get_by_role("heading", level=1).inner_text() == f"Repositories matching “{word}”"
+    page.get_by_role("link", name=name).click()
+
+    assert page.get_by_role("heading", level=1).inner_text().startswith(name)
+    assert f"docker pull 127.0.0.1:{secured_registry.port}/{name}:v1" in page.locator("pre.command").inner_text()
+    assert page.locator("#star-count").inner_text() == "★ 0 stars"
+    page.get_by_role("button", name="Star", exact=True).click()
+    assert page.locator("#star-count").inner_text() == "★ 1 star"
+    page.get_by_role("button", name="Unstar").click()
+    assert page.locator("#star-count").inner_text() == "★ 0 stars"
+
+    page.get_by_role("link", name="v1", exact=True).click()
+    assert page.get_by_role("heading", level=1).inner_text() == f"{name}:v1"
+    digest = requests.head(f"{secured_registry.url}/v2/{name}/manifests/v1", auth=ALICE,
+                           headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}
+                           ).headers["Docker-Content-Digest"]
+    assert digest in page.locator("dl.facts").inner_text()
+    assert page.locator("tbody tr").count() == 3  # the config and two layers
+
+    page.get_by_role("button", name="Log out").click()
+    assert page.get_by_role("link", name="Log in").is_visible()
+    assert page.locator("header .who").count() == 0
+
+
+def test_markup_in_a_description_and_a_comment_renders_as_inert_text(page, secured_registry):
+    name = make_repository(secured_registry, XSS)
+    r = requests.post(f"{secured_registry.url}/api/v1/repositories/{name}/comments", auth=ALICE,
+                      json={"body": XSS})
+    assert r.status_code == 201, r.text
+
+    source = requests.get(f"{secured_registry.url}/r/{name}").text
+    assert "&lt;script&gt;alert(&#34;xss&#34;)&lt;/script&gt;" in source and "<script>" not in source
+
+    for path in (f"/r/{name}", f"/search?q={name}", "/"):
+        page.goto(secured_registry.url + path)
+        assert page.locator("main script, main img, main b").count() == 0, path
+    page.goto(f"{secured_registry.url}/r/{name}")
+    assert page.locator("p.description").inner_text() == XSS
+    assert page.locator("ol.comments .body").inner_text() == XSS
+
+
+@pytest.mark.parametrize("width", sorted(WIDTHS))
+def test_the_main_pages_fit_the_screen_and_are_photographed(browser, secured_registry, width):
+    SCREENSHOTS.mkdir(exist_ok=True)
+    context = browser.new_context(viewport={"width": WIDTHS[width], "height": 900})
+    page = context.new_page()
+    try:
+        for label, path in (("home", "/"), ("search", "/search?q=library"), ("repository", "/r/library/hello"),
+                            ("tag", "/r/library/hello/tags/latest")):
+            response = page.goto(secured_registry.url + path)
+            assert response.status == 200, path
+            overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert overflow <= 0, f"{path} is {overflow}px wider than a {WIDTHS[width]}px screen"
+            page.screenshot(path=str(SCREENSHOTS / f"{label}-{WIDTHS[width]}.png"), full_page=True)
+    finally:
+        context.close()
