@@ -191,8 +191,17 @@ def first_admin_hint(config: config_module.Config) -> str | None:
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--admin", "admin_name", default="admin", show_default=True, help="Name of the admin account.")
-def init(directory, admin_name):
-    """Create an empty store in DIRECTORY with an admin account (its password is printed once)."""
+@click.option("--profile", type=click.Choice(["private"]),
+              help="Also write DIRECTORY/registry.yaml for this kind of registry: private (every request "
+                   "logged in; client networks allowed and denied).")
+@click.option("--allow", multiple=True, metavar="CIDR",
+              help="private: a network whose clients may connect (repeatable; none: every address).")
+@click.option("--deny", multiple=True, metavar="CIDR", help="private: a network refused (repeatable; deny wins).")
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="CIDR",
+              help="private: a proxy whose X-Forwarded-For names the client (repeatable).")
+def init(directory, admin_name, profile, allow, deny, trusted_proxies):
+    """Create an empty store in DIRECTORY with an admin account (its password is printed once);
+    with --profile, also a registry.yaml for that kind of registry (`registry serve --config`)."""
     from registry_core.app import Registry
     from registry_core.context import SYSTEM
     from registry_core.index.accounts import Accounts
@@ -200,12 +209,32 @@ def init(directory, admin_name):
 
     if os.path.exists(os.path.join(directory, "meta.git")):
         raise click.ClickException(f"{directory} already holds a store")
-    config = config_module.Config(store=os.path.abspath(directory))
+    config_path = os.path.join(directory, "registry.yaml")
+    if profile is None:
+        if allow or deny or trusted_proxies:
+            raise click.ClickException("--allow, --deny and --trusted-proxy set up a private registry: "
+                                       "add --profile private")
+        config = config_module.Config(store=os.path.abspath(directory))
+    else:
+        if os.path.exists(config_path):
+            raise click.ClickException(f"{config_path} exists: move it away, or leave out --profile")
+        from registry_core.builtin_plugins.private.profile import registry_yaml
+        try:
+            text = registry_yaml(config_path, allow, deny, trusted_proxies)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from None
+        os.makedirs(directory, exist_ok=True)
+        with open(config_path, "x") as f:
+            f.write(text)
+        config = config_module.load(config_path)
+        config.store = os.path.abspath(directory)
     registry = Registry(config)
     password = generate_password()
     Accounts(registry.meta).create_user(SYSTEM, admin_name, password, admin=True)
     click.echo(f"Created an empty store in {config.store}")
     click.echo(f"Admin login: {admin_name} / {password}  (shown once: keep it now)")
+    if profile is not None:
+        click.echo(f"Wrote {config_path} ({profile}): run `registry serve --config {shlex.quote(config_path)}`")
     if registry.token_issuer is not None:
         from registry_core.index.keys import CERT_FILE, keys_dir
         click.echo(f"Token signing certificate (for registries that trust this Index): "

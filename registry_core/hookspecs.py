@@ -28,6 +28,14 @@ def plugin_config_schema():
 
 
 @hookspec
+def plugin_config_formats():
+    """Return ``{format_name: check}`` for the ``format`` keywords of the plugin's config schemas,
+    for what a pattern cannot check (a network, a URL, a size). ``check(text)`` is called with each
+    string of that format and raises ``ValueError`` with a message saying what is wrong; what it
+    returns is ignored. A failure is reported like any other schema problem, with the key."""
+
+
+@hookspec
 def register_storage_drivers():
     """Return ``{driver_name: factory}``; ``factory(root=..., options=...)`` returns an object with
     the interface of ``registry_core.storage.driver.StorageDriver``. ``storage.driver`` in

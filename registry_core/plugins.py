@@ -107,19 +107,37 @@ def describe(pm: pluggy.PluginManager) -> list[PluginInfo]:
 
 
 def validate_plugin_config(pm: pluggy.PluginManager, plugin_config: dict, source: str) -> None:
-    """Check each `pluginConfig` section against the schema its plugin declares."""
+    """Check each `pluginConfig` section against the schema its plugin declares, with the formats
+    plugins declare (`plugin_config_formats`) beside jsonschema's own."""
     schemas: dict = {}
     for declared in pm.hook.plugin_config_schema():
         schemas.update(declared or {})
+    formats = format_checker(pm)
     for section, value in (plugin_config or {}).items():
         if section not in schemas:
             raise DocumentInvalid(source, f"pluginConfig/{section}: no loaded plugin declares a config "
                                   f"section {section!r} (declared: {', '.join(sorted(schemas)) or 'none'})")
         validator_class = jsonschema.validators.validator_for(schemas[section])
-        error = jsonschema.exceptions.best_match(validator_class(schemas[section]).iter_errors(value))
+        validator = validator_class(schemas[section], format_checker=formats)
+        error = jsonschema.exceptions.best_match(validator.iter_errors(value))
         if error is not None:
             where = "/".join(["pluginConfig", section, *map(str, error.absolute_path)])
-            raise DocumentInvalid(source, f"{where}: {error.message}")
+            because = f" ({error.cause})" if error.cause is not None else ""
+            raise DocumentInvalid(source, f"{where}: {error.message}{because}")
+
+
+def format_checker(pm: pluggy.PluginManager) -> jsonschema.FormatChecker:
+    """jsonschema's formats and those the plugins declare; a plugin's check sees strings only
+    (a value of another type is for the schema's `type` to refuse)."""
+    checker = jsonschema.FormatChecker()
+    for declared in pm.hook.plugin_config_formats():
+        for name, check in (declared or {}).items():
+            def strings_only(value, check=check) -> bool:
+                if isinstance(value, str):
+                    check(value)
+                return True
+            checker.checks(name, raises=ValueError)(strings_only)
+    return checker
 
 
 def has_implementations(pm: pluggy.PluginManager, hook: str) -> bool:

@@ -60,6 +60,17 @@ def test_hook_plugin_config_schema_rejects_a_section_that_does_not_match(tmp_pat
     assert "is not of type 'string'" in result.stderr
 
 
+def test_hook_plugin_config_formats_checks_strings_of_a_declared_format(tmp_path):
+    pm = make_plugin_manager(plugins_dir=str(PLUGINS_DIR), auth=False)
+    with pytest.raises(DocumentInvalid) as refused:
+        Registry.check_config(Config(plugin_config={"everything": {"upstream": "ftp://mirror.example"}}), pm)
+    assert str(refused.value).endswith("pluginConfig/everything/upstream: 'ftp://mirror.example' is not a "
+                                       "'everything-url' (the upstream must be an http:// or https:// URL)")
+    Registry.check_config(Config(plugin_config={"everything": {"upstream": "http://127.0.0.1:5000"}}), pm)
+    with pytest.raises(DocumentInvalid, match="is not of type 'string'"):  # other types: the schema's `type`
+        Registry.check_config(Config(plugin_config={"everything": {"upstream": 5}}), pm)
+
+
 def test_plugin_config_for_a_plugin_that_is_not_loaded_is_refused(tmp_path):
     with pytest.raises(DocumentInvalid, match="pluginConfig/nobody"):
         Registry(Config(store=str(tmp_path), plugin_config={"nobody": {}}))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import http
 import re
 from importlib import resources
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import bottle
 
@@ -53,6 +53,7 @@ SECURITY_HEADERS = {
 # site); printable ASCII only (no spaces or line breaks: it becomes a Location header).
 _LOCAL_PATH = re.compile(r"/(?![/\\])[!-\[\]-~]*")
 _VISITOR_KEY = "registry_core.ui.visitor"
+OPEN_PAGES = ("/login", "/static/ui.css")  # served to every visitor, even where anonymous pulls are off
 
 
 def local_path(value: str | None, default: str = "/") -> str:
@@ -73,7 +74,7 @@ def build_ui_app(registry) -> bottle.Bottle:
 def register_ui_routes(app: bottle.Bottle, registry) -> None:
     """Add the pages to `app`, as a plugin's `register_routes` would."""
     ui = WebUi(registry)
-    app.install(UiResponses(ui.error_page))
+    app.install(UiResponses(ui.error_page, ui.login_gate))
     route = app.route
     route("/", "GET", ui.home, name="ui_home")
     route("/search", "GET", ui.search, name="ui_search")
@@ -94,13 +95,14 @@ class UiResponses:
     name = "ui_responses"
     api = 2
 
-    def __init__(self, error_page):
+    def __init__(self, error_page, gate):
         self.error_page = error_page
+        self.gate = gate
 
     def apply(self, callback, route):
         def wrapper(*args, **kwargs):
             try:
-                result = callback(*args, **kwargs)
+                result = self.gate(route) or callback(*args, **kwargs)
             except RegistryError as error:
                 drain_body(bottle.request.environ)
                 result = self.error_page(error)
@@ -156,6 +158,17 @@ class WebUi:
             raise RegistryError("DENIED", "this form has expired or did not come from this site: reload "
                                 "the page and send it again (your browser must accept this site's cookie)")
         return form, session
+
+    def login_gate(self, route) -> bottle.HTTPResponse | None:
+        """Where the anonymous may not even list the catalog (`auth.anonymousPull: false`, a private
+        registry's plugin), a visitor who has not logged in sees only the login page: every other
+        page redirects there."""
+        if route.rule in OPEN_PAGES or self.visitor()[1] is not None or self.registry.may(None, None, "catalog"):
+            return None
+        path = bottle.request.environ.get("PATH_INFO") or "/"
+        if bottle.request.method != "GET":
+            return self.redirect("/login")
+        return self.redirect("/login" + ("" if path == "/" else f"?next={quote(local_path(path), safe='/')}"))
 
     # --- answers --------------------------------------------------------------------------------
 

@@ -28,7 +28,16 @@ def record(**entry):
 @hookimpl
 def plugin_config_schema():
     return {"everything": {"type": "object", "additionalProperties": False,
-                           "properties": {"log": {"type": "string"}, "upstream": {"type": "string"}}}}
+                           "properties": {"log": {"type": "string"},
+                                          "upstream": {"type": "string", "format": "everything-url"}}}}
+
+
+@hookimpl
+def plugin_config_formats():
+    def http_url(text):
+        if not text.startswith(("http://", "https://")):
+            raise ValueError("the upstream must be an http:// or https:// URL")
+    return {"everything-url": http_url}
 
 
 @hookimpl
