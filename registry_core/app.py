@@ -25,10 +25,10 @@ from registry_core.registry.pullthrough import PullThrough
 from registry_core.registry.referrers import ReferrerService
 from registry_core.registry.repositories import RepositoryService
 from registry_core.registry.uploads import UploadService
+from registry_core.web import ACTOR_KEY as _ACTOR_KEY
 from registry_core.web import ErrorsAsJson, base_url, error_response, request_context
 
 META_DIR = "meta.git"
-_ACTOR_KEY = "registry_core.actor"
 log = logging.getLogger("registry_core")
 
 
@@ -277,9 +277,13 @@ def _json_error(error: bottle.HTTPError) -> str:
     return json.dumps({"errors": [{"code": _CODES_BY_STATUS.get(status, "UNKNOWN"), "message": message}]})
 
 
-def build_app(registry: Registry) -> ErrorsAsJson:
+def build_app(registry: Registry):
     """The WSGI application of one worker process, for the roles in `config.role`: the bottle app
-    inside `ErrorsAsJson`, so that every failure, on any route, answers JSON."""
+    inside `ErrorsAsJson`, so that every failure, on any route, answers JSON, inside
+    `ObservedRequests` (request ids, metrics, the access log; registry_core/observability/)."""
+    from registry_core.observability.metrics import Metrics
+    from registry_core.observability.middleware import JsonAccessLog, ObservedRequests
+    from registry_core.observability.routes import build_observability_app
     from registry_core.registry.routes import build_registry_app
 
     role = registry.config.role
@@ -295,11 +299,14 @@ def build_app(registry: Registry) -> ErrorsAsJson:
         from registry_core.ui.routes import build_ui_app
         root.merge(build_index_app(registry))
         root.merge(build_ui_app(registry))  # after the API's routes: it never takes a /v2/ or /api/ path
+    metrics = Metrics(registry)
+    root.merge(build_observability_app(registry, metrics))  # /healthz, /readyz, /metrics: in every role
     if registry._active["filter_request"]:
         root.add_hook("before_request", lambda: registry.filter_request(bottle.request))
     root.default_error_handler = _json_error
     registry.hook.startup(registry=registry)
-    return ErrorsAsJson(root)
+    access_log = JsonAccessLog() if registry.config.access_log == "json" else None
+    return ObservedRequests(ErrorsAsJson(root), metrics, access_log)
 
 
 # --- before serving --------------------------------------------------------------------------------

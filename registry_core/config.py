@@ -39,6 +39,20 @@ class AuthConfig:
 
 
 @dataclass
+class MetricsConfig:
+    """Who may read /metrics (registry_core/observability/routes.py): everyone by default."""
+
+    enabled: bool = True
+    loopback_only: bool = False
+    bearer_token: str | None = None
+
+    @classmethod
+    def from_document(cls, document: dict) -> "MetricsConfig":
+        names = {"enabled": "enabled", "loopbackOnly": "loopback_only", "bearerToken": "bearer_token"}
+        return cls(**{names[key]: value for key, value in document.items()})
+
+
+@dataclass
 class Config:
     store: str = DEFAULT_STORE
     storage_driver: str = "filesystem"
@@ -50,11 +64,13 @@ class Config:
     workers: int = 2
     threads: int = 8
     public_url: str | None = None
+    access_log: str = "none"
     default_visibility: str = "private"
     manifest_limit: int = 4 * 1024 * 1024
     read_only: bool = False
     role: str = "all"
     auth: "AuthConfig" = field(default_factory=lambda: AuthConfig())
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     plugins: list[str] = field(default_factory=list)
     plugins_dir: str | None = None
     plugin_config: dict = field(default_factory=dict)
@@ -77,12 +93,14 @@ class Config:
         config.workers = http.get("workers", config.workers)
         config.threads = http.get("threads", config.threads)
         config.public_url = http.get("publicUrl")
+        config.access_log = http.get("accessLog", config.access_log)
         config.default_visibility = document.get("repositories", {}).get("defaultVisibility",
                                                                          config.default_visibility)
         config.manifest_limit = document.get("limits", {}).get("manifestBytes", config.manifest_limit)
         config.read_only = document.get("readOnly", False)
         config.role = document.get("role", config.role)
         config.auth = AuthConfig.from_document(document.get("auth", {}))
+        config.metrics = MetricsConfig.from_document(document.get("metrics", {}))
         config.plugins = list(document.get("plugins", []))
         config.plugins_dir = document.get("pluginsDir")
         config.plugin_config = document.get("pluginConfig", {})

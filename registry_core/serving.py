@@ -49,6 +49,7 @@ SPEC_ENV = "REGISTRY_SERVE_SPEC"
 # after a crash, or reloaded) builds its app from, never the file as it is at that moment, which
 # may be half-written or wrong (an invalid file is ignored until it is corrected).
 CHECKED_CONFIG_ENV = "REGISTRY_CHECKED_CONFIG"
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"  # observability/multiproc.py: set by the master for its workers
 CHECK_TIMEOUT = 120  # seconds for `serving check` (it imports the config and plugin modules)
 
 
@@ -168,14 +169,18 @@ def _answer_server_errors_in_json() -> None:
 def write_json_error(sock, status: int, reason: str, message: str) -> None:
     """gunicorn's `util.write_error`, in the distribution spec's error shape. The code is the
     reason phrase in capitals (BAD_REQUEST, URI_TOO_LONG), UNKNOWN for a 500, whose message is
-    empty in gunicorn (it logged the traceback)."""
+    empty in gunicorn (it logged the traceback). It carries a new X-Request-Id, as every answer does
+    (a request refused here has none the registry could take)."""
     from gunicorn import util
+
+    from registry_core.web import new_request_id
 
     code = "UNKNOWN" if status == 500 else reason.upper().replace(" ", "_")
     text = message or (f"{reason}: see the server's log" if status == 500 else reason)
     body = json.dumps({"errors": [{"code": code, "message": text}]}).encode()
     head = (f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\n"
-            f"Content-Type: application/json; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n")
+            f"Content-Type: application/json; charset=utf-8\r\nContent-Length: {len(body)}\r\n"
+            f"X-Request-Id: {new_request_id()}\r\n\r\n")
     util.write_nonblock(sock, head.encode("latin-1") + body)
 
 
@@ -261,12 +266,15 @@ def _heartbeat_dir() -> str | None:
 
 def run_master(spec: dict) -> None:
     """gunicorn's master, as `serve` handed it over."""
+    from registry_core.observability import multiproc
     from registry_core.tls_probes import ReportedAddresses
 
     options = ServeOptions(**spec["options"])
     settings = gunicorn_options(spec["host"], spec["port"], spec["workers"], spec["threads"], spec["access_log"])
     _title_processes(f"{spec['host']}:{spec['port']}")
     reported_tls = ReportedAddresses()  # made before the fork: the workers share it
+    metrics_folder = multiproc.prepare_folder()  # before the fork: the workers' metric files
+    settings["child_exit"] = lambda server, worker: multiproc.worker_exited(worker.pid)
 
     def when_ready(server):
         if spec["banner"]:
@@ -276,7 +284,12 @@ def run_master(spec: dict) -> None:
             watch_config(options.config_path, lambda: check_for_reload(options))
 
     settings["when_ready"] = when_ready
-    gunicorn_application(lambda: worker_app(options, reported_tls), settings).run()
+    master = os.getpid()
+    try:
+        gunicorn_application(lambda: worker_app(options, reported_tls), settings).run()
+    finally:
+        if os.getpid() == master:  # a worker leaves through here too (gunicorn forks inside run)
+            multiproc.remove_folder(metrics_folder)
 
 
 def _title_processes(address: str) -> None:
@@ -313,7 +326,8 @@ def check_in_a_process(options: ServeOptions, text: str) -> None:
     """`check_config` of the options' configuration, registry.yaml's `text`, in a process of its
     own (the master imports none of the registry); raises RuntimeError with what it said when it
     fails."""
-    environment = {key: value for key, value in os.environ.items() if key != SPEC_ENV}
+    # Not the workers' metrics folder: the check is no worker, its numbers are not to be summed.
+    environment = {key: value for key, value in os.environ.items() if key not in (SPEC_ENV, METRICS_ENV)}
     environment[SPEC_ENV] = json.dumps({"options": asdict(options)})
     environment[CHECKED_CONFIG_ENV] = text
     result = subprocess.run(_python("check"), env=environment, stdin=subprocess.DEVNULL, capture_output=True,

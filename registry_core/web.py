@@ -34,6 +34,7 @@ CHUNK = 120 * 1024  # under glibc's mmap threshold: see serving.BODY_RECV
 DRAIN_LIMIT = 8 << 20  # bytes of an unwanted body read (and dropped) before the connection is closed instead
 API_VERSION_HEADER = ("Docker-Distribution-Api-Version", "registry/2.0")
 REQUEST_ID_KEY = "registry_core.request_id"
+ACTOR_KEY = "registry_core.actor"  # the request's Actor (or None), once app.Registry.actor judged it
 _NUMBER = re.compile(r"[0-9]{1,18}")  # ASCII digits only (int() also takes "٣", " 3", "3_0"); 64 bits
 log = logging.getLogger("registry_core")
 
@@ -201,8 +202,9 @@ def new_request_id() -> str:
 
 def request_id(environ: dict) -> str:
     """The request's id, the same all through one request (its events, its error, its log
-    lines, its commit's trailer): the client's X-Request-Id when it is one line of printable ASCII
-    without spaces (context.is_trailer_value), else a new one."""
+    lines, its commit's trailer, the response's X-Request-Id): the client's X-Request-Id when the
+    whole of it is 1 to 200 characters of printable ASCII without spaces (context.is_trailer_value),
+    else a new one."""
     found = environ.get(REQUEST_ID_KEY)
     if found is None:
         given = environ.get("HTTP_X_REQUEST_ID")
@@ -226,8 +228,9 @@ class ErrorsAsJson:
     what no route answered: a RegistryError raised outside the routes that answer it (a plugin's
     route or hook), a full disk anywhere (507 INSUFFICIENT_STORAGE; the services write content
     and metadata so that a failed write leaves nothing half-visible), and anything unexpected:
-    500 UNKNOWN naming the request's id (also in X-Request-Id), whose traceback is logged. The
-    bottle app must have `catchall` off, or bottle answers these itself with an HTML page."""
+    500 UNKNOWN naming the request's id (which observability/middleware.py, around this one,
+    sends in X-Request-Id), whose traceback is logged. The bottle app must have `catchall` off,
+    or bottle answers these itself with an HTML page."""
 
     def __init__(self, app):
         self.app = app
@@ -237,8 +240,6 @@ class ErrorsAsJson:
             return self.app(environ, start_response)
         except Exception as exc:  # the last resort
             error, headers = self._error(environ, exc), []
-            if error.status >= 500:
-                headers.append(("X-Request-Id", request_id(environ)))
             drain_body(environ)
             body = json.dumps(error.to_json()).encode()
             headers += [("Content-Type", "application/json; charset=utf-8"), API_VERSION_HEADER,

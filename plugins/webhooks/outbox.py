@@ -99,6 +99,10 @@ class Outbox:
         except FileNotFoundError:
             return []
 
+    def pending(self) -> int:
+        """How many deliveries wait in all the queues (one listing per hook: for /metrics)."""
+        return sum(len(self.names(key, "queue")) for key in self.keys())
+
     def read(self, key: str, where: str, name: str) -> dict | None:
         """The record, or None when it is gone. One that cannot be read (edited by hand: every
         write is a rename) is renamed `<name>.unreadable`, so it holds up no queue."""

@@ -292,6 +292,9 @@ class MetaStore:
         self._local = threading.local()
         self.writer = make_writer(writer, path, self.branch, durable)
         self._commit_lock = threading.RLock()  # one committing thread per process (transact)
+        # Called each time another writer moved the branch first and a change is run again
+        # (the web layer counts these: registry_core/observability/metrics.py).
+        self.on_conflict: Callable[[], None] | None = None
         try:
             pygit2.Repository(path, _OPEN_FLAGS)
         except pygit2.GitError:
@@ -394,5 +397,7 @@ class MetaStore:
             if self.writer.move_branch(repo, tip.id if tip is not None else None, pygit2.Oid(raw=commit)):
                 self.writer.committed(written, len(objects))
                 return result
+            if self.on_conflict is not None:
+                self.on_conflict()
             time.sleep(random.uniform(0, 0.002 * min(attempt + 1, 20)))
         raise ConflictRetriesExhausted(f"gave up after {attempts} attempts: {message}")
