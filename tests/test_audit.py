@@ -1,18 +1,25 @@
 """`registry audit`: meta.git's history as a timeline of who did what, from where, with which request;
-filtered by repository, date and author; one JSON object per line; read as a stream."""
+filtered by repository, date and author; one JSON object per line; read as a stream. `--verify`:
+every commit not signed by a trusted node key, as git itself sees the signatures too."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 import uuid
 
+import pygit2
 import pytest
 import requests
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from registry_core.cli import main
+from registry_core.context import Context
 from registry_core.maintenance import audit, history
+from registry_core.meta import packs, signing
 from registry_core.meta.store import MetaStore
 from tests.support.oci import Client
 from tests.support.server import RunningRegistry
@@ -198,3 +205,81 @@ def test_the_timeline_is_a_stream_that_reads_the_history_only_as_far_as_it_is_co
     assert (first.action, first.details["tag"]) == ("push", "v29")
     assert len(parents_read) <= 1
     entries.close()
+
+
+# --- signatures: --verify, and git itself ---------------------------------------------------------
+
+
+def git(store, *args) -> str:
+    return subprocess.run(["git", "--git-dir", str(store / "meta.git"), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def good_signatures(store) -> dict[str, bool]:
+    """Commit id -> whether git itself, with meta.git's own config only, finds a good signature
+    (`%G?` is G; N for none, B for a bad one, E when it cannot check)."""
+    shown = git(store, "log", "--format=%H %G?", "main")
+    return {commit: status == "G" for commit, status in (line.split() for line in shown.splitlines())}
+
+
+def test_every_commit_is_signed_by_the_node_key_and_git_verifies_it_with_no_setup(done):
+    output = run_audit(done.store, "--verify")
+
+    commits = git(done.store, "rev-list", "main").split()
+    assert f"{len(commits)} commit(s) checked: all signed by a trusted node key" in output
+    assert good_signatures(done.store) == {commit: True for commit in commits}
+    key = done.store / "keys" / "meta-signing-key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert git(done.store, "config", "gpg.format").strip() == "ssh"
+
+
+def test_a_commit_made_around_the_registry_with_git_is_reported_by_verify_and_unsigned_for_git(tmp_path):
+    store = tmp_path / "store"
+    push_image(open_registry(store), "around/app", "v1")
+    tree = git(store, "rev-parse", "main^{tree}").strip()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "mallory", "GIT_AUTHOR_EMAIL": "m@x", "GIT_COMMITTER_NAME": "mallory",
+           "GIT_COMMITTER_EMAIL": "m@x"}
+    sneaked = subprocess.run(["git", "--git-dir", str(store / "meta.git"), "commit-tree", tree, "-p", "main", "-m",
+                              "Nothing to see"], check=True, capture_output=True, text=True, env=env).stdout.strip()
+    git(store, "update-ref", "refs/heads/main", sneaked)
+
+    result = CliRunner().invoke(main, ["audit", "--verify", "--store", str(store)])
+
+    assert result.exit_code == 1
+    reported = [line for line in result.output.splitlines() if "not signed" in line and "checked" not in line]
+    assert len(reported) == 1 and sneaked in reported[0] and "mallory" in reported[0]
+    assert "1 not signed by a trusted node key" in result.output
+    signatures = good_signatures(store)
+    assert signatures.pop(sneaked) is False and all(signatures.values())
+
+
+def test_a_commit_signed_by_another_key_or_edited_after_signing_is_reported(tmp_path):
+    store = tmp_path / "store"
+    push_image(open_registry(store), "forged/app", "v1")
+    repo = pygit2.Repository(str(store / "meta.git"))
+    tip = repo[repo.references["refs/heads/main"].target]
+    stranger = signing.CommitSigner(Ed25519PrivateKey.generate())
+    foreign = packs.encode_commit(tip.tree_id.raw, [tip.id.raw], ("mallory", "m@x"), ("registry", "registry@localhost"),
+                                  "Signed elsewhere\n", sign=stranger.sign)
+    foreign_id = repo.odb.write(pygit2.GIT_OBJECT_COMMIT, foreign)
+    signed = packs.encode_commit(tip.tree_id.raw, [foreign_id.raw], ("admin", "admin@registry"),
+                                 ("registry", "registry@localhost"), "Add user x\n\nActor: admin\n",
+                                 sign=signing.load_signer(str(store / "meta.git"), create=False).sign)
+    edited_id = repo.odb.write(pygit2.GIT_OBJECT_COMMIT, signed.replace(b"Add user x", b"Add user y"))
+    repo.references["refs/heads/main"].set_target(edited_id)
+
+    found = [json.loads(line) for line in run_audit(store, "--verify", "--json", expect=1).splitlines()]
+
+    assert [(event["commit"], event["reason"]) for event in found] == [
+        (str(edited_id), "a signature that does not match the commit (edited after signing?)"),
+        (str(foreign_id), "signed by a key that is not trusted")]
+
+
+def test_commits_of_the_libgit2_writer_are_signed_too(tmp_path):
+    meta = MetaStore(str(tmp_path / "store" / "meta.git"), writer="libgit2")
+    meta.transact(lambda txn: txn.put("users/someone.yaml", {
+        "kind": "user", "schemaVersion": 1, "name": "someone", "admin": False, "createdAt": "2025-01-01T00:00:00Z"}),
+        Context(actor="operator"), "Add user someone")
+
+    assert "2 commit(s) checked: all signed" in run_audit(tmp_path / "store", "--verify")
+    assert all(good_signatures(tmp_path / "store").values())

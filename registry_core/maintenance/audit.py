@@ -26,6 +26,10 @@ The walk (history.py) reads one commit at a time and diffs it against its parent
 meta/diffs.py `diff_trees`, which only opens the trees on changed paths; given a repository, it
 compares that repository's folder id in the commit and its parent first, and diffs only commits
 that changed it. Entries are yielded as they are found, so output streams.
+
+`registry audit --verify` (`unverified`) checks each commit's SSH signature (meta/signing.py)
+against the keys of the store's allowed signers file, and names every commit that is not signed
+by one of them: a commit written around the registry, or one edited after it was signed.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import pygit2
 import yaml
 
 from registry_core.maintenance.history import RESTORE_SUBJECT, CommitInfo, iso, walk
-from registry_core.meta import paths as meta_paths
+from registry_core.meta import paths as meta_paths, signing
 from registry_core.meta.diffs import Change, File, added, deleted, diff_trees
 from registry_core.meta.store import MetaStore, Snapshot
 
@@ -336,5 +340,40 @@ def changed_fields(before: dict, after: dict) -> list[str]:
     return sorted(key for key in before.keys() | after.keys() if before.get(key) != after.get(key))
 
 
-def json_line(entry: Entry) -> str:
+# --- signatures ----------------------------------------------------------------------------------------
+
+@dataclass
+class Unverified:
+    """A commit that is not signed by a trusted node key (meta/signing.py), and why."""
+
+    commit: CommitInfo
+    reason: str
+
+    def as_json(self) -> dict:
+        commit = self.commit
+        return {"time": iso(commit.time), "commit": commit.id, "actor": commit.actor, "author": commit.author,
+                "reason": self.reason, "message": commit.subject}
+
+    def line(self) -> str:
+        commit = self.commit
+        return f"{iso(commit.time)}  {commit.id}  {commit.author:<12} {self.reason}: {commit.subject}"
+
+
+def unverified(meta: MetaStore, since: datetime.datetime | None = None,
+               author: str | None = None) -> Iterator[Unverified | CommitInfo]:
+    """Every commit of main's history (newest first, as `timeline` filters them): an Unverified for
+    each that is not signed by a key of the store's allowed signers file, the CommitInfo of the
+    others (so a caller can count them)."""
+    repo = meta.repo
+    trusted = signing.trusted_keys(signing.allowed_signers_path(meta.path))
+    for commit in walk(repo, since):
+        info = CommitInfo.of(commit)
+        if author is not None and info.actor != author:
+            continue
+        signature, payload = commit.gpg_signature
+        reason = signing.verify(signature, payload or b"", trusted)
+        yield Unverified(info, reason) if reason is not None else info
+
+
+def json_line(entry: Entry | Unverified) -> str:
     return json.dumps(entry.as_json(), separators=(",", ":"), ensure_ascii=False)

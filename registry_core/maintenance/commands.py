@@ -18,7 +18,7 @@ from registry_core.meta.store import MetaStore
 from registry_core.maintenance.fsck import Checker
 from registry_core.command_line import load_config, plugin_manager, repository_name, store_command
 from registry_core.errors import RegistryError
-from registry_core.maintenance.audit import json_line, timeline
+from registry_core.maintenance.audit import Unverified, json_line, timeline, unverified
 from registry_core.maintenance.history import parse_date
 from registry_core.maintenance.restore import TagRestorer, parse_target
 from registry_core.names import check_tag
@@ -121,14 +121,21 @@ def fsck(store: MaintainedStore, repair, as_json):
                    "unless a zone is given).")
 @click.option("--author", metavar="NAME", help="Only what the account NAME did (the commits' Actor).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line and event.")
+@click.option("--verify", is_flag=True,
+              help="Instead, list every commit not signed by a trusted node key (exit status 1 if any).")
 @click.option("--store", "store_dir", type=click.Path(file_okay=False),
               help="Store root [default: the config's store, else ./registry-data].")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
               help="registry.yaml naming the store.")
-def audit(name, since, author, as_json, store_dir, config_path):
+def audit(name, since, author, as_json, verify, store_dir, config_path):
     """Show the metadata history as a timeline, newest first: pushes, tag moves and deletes,
     visibility, collaborators, tokens, users, stars and comments, each with the acting user, the
-    client address and the request id. NAME shows one repository only."""
+    client address and the request id. NAME shows one repository only.
+
+    With --verify: every commit that is not signed by a node key the store trusts
+    (keys/meta-allowed-signers), with its id; exit status 1 when there is one."""
+    if verify and name is not None:
+        raise click.UsageError("--verify checks every commit of the store: give no NAME")
     name = repository_name(name) if name is not None else None
     try:
         since = parse_date(since) if since is not None else None
@@ -138,8 +145,25 @@ def audit(name, since, author, as_json, store_dir, config_path):
     if not os.path.isdir(os.path.join(root, META_DIR)):
         raise click.ClickException(f"no store in {root}: give --store or --config")
     meta = MetaStore(os.path.join(root, META_DIR), create=False)
+    if verify:
+        verify_signatures(meta, since, author, as_json)
+        return
     for entry in timeline(meta, name, since, author):
         click.echo(json_line(entry) if as_json else entry.line())
+
+
+def verify_signatures(meta: MetaStore, since, author, as_json: bool) -> None:
+    checked = failed = 0
+    for found in unverified(meta, since, author):
+        checked += 1
+        if isinstance(found, Unverified):
+            failed += 1
+            click.echo(json_line(found) if as_json else found.line())
+    if not as_json:
+        click.echo(f"{checked} commit(s) checked: {failed} not signed by a trusted node key"
+                   if failed else f"{checked} commit(s) checked: all signed by a trusted node key")
+    if failed:
+        raise SystemExit(1)
 
 
 @click.group("tag")
