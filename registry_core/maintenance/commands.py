@@ -1,8 +1,9 @@
-"""`registry garbage-collect` and `registry fsck`: maintenance of a store, beside a serving registry or not.
+"""`registry garbage-collect`, `registry fsck`, `registry audit` and `registry tag restore`:
+maintenance of a store, beside a serving registry or not.
 
 Like the account commands (index/commands.py) they work on the store directly: `--store DIR` or
 `--config registry.yaml` (whose storage driver is used), and `--as NAME` for the author of the
-commits they make (default: your login name).
+commits they make (default: your login name). `registry audit` only reads, and takes no `--as`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ import click
 from registry_core.context import Context
 from registry_core.meta.store import MetaStore
 from registry_core.maintenance.fsck import Checker
-from registry_core.command_line import plugin_manager, store_command
+from registry_core.command_line import load_config, plugin_manager, repository_name, store_command
+from registry_core.errors import RegistryError
+from registry_core.maintenance.audit import Unverified, json_line, timeline, unverified
+from registry_core.maintenance.history import parse_date
+from registry_core.maintenance.restore import TagRestorer, parse_target
+from registry_core.names import check_tag
+from registry_core.registry.blobs import BlobService
 from registry_core.maintenance.gc import HOUR, GarbageCollectionRefused, GarbageCollector, Options
 
 META_DIR = "meta.git"
@@ -107,7 +114,83 @@ def fsck(store: MaintainedStore, repair, as_json):
         raise SystemExit(1)
 
 
-COMMANDS = (garbage_collect, fsck)
+@click.command("audit")
+@click.argument("name", required=False)
+@click.option("--since", metavar="DATE",
+              help="Only what was done at or after DATE (YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][Z|±HH:MM]; UTC "
+                   "unless a zone is given).")
+@click.option("--author", metavar="NAME", help="Only what the account NAME did (the commits' Actor).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line and event.")
+@click.option("--verify", is_flag=True,
+              help="Instead, list every commit not signed by a trusted node key (exit status 1 if any).")
+@click.option("--store", "store_dir", type=click.Path(file_okay=False),
+              help="Store root [default: the config's store, else ./registry-data].")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True),
+              help="registry.yaml naming the store.")
+def audit(name, since, author, as_json, verify, store_dir, config_path):
+    """Show the metadata history as a timeline, newest first: pushes, tag moves and deletes,
+    visibility, collaborators, tokens, users, stars and comments, each with the acting user, the
+    client address and the request id. NAME shows one repository only.
+
+    With --verify: every commit that is not signed by a node key the store trusts
+    (keys/meta-allowed-signers), with its id; exit status 1 when there is one."""
+    if verify and name is not None:
+        raise click.UsageError("--verify checks every commit of the store: give no NAME")
+    name = repository_name(name) if name is not None else None
+    try:
+        since = parse_date(since) if since is not None else None
+    except RegistryError as e:
+        raise click.BadParameter(e.message, param_hint="--since") from None
+    root = load_config(config_path, store_dir).store
+    if not os.path.isdir(os.path.join(root, META_DIR)):
+        raise click.ClickException(f"no store in {root}: give --store or --config")
+    meta = MetaStore(os.path.join(root, META_DIR), create=False)
+    if verify:
+        verify_signatures(meta, since, author, as_json)
+        return
+    for entry in timeline(meta, name, since, author):
+        click.echo(json_line(entry) if as_json else entry.line())
+
+
+def verify_signatures(meta: MetaStore, since, author, as_json: bool) -> None:
+    checked = failed = 0
+    for found in unverified(meta, since, author):
+        checked += 1
+        if isinstance(found, Unverified):
+            failed += 1
+            click.echo(json_line(found) if as_json else found.line())
+    if not as_json:
+        click.echo(f"{checked} commit(s) checked: {failed} not signed by a trusted node key"
+                   if failed else f"{checked} commit(s) checked: all signed by a trusted node key")
+    if failed:
+        raise SystemExit(1)
+
+
+@click.group("tag")
+def tag():
+    """Restore a tag to what it pointed to earlier."""
+
+
+@tag.command("restore")
+@click.argument("target", metavar="NAME:TAG")
+@click.option("--at", "at", required=True, metavar="COMMIT|DATE",
+              help="A commit id of meta.git (at least 4 hex digits) or a date (YYYY-MM-DD or "
+                   "YYYY-MM-DDTHH:MM[:SS][Z|±HH:MM], UTC unless a zone is given): the newest commit then.")
+@on_store
+def tag_restore(store: MaintainedStore, target, at):
+    """Point NAME:TAG back to the digest it had at a commit or date, as a new commit by --as.
+
+    Refused, changing nothing, when the tag did not exist then, or when the manifest or any blob
+    it needs is no longer in blob storage (the missing digests are listed)."""
+    name, tag_name = parse_target(target)
+    name = repository_name(name)
+    check_tag(tag_name)
+    restorer = TagRestorer(store.meta, BlobService(store.driver), store.context)
+    for line in restorer.restore(name, tag_name, at).lines():
+        click.echo(line)
+
+
+COMMANDS = (garbage_collect, fsck, audit, tag)
 
 
 def register(cli) -> None:

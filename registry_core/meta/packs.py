@@ -189,6 +189,8 @@ class CommitFields:
     author: tuple[str, str, int, int]      # name, email, seconds since the epoch, UTC offset in minutes
     committer: tuple[str, str, int, int]
     message: str
+    signature: str | None = None           # the gpgsig header's value (meta/signing.py), None if unsigned
+    payload: bytes | None = None           # what the signature signs: the commit without its gpgsig
 
 
 _IDENT_LINE_RE = re.compile(rb"(author|committer) ([^<>\n]+) <([^<>\n]*)> ([0-9]+) ([+-])([0-9]{2})([0-9]{2})")
@@ -197,8 +199,18 @@ _IDENT_LINE_RE = re.compile(rb"(author|committer) ([^<>\n]+) <([^<>\n]*)> ([0-9]
 def parse_commit(data: bytes) -> CommitFields:
     """The fields of a commit as encode_commit writes it (tree, parents, author, committer, message)."""
     header, _, message = data.partition(b"\n\n")
-    tree, parents, people = None, [], {}
-    for line in header.split(b"\n"):
+    tree, parents, people, signature, payload = None, [], {}, None, None
+    lines = header.split(b"\n")
+    if any(line.startswith(b"gpgsig ") for line in lines):
+        start = next(i for i, line in enumerate(lines) if line.startswith(b"gpgsig "))
+        end = start + 1
+        while end < len(lines) and lines[end].startswith(b" "):
+            end += 1
+        signature = b"\n".join([lines[start][len(b"gpgsig "):]] + [line[1:] for line in lines[start + 1:end]])
+        signature = signature.decode()
+        lines = lines[:start] + lines[end:]
+        payload = b"\n".join(lines) + b"\n\n" + message
+    for line in lines:
         key, _, value = line.partition(b" ")
         if key == b"tree":
             tree = bytes.fromhex(value.decode())
@@ -213,7 +225,7 @@ def parse_commit(data: bytes) -> CommitFields:
             people[role] = (name.decode(), email.decode(), int(when), offset)
     if tree is None or set(people) != {b"author", b"committer"}:
         raise InvalidCommit("a commit needs a tree, an author and a committer")
-    return CommitFields(tree, parents, people[b"author"], people[b"committer"], message.decode())
+    return CommitFields(tree, parents, people[b"author"], people[b"committer"], message.decode(), signature, payload)
 
 
 # What `git fsck` accepts in an author or committer line (fsck.c, fsck_ident): a name that is not
@@ -238,7 +250,9 @@ def signature_line(role: bytes, name: str, email: str, when: float) -> bytes:
 
 
 def encode_commit(tree: bytes, parents: list[bytes], author: tuple[str, str], committer: tuple[str, str],
-                  message: str, when: float | None = None) -> bytes:
+                  message: str, when: float | None = None, sign: Callable[[bytes], str] | None = None) -> bytes:
+    """A commit object's data. With `sign` (meta/signing.py), it carries a `gpgsig` header after
+    the committer: sign() of the commit without it, one line of the header per line of the text."""
     when = time.time() if when is None else when
     lines = [b"tree %s\n" % tree.hex().encode()]
     lines += [b"parent %s\n" % parent.hex().encode() for parent in parents]
@@ -246,7 +260,11 @@ def encode_commit(tree: bytes, parents: list[bytes], author: tuple[str, str], co
     lines.append(signature_line(b"committer", *committer, when))
     if "\0" in message:
         raise InvalidCommit("refusing to write a commit message with a NUL character")
-    lines.append(b"\n" + message.encode())
+    body = b"\n" + message.encode()
+    if sign is not None:
+        signature = sign(b"".join(lines) + body).encode()
+        lines.append(b"gpgsig " + signature.replace(b"\n", b"\n ") + b"\n")
+    lines.append(body)
     return b"".join(lines)
 
 

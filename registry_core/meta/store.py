@@ -26,7 +26,7 @@ import pygit2
 
 from registry_core.context import Context
 from registry_core.errors import RegistryError
-from registry_core.meta import documents, packs
+from registry_core.meta import documents, packs, signing
 from registry_core.meta.lookups import tree_entry
 from registry_core.meta.branch import Branch
 from registry_core.meta.writers import make_writer
@@ -34,6 +34,7 @@ from registry_core.meta.writers import make_writer
 BRANCH = "refs/heads/main"
 COMMITTER = ("registry", "registry@localhost")
 _DELETE_TREE = object()
+_UNKNOWN = object()  # MetaStore._signer before the first commit looked for the key
 _REPLACE = object()  # key in write_tree's nested changes: build this folder from empty (it was deleted)
 # Open exactly the repository at the path: never search upwards into an enclosing work tree (an
 # empty or half-created meta.git inside a git checkout would otherwise open the checkout's repo).
@@ -295,6 +296,7 @@ class MetaStore:
         # Called each time another writer moved the branch first and a change is run again
         # (the web layer counts these: registry_core/observability/metrics.py).
         self.on_conflict: Callable[[], None] | None = None
+        self._signer = _UNKNOWN
         try:
             pygit2.Repository(path, _OPEN_FLAGS)
         except pygit2.GitError:
@@ -303,7 +305,12 @@ class MetaStore:
             repo = pygit2.init_repository(path, bare=True, initial_head="main")
             tree = repo.TreeBuilder().write()
             signature = pygit2.Signature(*COMMITTER)
-            repo.create_commit(BRANCH, signature, signature, "Initialise registry metadata\n", tree, [])
+            sign = self._sign()
+            if sign is None:
+                repo.create_commit(BRANCH, signature, signature, "Initialise registry metadata\n", tree, [])
+            else:
+                text = repo.create_commit_string(signature, signature, "Initialise registry metadata\n", tree, [])
+                repo.references.create(BRANCH, repo.create_commit_with_signature(text, sign(text.encode())))
         self.branch.prepare_spares()
 
     @property
@@ -324,6 +331,13 @@ class MetaStore:
             self._local.snapshot = None
         self._local.opened = time.monotonic()
         return repo
+
+    def _sign(self) -> Callable[[bytes], str] | None:
+        """How this process signs commits: with the store's key (made on the first commit of a
+        store that has none; meta/signing.py), or not at all when it cannot be made."""
+        if self._signer is _UNKNOWN:
+            self._signer = signing.load_signer(self.path, create=True)
+        return self._signer.sign if self._signer is not None else None
 
     def settle(self, timeout: float = 60) -> bool:
         """Wait until the writer's housekeeping (merging small packs) is done; False on timeout."""
@@ -390,7 +404,7 @@ class MetaStore:
                 return result
             text = f"{message.rstrip()}\n\n{trailers(context)}\n"
             data = packs.encode_commit(tree, [tip.id.raw] if tip is not None else [],
-                                       author(context), COMMITTER, text)
+                                       author(context), COMMITTER, text, sign=self._sign())
             commit = packs.object_id(packs.COMMIT, data)
             objects[commit] = (packs.COMMIT, data)
             written = self.writer.write_objects(repo, objects)

@@ -138,10 +138,18 @@ class _BranchMoved(Exception):
 
 
 def _create_commit(repo: pygit2.Repository, fields: packs.CommitFields) -> pygit2.Oid:
+    """The commit made by libgit2 from its fields; a signed one (meta/signing.py) from libgit2's
+    own text of those fields, which must be what was signed, and the signature."""
     author, committer = (pygit2.Signature(name, email, when, offset) for name, email, when, offset
                          in (fields.author, fields.committer))
-    return repo.create_commit(None, author, committer, fields.message, pygit2.Oid(raw=fields.tree),
-                              [pygit2.Oid(raw=parent) for parent in fields.parents])
+    tree, parents = pygit2.Oid(raw=fields.tree), [pygit2.Oid(raw=parent) for parent in fields.parents]
+    if fields.signature is None:
+        return repo.create_commit(None, author, committer, fields.message, tree, parents)
+    text = repo.create_commit_string(author, committer, fields.message, tree, parents)
+    if text.encode() != fields.payload:
+        raise packs.InvalidCommit("libgit2 writes the signed commit's fields otherwise than the transaction "
+                                  "signed them: the two encoders disagree")
+    return repo.create_commit_with_signature(text, fields.signature, "gpgsig")
 
 
 def make_writer(kind: str, repo_path: str, branch: Branch, durable: bool = False) -> Writer:
