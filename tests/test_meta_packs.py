@@ -300,6 +300,7 @@ def test_merged_packs_leave_objects_pack_at_once(tmp_path):
     path = str(tmp_path / "meta.git")
     store = MetaStore(path)
     commit_tags(store, 64)
+    assert store.settle()  # the merges run in a thread of their own
     pack_dir = os.path.join(path, "objects", "pack")
     indexes = [name for name in os.listdir(pack_dir) if name.endswith(".idx")]
     assert len(indexes) < 8 + 4, indexes  # the live packs, under 8 a tier; nothing merged waits there
