@@ -198,6 +198,7 @@ def test_a_writer_killed_midway_leaves_nothing_a_reader_trips_on(tmp_path):
         (open(os.path.join(pack_dir, name), "w")).write("1790000000.0 pack-" + "1" * 40 + "\n")
     os.makedirs(os.path.join(pack_dir, "retired"))
     commit_tags(store, 20, start=3)
+    assert store.settle()
     assert tag_names(MetaStore(path)) == {f"t{i}" for i in range(23)}
     assert packs.packs_to_merge(packs.pack_sizes(pack_dir), 8) == []  # merging went on
     young = pack_metadata(path)
@@ -251,6 +252,7 @@ def test_one_merge_at_a_time_the_others_skip(tmp_path):
         with packs.merge_lock(pack_dir) as second:
             assert not second
     commit_tags(store, 4, start=16)  # the next look at objects/pack/ merges
+    assert store.settle()
     assert packs.packs_to_merge(packs.pack_sizes(pack_dir), 8) == []
     assert tag_names(MetaStore(path)) == {f"t{i}" for i in range(20)}
 
