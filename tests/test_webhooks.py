@@ -247,8 +247,20 @@ def test_hooks_record_only_the_events_and_tags_they_want(server, receiver, repos
 
 
 def outbox_bodies(server, hook_id: str) -> list[dict]:
-    """The payloads the store's outbox holds for a hook, pending, delivered or failed."""
-    folder = server.store / "state" / "webhooks" / "hooks" / hook_id
+    """The payloads the store's outbox holds for a hook: in events not yet split into deliveries,
+    pending, delivered or failed."""
+    from registry_core.builtin_plugins.webhooks import payloads
+    outbox = server.store / "state" / "webhooks"
+    folder = outbox / "hooks" / hook_id
+    bodies = {}
+    for path in sorted((outbox / "events").glob("*.json")):
+        try:
+            event = json.loads(path.read_text())
+        except FileNotFoundError:
+            continue  # split meanwhile: its deliveries are in the hooks' folders now
+        for delivery in event["deliveries"]:
+            if delivery["hook"] == hook_id:
+                bodies[path.name] = json.loads(payloads.body(delivery["format"], event["occurrence"], hook_id))
     names = sorted({path.name for path in folder.glob("*/*.json")})  # (in queue/ and log/ while it moves)
 
     def read(name: str) -> dict:  # a record leaves queue/ for log/ once it is delivered
@@ -258,7 +270,8 @@ def outbox_bodies(server, hook_id: str) -> list[dict]:
             except FileNotFoundError:
                 pass
         raise AssertionError(f"{name} is in neither queue/ nor log/")
-    return [json.loads(read(name)["body"]) for name in names]
+    bodies.update((name, json.loads(read(name)["body"])) for name in names)
+    return [bodies[name] for name in sorted(bodies)]
 
 
 def test_a_failed_delivery_is_kept_as_a_dead_letter_that_redeliver_sends(server, repository, tmp_path):
@@ -480,12 +493,29 @@ def test_the_webhook_commands_manage_a_store_that_a_running_server_delivers_for(
 
 def test_the_delivery_log_keeps_the_newest_records_of_a_hook(tmp_path):
     from registry_core.builtin_plugins.webhooks.outbox import Outbox
-    outbox = Outbox(str(tmp_path), log_kept=2)
+    outbox = Outbox(str(tmp_path), log_kept=2, log_slack=1)
     ids = [f"{n:032x}" for n in range(3)]
     for event_id in ids:
         name = outbox.enqueue("0123456789ab", {"id": event_id, "state": "pending"})
         outbox.finish("0123456789ab", name, {"id": event_id, "state": "delivered"})
     assert [record["id"] for record in outbox.deliveries("0123456789ab")] == ids[:0:-1]  # the two newest
+
+
+def test_a_delivery_does_not_list_the_whole_log_the_log_is_pruned_in_steps(tmp_path, monkeypatch):
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    outbox = Outbox(str(tmp_path), log_kept=100, log_slack=50)
+    listings = []
+    listed = Outbox.names
+    monkeypatch.setattr(Outbox, "names", lambda self, key, where: listings.append(where) or listed(self, key, where))
+    ids = [f"{n:032x}" for n in range(400)]
+    for number, event_id in enumerate(ids):
+        name = f"{number:020d}-{event_id}.json"
+        outbox._write(os.path.join(outbox._folder("0123456789ab", "queue"), name), {"id": event_id})
+        outbox.finish("0123456789ab", name, {"id": event_id, "state": "delivered"})
+        assert len(listed(outbox, "0123456789ab", "log")) < 150
+    assert listings.count("log") <= 1 + 400 // 50
+    kept = [record["id"] for record in outbox.deliveries("0123456789ab", limit=1000)]
+    assert 100 <= len(kept) < 150 and kept == ids[::-1][:len(kept)]  # the newest, newest first
 
 
 def test_a_registry_wide_endpoint_that_is_not_an_http_url_stops_start_up_naming_the_key(tmp_path):

@@ -55,7 +55,7 @@ class Webhooks:
         keys_dir = config.auth.keys_dir or os.path.join(config.store, "keys")
         self.definitions = Definitions(registry.meta, Sealer(keys_dir), self.settings.allow_private_targets)
         self.outbox = Outbox(os.path.join(config.store, "state", "webhooks"), durable=config.durable)
-        self.worker = Worker(self.outbox, self.settings, self.hook_for)
+        self.worker = Worker(self.outbox, self.settings, self.hook_for, self.queue_delivery)
 
     # --- recording --------------------------------------------------------------------------------
 
@@ -69,7 +69,8 @@ class Webhooks:
                 "baseUrl": (self.public_url or base or "http://localhost").rstrip("/")}
 
     def record(self, event) -> int:
-        """Record a delivery of `event` for every hook that wants it; how many were recorded."""
+        """Record `event` for every hook that wants it (one file, split into deliveries by the
+        delivering process: outbox.py); how many hooks want it."""
         kind = webhook_event(event)
         if kind is None or not event.repository:
             return 0
@@ -80,20 +81,23 @@ class Webhooks:
                    and wants(endpoint.active, endpoint.events, endpoint.tags, kind, event.tag)]
         if not wanted:
             return 0
-        occurrence = self.occurrence(event, kind)
-        for key, fmt, repository in wanted:
-            self.enqueue(key, fmt, repository, occurrence)
+        self.outbox.record_event(self.occurrence(event, kind), [
+            {"hook": key, "format": fmt, "repository": repository} for key, fmt, repository in wanted])
         self.worker.wake.set()
         return len(wanted)
 
-    def enqueue(self, key: str, fmt: str, repository: str | None, occurrence: dict) -> dict:
+    def queue_delivery(self, name: str, delivery: dict, occurrence: dict) -> None:
+        """Queue one hook's delivery of a recorded event (outbox.split_events), under the event's name."""
+        self.enqueue(delivery["hook"], delivery["format"], delivery["repository"], occurrence, name)
+
+    def enqueue(self, key: str, fmt: str, repository: str | None, occurrence: dict, name: str | None = None) -> dict:
         now = time.time()
         record = {"id": occurrence["id"], "hook": key, "repository": repository, "event": occurrence["event"],
                   "format": fmt, "contentType": payloads.CONTENT_TYPES[fmt],
                   "body": payloads.body(fmt, occurrence, key).decode(), "createdAt": now_iso(), "created": now,
                   "deadline": now + self.settings.max_age, "state": "pending", "nextAttemptAt": now,
                   "attempts": []}
-        self.outbox.enqueue(key, record)
+        self.outbox.enqueue(key, record, name)
         return record
 
     def ping(self, hook: dict, event) -> dict:

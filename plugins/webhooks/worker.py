@@ -84,10 +84,11 @@ class Worker:
     """The delivery thread of one process. `hook_for(record)` answers the current (url, secret)
     of the record's hook, or raises HookGone."""
 
-    def __init__(self, outbox: Outbox, settings, hook_for):
+    def __init__(self, outbox: Outbox, settings, hook_for, queue_delivery):
         self.outbox = outbox
         self.settings = settings
         self.hook_for = hook_for
+        self.queue_delivery = queue_delivery  # (event name, delivery, occurrence): outbox.split_events
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._lock_file = None
@@ -130,6 +131,7 @@ class Worker:
         most SENDERS at once, so a slow receiver holds up only its own hook); the seconds until
         something may be due again."""
         wait = self.settings.poll_interval
+        self.outbox.split_events(self.queue_delivery)
         for key in self.outbox.keys():
             with self._busy_lock:
                 if key in self._busy:
@@ -151,14 +153,17 @@ class Worker:
         """Send the hook's due deliveries in order, until one is not delivered or none is due."""
         try:
             while not self._stop.is_set():
-                names = self.outbox.names(key, "queue")
+                names = self.outbox.names(key, "queue")  # one listing for the deliveries queued now
                 if not names:
                     return
-                record = self.outbox.read(key, "queue", names[0])
-                if record is None:
-                    continue  # gone, or moved aside: look again
-                if record["nextAttemptAt"] > time.time() or not self.attempt(key, names[0], record):
-                    return  # not due, or not delivered: this hook's later events wait for it
+                for name in names:
+                    if self._stop.is_set():
+                        return
+                    record = self.outbox.read(key, "queue", name)
+                    if record is None:
+                        continue  # gone, or moved aside
+                    if record["nextAttemptAt"] > time.time() or not self.attempt(key, name, record):
+                        return  # not due, or not delivered: this hook's later events wait for it
         except Exception:
             log.exception("webhook delivery of %s failed", key)
         finally:
