@@ -28,7 +28,7 @@ from registry_core.builtin_plugins.mirror.profile import parse_upstream
 from registry_core.builtin_plugins.mirror.settings import check_url
 from registry_core.names import digest_of
 from tests.support.oci import Client, error_codes, unique_name
-from tests.support.server import RunningRegistry, free_port, open_config
+from tests.support.server import RunningRegistry, free_port
 from tests.support.skopeo import Skopeo
 
 ACCEPT = {"Accept": "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json"}
@@ -361,3 +361,40 @@ def test_registry_init_profile_mirror_writes_a_config_that_serves(tmp_path, upst
     assert written["pluginConfig"]["mirror"]["tagTtl"] == 60
     with RunningRegistry(tmp_path / "m", "--config", str(tmp_path / "m" / "registry.yaml")) as served:
         assert get(served, "/v2/library/busybox-lite/manifests/latest").status_code == 200
+
+
+# --- an upstream with accounts (Docker token auth), and a mirror for logged-in customers ----------
+
+@pytest.fixture(scope="module")
+def members_mirror(tmp_path_factory, secured_registry):
+    """`pull: users`; `up/NAME` is NAME on the secured registry (token auth), pulled with alice's
+    login from the environment. The mirror's own store is seeded with the demo accounts (bob)."""
+    root = tmp_path_factory.mktemp("members")
+    config = root / "registry.yaml"
+    config.write_text(yaml.safe_dump({"plugins": ["mirror"], "pluginConfig": {"mirror": {
+        "upstreams": [{"prefix": "up/", "upstreamPrefix": "", "url": secured_registry.url, "username": "alice",
+                       "password": {"$env": "MIRROR_TEST_UPSTREAM_PASSWORD"}}],
+        "pull": "users"}}}))
+    server = RunningRegistry(root / "store", "--config", str(config),
+                             env={"MIRROR_TEST_UPSTREAM_PASSWORD": "alice-demo"})
+    yield server
+    server.stop()
+
+
+def test_an_upstream_with_token_auth_is_pulled_with_the_configured_login(tmp_path, members_mirror,
+                                                                        secured_registry):
+    """alice/notes is private upstream: only the mirror's login (alice) gets a token for it."""
+    assert requests.get(f"{secured_registry.url}/v2/alice/notes/tags/list", timeout=30).status_code == 401
+    skopeo = Skopeo(tmp_path / "home")
+    skopeo.run("copy", "--src-creds", "bob:bob-demo", f"docker://{members_mirror.host}/up/alice/notes:v1",
+               f"oci:{tmp_path / 'notes'}:latest")
+    assert (tmp_path / "notes" / "index.json").is_file()
+
+
+def test_pull_users_refuses_the_anonymous_cached_or_not(members_mirror):
+    r = get(members_mirror, "/v2/up/alice/notes/manifests/v1")   # cached by the test above, or not
+    assert r.status_code == 401 and error_codes(r) == ["UNAUTHORIZED"]
+    r = get(members_mirror, "/v2/up/library/never-pulled/manifests/latest")
+    assert r.status_code == 401 and error_codes(r) == ["UNAUTHORIZED"]
+    r = get(members_mirror, "/v2/up/alice/notes/manifests/v1", auth=("bob", "bob-demo"))
+    assert r.status_code == 200
