@@ -75,7 +75,8 @@ class Registry:
             limiter = LoginLimiter(os.path.join(config.store, "state", "login-failures"),
                                    config.auth.login_attempts, config.auth.login_window)
             self.accounts = Accounts(self.meta, limiter)
-        self.policy = AccessPolicy(self.meta, config.auth.anonymous_pull)
+        unheld = self.pull_through.visibility if has_implementations(self.plugins, "resolve_upstream") else None
+        self.policy = AccessPolicy(self.meta, config.auth.anonymous_pull, unheld)
         self.token_issuer, self.token_verifier = build_token_service(config)
         self.token_actors = TokenActors()
 

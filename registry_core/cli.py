@@ -191,15 +191,24 @@ def first_admin_hint(config: config_module.Config) -> str | None:
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--admin", "admin_name", default="admin", show_default=True, help="Name of the admin account.")
-@click.option("--profile", type=click.Choice(["private"]),
+@click.option("--profile", type=click.Choice(["private", "mirror"]),
               help="Also write DIRECTORY/registry.yaml for this kind of registry: private (every request "
-                   "logged in; client networks allowed and denied).")
+                   "logged in; client networks allowed and denied), mirror (a pull-through cache).")
 @click.option("--allow", multiple=True, metavar="CIDR",
               help="private: a network whose clients may connect (repeatable; none: every address).")
 @click.option("--deny", multiple=True, metavar="CIDR", help="private: a network refused (repeatable; deny wins).")
 @click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="CIDR",
               help="private: a proxy whose X-Forwarded-For names the client (repeatable).")
-def init(directory, admin_name, profile, allow, deny, trusted_proxies):
+@click.option("--upstream", "upstreams", multiple=True, metavar="[PREFIX=]URL",
+              help="mirror: the registry every name is fetched from, or (PREFIX=URL, repeatable) the names "
+                   "starting with PREFIX (library/=https://registry-1.docker.io).")
+@click.option("--tag-ttl", type=click.IntRange(min=0), default=None, metavar="SECONDS",
+              help="mirror: seconds before a tag is checked again upstream (default 300).")
+@click.option("--upstream-user", default=None, help="mirror: the login sent to the upstreams.")
+@click.option("--upstream-password-env", default=None, metavar="NAME",
+              help="mirror: the environment variable that holds the upstream password when serving.")
+def init(directory, admin_name, profile, allow, deny, trusted_proxies, upstreams, tag_ttl, upstream_user,
+         upstream_password_env):
     """Create an empty store in DIRECTORY with an admin account (its password is printed once);
     with --profile, also a registry.yaml for that kind of registry (`registry serve --config`)."""
     from registry_core.app import Registry
@@ -210,6 +219,10 @@ def init(directory, admin_name, profile, allow, deny, trusted_proxies):
     if os.path.exists(os.path.join(directory, "meta.git")):
         raise click.ClickException(f"{directory} already holds a store")
     config_path = os.path.join(directory, "registry.yaml")
+    mirror_options = upstreams or tag_ttl is not None or upstream_user or upstream_password_env
+    if mirror_options and profile != "mirror":
+        raise click.ClickException("--upstream, --tag-ttl, --upstream-user and --upstream-password-env set up "
+                                   "a mirror: add --profile mirror")
     if profile is None:
         if allow or deny or trusted_proxies:
             raise click.ClickException("--allow, --deny and --trusted-proxy set up a private registry: "
@@ -218,15 +231,19 @@ def init(directory, admin_name, profile, allow, deny, trusted_proxies):
     else:
         if os.path.exists(config_path):
             raise click.ClickException(f"{config_path} exists: move it away, or leave out --profile")
-        from registry_core.builtin_plugins.private.profile import registry_yaml
         try:
-            text = registry_yaml(config_path, allow, deny, trusted_proxies)
+            if profile == "mirror":
+                from registry_core.builtin_plugins.mirror.profile import registry_yaml as mirror_yaml
+                text = mirror_yaml(config_path, upstreams, tag_ttl, upstream_user, upstream_password_env)
+            else:
+                from registry_core.builtin_plugins.private.profile import registry_yaml
+                text = registry_yaml(config_path, allow, deny, trusted_proxies)
         except ValueError as e:
             raise click.ClickException(str(e)) from None
         os.makedirs(directory, exist_ok=True)
         with open(config_path, "x") as f:
             f.write(text)
-        config = config_module.load(config_path)
+        config = _load_written(config_path, upstream_password_env if profile == "mirror" else None)
         config.store = os.path.abspath(directory)
     registry = Registry(config)
     password = generate_password()
@@ -239,6 +256,20 @@ def init(directory, admin_name, profile, allow, deny, trusted_proxies):
         from registry_core.index.keys import CERT_FILE, keys_dir
         click.echo(f"Token signing certificate (for registries that trust this Index): "
                    f"{os.path.join(keys_dir(config), CERT_FILE)}")
+
+
+def _load_written(config_path: str, password_env: str | None):
+    """The registry.yaml `init` just wrote, read as `serve` will read it; a password variable that
+    is only set where the registry is served is read as a placeholder here (the store is made
+    without it)."""
+    if password_env and password_env not in os.environ:
+        click.echo(f"Set {password_env} to the upstream password before `registry serve`.")
+        os.environ[password_env] = "unset"
+        try:
+            return config_module.load(config_path)
+        finally:
+            del os.environ[password_env]
+    return config_module.load(config_path)
 
 
 def _register_index_commands() -> None:

@@ -99,11 +99,20 @@ def validate_manifest(repository, reference, manifest, body, context):
 
 @hookspec(firstresult=True)
 def resolve_upstream(repository, registry):
-    """For a pull-through mirror: return an upstream for ``repository`` when a manifest or blob is
-    not in the store, or ``None``. The upstream is an object with ``manifest(repository, reference)
-    -> (body: bytes, media_type: str) | None`` and ``blob(repository, digest) -> iterable of bytes |
-    None``; what it returns is verified by digest, stored, and served. The first non-None answer
-    wins."""
+    """For a pull-through mirror: return an upstream for ``repository`` (the name in this
+    registry), or ``None``. The first non-None answer wins. The upstream is an object with
+    ``manifest(repository, reference) -> (body: bytes, media_type: str) | None`` and
+    ``blob(repository, digest) -> iterable of bytes | None`` (with a ``size`` attribute when the
+    size is known: the blob is then streamed to the client while it is stored); what it returns is
+    verified by digest, stored (in a repository owned by the mirror, authored ``registry``) and
+    served. Optional members: ``visibility`` (``public``, the default, or ``private``: of the
+    repositories it fills, and how the access policy judges one not filled yet), ``tag_ttl``
+    (seconds after which a manifest pulled by tag is revalidated; ``None``: never),
+    ``head_manifest(repository, tag) -> digest | None``, ``tags(repository) -> list | None``,
+    ``referrers(repository, digest) -> list of descriptors``, ``describe(repository) -> str`` (the
+    ``upstream`` of the repository's document) and ``url`` (named in the log). A method raises
+    ``RegistryError`` with a 5xx status when the upstream fails (timeout, refused, 429, 5xx): cached
+    content is then served instead, and what is not cached answers that error."""
 
 
 # --- events --------------------------------------------------------------------------------------

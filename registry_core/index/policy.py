@@ -10,10 +10,13 @@
 - A credential with scopes (a personal access token or a robot token) narrows all of this to its
   actions and repositories.
 A repository that does not exist is judged like a private one of its namespace, so that an
-outsider cannot tell "private" from "does not exist".
+outsider cannot tell "private" from "does not exist" — unless a mirror's upstream serves it
+(`unheld_visibility`): then like a repository of the visibility its fills will have.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 from registry_core.context import Actor
 from registry_core.meta import paths as meta_paths
@@ -31,9 +34,11 @@ def namespace_of(repository: str) -> str | None:
 
 
 class AccessPolicy:
-    def __init__(self, meta: MetaStore, anonymous_pull: bool = True):
+    def __init__(self, meta: MetaStore, anonymous_pull: bool = True,
+                 unheld_visibility: Callable[[str], str | None] | None = None):
         self.meta = meta
         self.anonymous_pull = anonymous_pull
+        self.unheld_visibility = unheld_visibility
 
     def namespace_role(self, actor: Actor | None, namespace: str | None, snapshot: Snapshot) -> str | None:
         if actor is None or namespace is None:
@@ -60,9 +65,14 @@ class AccessPolicy:
                     role = "admin"  # who created it by pushing first, while they may still write there
             actions = set(ROLE_ACTIONS.get(role, ()))
         actions = narrowed(actions, actor, repository)
-        if document_is_public(snapshot, repository) and (actor is not None or self.anonymous_pull):
+        if self._is_public(snapshot, repository) and (actor is not None or self.anonymous_pull):
             actions.add("pull")  # what anyone may do, a narrowly scoped token may do too
         return actions
+
+    def _is_public(self, snapshot: Snapshot, repository: str) -> bool:
+        if self.unheld_visibility is not None and not snapshot.exists(meta_paths.repository(repository)):
+            return self.unheld_visibility(repository) == "public"
+        return document_is_public(snapshot, repository)
 
     def may_list_catalog(self, actor: Actor | None) -> bool:
         return actor is not None or self.anonymous_pull

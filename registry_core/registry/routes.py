@@ -13,6 +13,7 @@ import bottle
 from registry_core.errors import RegistryError
 from registry_core.events import event
 from registry_core.names import check_digest, check_name
+from registry_core.registry.repositories import paginate
 from registry_core.registry.uploads import parse_content_range, range_header
 from registry_core.web import (RegistryErrors, base_url, body_chunks, content_length, has_body,
                                json_response, read_body, whole_number)
@@ -75,13 +76,7 @@ class Api:
     def get_manifest(self, name: str, reference: str):
         check_name(name)
         context = self._context(name, "pull")
-        try:
-            document = self.manifests.resolve(name, reference)
-        except RegistryError as miss:
-            if miss.code not in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN") or \
-                    not self.registry.pull_through.manifest(name, reference, context):
-                raise
-            document = self.manifests.resolve(name, reference)
+        document = self.registry.pull_through.resolve_manifest(name, reference, context)
         headers = {"Content-Type": document["mediaType"], "Docker-Content-Digest": document["digest"],
                    "Content-Length": str(document["size"]), "ETag": f'"{document["digest"]}"'}
         if bottle.request.method == "HEAD":
@@ -116,7 +111,14 @@ class Api:
         try:
             size = self.blobs.size(name, digest)
         except RegistryError:
-            if not self.registry.pull_through.blob(name, digest, context):
+            pull_through = self.registry.pull_through
+            if bottle.request.method == "GET" and not bottle.request.environ.get("HTTP_RANGE"):
+                streamed = pull_through.stream_blob(name, digest, context)
+                if streamed is not None:  # sent while it is stored: see registry/pullthrough.py
+                    return bottle.HTTPResponse(streamed, 200, {
+                        "Docker-Content-Digest": digest, "Content-Type": BLOB_CONTENT_TYPE,
+                        "Content-Length": str(streamed.size), "ETag": f'"{digest}"'})
+            elif not pull_through.blob(name, digest, context):
                 raise
             size = self.blobs.size(name, digest)
         headers = {"Docker-Content-Digest": digest, "Content-Type": BLOB_CONTENT_TYPE,
@@ -231,7 +233,8 @@ class Api:
         check_name(name)
         self._context(name, "pull")
         n, last = page_query()
-        tags, more = self.repositories.tags(name, n, last)
+        mirrored = self.registry.pull_through.tags(name)  # None: not a mirror's repository
+        tags, more = self.repositories.tags(name, n, last) if mirrored is None else paginate(mirrored, n, last)
         headers = {}
         if more and tags:
             headers["Link"] = next_link(f"/v2/{name}/tags/list", n, tags[-1])
@@ -252,6 +255,8 @@ class Api:
         self._context(name, "pull")
         artifact_type = bottle.request.query.get("artifactType")
         index = self.referrer_service.referrers(name, digest, artifact_type)
+        index["manifests"] = [d for d in self.registry.pull_through.referrers(name, digest, index["manifests"])
+                              if artifact_type is None or d.get("artifactType") == artifact_type]
         headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
         return json_response(index, content_type=index["mediaType"], headers=headers)
 
