@@ -112,6 +112,7 @@ def serve(store, config_path, host, port, workers, threads, dev, access_log, emp
         Registry.check_config(config, pm)
     except DocumentInvalid as e:
         raise click.ClickException(f"invalid configuration: {e}") from None
+    _check_storage(config, pm)
     created = not os.path.exists(os.path.join(config.store, "meta.git"))
     if created:
         registry = Registry(config, pm)
@@ -126,6 +127,15 @@ def serve(store, config_path, host, port, workers, threads, dev, access_log, emp
     # gunicorn: this process becomes its master (see registry_core/serving.py) and does not return
     run_server(options, config.host, config.port, config.workers, config.threads, dev=dev,
                access_log=access_log, banner=banner, watch=bool(config_path), config_text=text)
+
+
+def _check_storage(config, pm) -> None:
+    """Open the storage driver once before the workers start, so an unknown driver, a missing
+    bucket or wrong credentials end `serve` with one line (a ClickException), not a traceback."""
+    from registry_core.maintenance.commands import open_driver
+
+    driver = open_driver(config, pm)
+    getattr(driver, "close", lambda: None)()
 
 
 def start_banner(config: config_module.Config, created: bool) -> str:

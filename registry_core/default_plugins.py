@@ -9,7 +9,13 @@ from registry_core.storage.filesystem import FilesystemDriver
 @hookimpl
 def register_storage_drivers():
     return {"filesystem": lambda root, options: FilesystemDriver(options.get("root", root),
-                                                                 durable=options.get("durable", False))}
+                                                                 durable=options.get("durable", False)),
+            "s3": _s3_driver}
+
+
+def _s3_driver(root, options):
+    from registry_core.storage.s3 import open_s3_driver  # boto3 is imported only by stores on S3
+    return open_s3_driver(options)
 
 
 @hookimpl

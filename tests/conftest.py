@@ -7,6 +7,9 @@ import pytest
 from tests.support.oci import Client, unique_name
 from tests.support.server import RunningRegistry, open_config
 
+# moto's S3 server (one per session, started by the first test that needs it) and a bucket per test
+pytest_plugins = ["tests.support.s3"]
+
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory):

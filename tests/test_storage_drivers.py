@@ -1,7 +1,9 @@
 """The storage driver contract (registry_core.storage.driver), checked against every driver.
 
-Add a driver by adding a factory to DRIVERS (an S3 driver against a local server, an in-memory
-driver…); every test here then runs against it. Driver-specific checks are at the end.
+Every test here runs unchanged against each factory in DRIVERS: the filesystem driver (plain and
+durable), the in-memory driver, and the S3 driver against a moto server on 127.0.0.1 (a bucket per
+test, under a key prefix). Add a driver by adding its factory. Driver-specific checks are at the end
+and in tests/test_s3_driver.py.
 """
 
 from __future__ import annotations
@@ -15,26 +17,42 @@ import pytest
 
 from registry_core.storage.driver import PathNotFound, StorageDriver
 from registry_core.storage.filesystem import FilesystemDriver
+from registry_core.storage.memory import MemoryDriver
 from tests.support.fsyncs import record_syncs
+from tests.support.s3 import CREDENTIALS
 
 
-def filesystem_driver(tmp_path) -> FilesystemDriver:
+def filesystem_driver(tmp_path, request=None) -> FilesystemDriver:
     return FilesystemDriver(str(tmp_path / "store"))
 
 
-def durable_filesystem_driver(tmp_path) -> FilesystemDriver:
+def durable_filesystem_driver(tmp_path, request=None) -> FilesystemDriver:
     return FilesystemDriver(str(tmp_path / "store"), durable=True)
+
+
+def memory_driver(tmp_path, request=None) -> MemoryDriver:
+    return MemoryDriver()
+
+
+def s3_driver(tmp_path, request):
+    from registry_core.storage.s3 import open_s3_driver
+    server = request.getfixturevalue("moto_server")
+    return open_s3_driver({"bucket": server.new_bucket(), "endpoint": server.endpoint, "region": "us-east-1",
+                           "prefix": "store/", "accessKey": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                           "secretKey": CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
 
 
 DRIVERS = [
     pytest.param(filesystem_driver, id="filesystem"),
     pytest.param(durable_filesystem_driver, id="filesystem-durable"),
+    pytest.param(memory_driver, id="memory"),
+    pytest.param(s3_driver, id="s3"),
 ]
 
 
 @pytest.fixture(params=DRIVERS)
 def driver(request, tmp_path) -> StorageDriver:
-    return request.param(tmp_path)
+    return request.param(tmp_path, request)
 
 
 DATA = bytes(range(256)) * 4 + b"\x00tail\n"

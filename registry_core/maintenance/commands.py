@@ -16,6 +16,7 @@ import click
 from registry_core.context import Context
 from registry_core.meta.store import MetaStore
 from registry_core.maintenance.fsck import Checker
+from registry_core.storage.driver import StorageUnavailable
 from registry_core.command_line import load_config, plugin_manager, repository_name, store_command
 from registry_core.errors import RegistryError
 from registry_core.maintenance.audit import Unverified, json_line, timeline, unverified
@@ -52,7 +53,10 @@ def open_driver(config, plugins):
     if factory is None:
         raise click.ClickException(f"unknown storage driver {config.storage_driver!r} "
                                    f"(available: {', '.join(sorted(factories))})")
-    return factory(root=config.store, options={**config.storage_options, "durable": config.durable})
+    try:
+        return factory(root=config.store, options={**config.storage_options, "durable": config.durable})
+    except StorageUnavailable as e:  # no bucket, wrong credentials…: one line, not a traceback
+        raise click.ClickException(f"storage: {e}") from None
 
 
 on_store = store_command(MaintainedStore)

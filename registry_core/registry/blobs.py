@@ -36,6 +36,12 @@ class BlobService:
         size = self.size(repository, digest)
         return self.driver.reader(paths.blob_path(digest), offset), size
 
+    def redirect_url(self, digest: str) -> str | None:
+        """A URL the client can GET the blob from directly, when the driver offers one (S3 with
+        `redirect: true`); None to serve it from here."""
+        offer = getattr(self.driver, "redirect_url", None)
+        return offer(paths.blob_path(digest)) if offer is not None else None
+
     def link(self, repository: str, digest: str) -> None:
         self.driver.put_content(paths.link_path(repository, digest), b"")
 

@@ -134,6 +134,11 @@ class Api:
         headers["Content-Length"] = str(length)
         if bottle.request.method == "HEAD":
             return bottle.HTTPResponse(b"", status, headers)
+        redirect = None if requested else self.blobs.redirect_url(digest)
+        if redirect is not None:  # the storage serves it (S3 `redirect: true`): a presigned URL
+            self.registry.blob_pulled(context, name, digest, size)
+            return bottle.HTTPResponse(b"", 307, {"Location": redirect, "Docker-Content-Digest": digest,
+                                                  "Content-Length": "0"})
         stream, _ = self.blobs.open(name, digest, start)
         self.registry.blob_pulled(context, name, digest, size)
         return bottle.HTTPResponse(limited(stream, length, bottle.request.environ), status, headers)
@@ -301,7 +306,7 @@ def limited(stream, length: int, environ: dict):
     gunicorn sends only a `wsgi.file_wrapper` instance with sendfile. An already wrapped file is
     not file-like to bottle (no `read`), so bottle would iterate it into a plain generator and
     gunicorn would copy the blob through user space in 1 MiB reads."""
-    if "gunicorn" in environ.get("SERVER_SOFTWARE", "") and "wsgi.file_wrapper" in environ:
+    if "gunicorn" in environ.get("SERVER_SOFTWARE", "") and "wsgi.file_wrapper" in environ and _is_file(stream):
         return stream
 
     def read():
@@ -316,3 +321,13 @@ def limited(stream, length: int, environ: dict):
         finally:
             stream.close()
     return read()
+
+
+def _is_file(stream) -> bool:
+    """Whether `stream` is an open file of the operating system (what sendfile needs); a stream
+    from S3 is not, and is read through `limited`'s generator, which stops at the range's end."""
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True

@@ -1,4 +1,5 @@
-"""Upload sessions: bytes received so far, on disk, so any worker process can continue any session.
+"""Upload sessions: bytes received so far, in the store (on disk, or in S3 through the driver's
+`append`), so any worker process can continue any session.
 
 A session is `uploads/<uuid>/` (see storage/paths.py). Chunks are appended under an exclusive
 lock on the session; a chunk whose start is not the current end is refused (416). Completing
@@ -30,6 +31,7 @@ from registry_core.storage.driver import PathNotFound, StorageDriver
 
 UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 RUNNING_HASHES_KEPT = 256
+SESSION_LOCKS = 64  # sessions share these locks by hash when the driver has no local files
 
 
 class UploadService:
@@ -38,6 +40,7 @@ class UploadService:
         self.blobs = blobs
         self._hashes: OrderedDict[str, tuple[int, "hashlib._Hash"]] = OrderedDict()
         self._hashes_lock = threading.Lock()
+        self._session_locks = [threading.Lock() for _ in range(SESSION_LOCKS)]
 
     def start(self, repository: str) -> str:
         upload_id = str(uuid.uuid4())
@@ -78,8 +81,8 @@ class UploadService:
     def _locked(self, upload_id: str):
         """Hold the session's lock: one writer at a time, across threads and processes."""
         lock_path = self.driver.local_path(paths.upload_dir(upload_id) + "/lock")
-        if lock_path is None:  # drivers without a local filesystem serialise within the process
-            with self._hashes_lock:
+        if lock_path is None:  # drivers without a local filesystem (S3) serialise within the process
+            with self._session_locks[hash(upload_id) % len(self._session_locks)]:
                 yield
             return
         with open(lock_path, "a") as lock_file:

@@ -4,6 +4,11 @@ Modelled on CNCF Distribution's storagedriver: paths are '/'-separated strings r
 store root; `move` is atomic and is how content becomes visible; `reader` returns a binary file
 object positioned at `offset` (a real file where possible, so the WSGI server can sendfile it).
 Every driver must pass tests/test_storage_drivers.py.
+
+Optional methods, looked up with getattr: `modified(path) -> float | None` (when a file was last
+written, for garbage collection's ages; else the local file's mtime), `redirect_url(path) -> str |
+None` (a URL the client may GET the blob from instead, answered with 307; S3's presigned URLs) and
+`close()`. A factory that cannot reach its storage raises StorageUnavailable with one line.
 """
 
 from __future__ import annotations
@@ -43,3 +48,8 @@ class StorageDriver(Protocol):
 
     def local_path(self, path: str) -> str | None:
         """The path on the local filesystem, when the driver has one (for locking and sendfile)."""
+
+
+class StorageUnavailable(Exception):
+    """The driver cannot be used as configured (no bucket, wrong credentials, unreachable): its
+    message is one line saying what to fix, shown at start-up instead of a traceback."""

@@ -1,0 +1,182 @@
+"""What the S3 driver does beyond the shared contract (tests/test_storage_drivers.py): streamed
+multipart appends whose state is in the bucket, continued by another process, presigned redirects,
+and one clear line when the bucket cannot be used. Against a moto server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+
+import pytest
+import requests
+
+from registry_core.errors import RegistryError
+from registry_core.registry.blobs import BlobService
+from registry_core.registry.uploads import UploadService
+from registry_core.storage.driver import StorageUnavailable
+from registry_core.storage.memory import MemoryDriver
+from registry_core.storage.s3 import MIN_PART_SIZE, open_s3_driver
+from tests.support.s3 import CREDENTIALS, MotoServer
+
+PART = MIN_PART_SIZE
+MIB = 1 << 20
+
+
+def s3_options(server, bucket: str, **more) -> dict:
+    return {"bucket": bucket, "endpoint": server.endpoint, "region": "us-east-1", "prefix": "store",
+            "accessKey": CREDENTIALS["AWS_ACCESS_KEY_ID"], "secretKey": CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            "partSize": PART, **more}
+
+
+@pytest.fixture
+def driver(moto_server, s3_bucket):
+    return open_s3_driver(s3_options(moto_server, s3_bucket))
+
+
+def pieces(data: bytes, size: int = 1 << 20):
+    for start in range(0, len(data), size):
+        yield data[start:start + size]
+
+
+def test_append_uploads_whole_parts_while_the_request_still_streams(driver, moto_server, s3_bucket):
+    seen_parts = []
+
+    def request_body():
+        yield from pieces(b"a" * (2 * PART + MIB))
+        # the body is not over, yet the first parts are already in S3, not buffered here
+        uploads = moto_server.client().list_multipart_uploads(Bucket=s3_bucket)["Uploads"]
+        parts = moto_server.client().list_parts(Bucket=s3_bucket, Key=uploads[0]["Key"],
+                                                UploadId=uploads[0]["UploadId"]).get("Parts", [])
+        seen_parts.append(len(parts))
+        yield b"b" * MIB
+
+    assert driver.append("uploads/u1/data", request_body()) == 2 * PART + 2 * MIB
+    assert seen_parts[0] >= 1
+    assert driver.get_content("uploads/u1/data") == b"a" * (2 * PART + MIB) + b"b" * MIB
+
+
+def test_an_append_is_continued_by_another_process_from_what_is_in_the_bucket(moto_server, s3_bucket):
+    first = open_s3_driver(s3_options(moto_server, s3_bucket))
+    second = open_s3_driver(s3_options(moto_server, s3_bucket))  # nothing shared but the bucket
+    one, two, three = os.urandom(PART + MIB), os.urandom(PART + 2 * MIB), os.urandom(MIB)
+    assert first.append("uploads/u/data", pieces(one)) == len(one)
+    assert second.size("uploads/u/data") == len(one)
+    assert second.append("uploads/u/data", pieces(two)) == len(one) + len(two)
+    assert first.append("uploads/u/data", pieces(three)) == len(one) + len(two) + len(three)
+    assert second.list("uploads/u") == ["data"]
+    second.move("uploads/u/data", "blobs/sha256/ab/abc")
+    assert hashlib.sha256(first.get_content("blobs/sha256/ab/abc")).digest() == hashlib.sha256(one + two + three).digest()
+    assert moto_server.keys(s3_bucket, "store/uploads/") == []
+    assert moto_server.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+
+
+@pytest.mark.parametrize("first_size", [MIB, PART + MIB], ids=["small", "over-a-part"])
+def test_append_after_a_read_continues_the_sealed_object(driver, first_size):
+    first, more = os.urandom(first_size), os.urandom(PART)
+    driver.append("uploads/u/data", pieces(first))
+    assert driver.get_content("uploads/u/data") == first  # sealed: completed at its key
+    assert driver.append("uploads/u/data", pieces(more)) == first_size + PART
+    with driver.reader("uploads/u/data", first_size - 10) as f:
+        assert f.read() == first[-10:] + more
+
+
+def test_a_body_that_stops_short_keeps_the_bytes_received_and_raises(driver):
+    def cut_short():
+        yield b"x" * (PART + 100)
+        raise RegistryError("BLOB_UPLOAD_INVALID", "the request body ended early")
+
+    with pytest.raises(RegistryError):
+        driver.append("uploads/u/data", cut_short())
+    assert driver.size("uploads/u/data") == PART + 100
+    assert driver.append("uploads/u/data", iter([b"rest"])) == PART + 104
+
+
+def test_appends_to_one_session_at_once_from_two_processes_cannot_both_succeed(moto_server, s3_bucket):
+    first = open_s3_driver(s3_options(moto_server, s3_bucket))
+    second = open_s3_driver(s3_options(moto_server, s3_bucket))
+    first.append("uploads/u/data", iter([b"start"]))
+
+    def interleaved():
+        yield b"first's chunk"
+        second.append("uploads/u/data", iter([b"second's chunk"]))  # while first still streams
+
+    with pytest.raises(RegistryError) as refused:
+        first.append("uploads/u/data", interleaved())
+    assert refused.value.status == 409
+    assert first.get_content("uploads/u/data") == b"start" + b"second's chunk"
+
+
+def test_deleting_a_session_aborts_its_multipart_upload(driver, moto_server, s3_bucket):
+    driver.put_content("uploads/u/started_at", b"now")
+    driver.append("uploads/u/data", pieces(b"z" * (PART + 1)))
+    assert moto_server.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+    driver.delete("uploads/u")
+    assert moto_server.keys(s3_bucket) == []
+    assert moto_server.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+
+
+def test_objects_are_under_the_prefix(driver, moto_server, s3_bucket):
+    driver.put_content("blobs/sha256/ab/abc", b"x")
+    assert moto_server.keys(s3_bucket) == ["store/blobs/sha256/ab/abc"]
+    assert driver.local_path("blobs/sha256/ab/abc") is None
+
+
+def test_redirect_url_is_a_presigned_get_only_when_redirect_is_on(moto_server, s3_bucket):
+    plain = open_s3_driver(s3_options(moto_server, s3_bucket))
+    redirecting = open_s3_driver(s3_options(moto_server, s3_bucket, redirect=True))
+    plain.put_content("blobs/sha256/ab/abc", b"the bytes")
+    assert plain.redirect_url("blobs/sha256/ab/abc") is None
+    url = redirecting.redirect_url("blobs/sha256/ab/abc")
+    assert url.startswith(moto_server.endpoint) and "Signature" in url
+    assert requests.get(url, timeout=10).content == b"the bytes"
+
+
+def test_an_upload_completes_on_a_driver_without_local_files():
+    """UploadService serialises each session in the process when the driver has no local files
+    (its lock used to be the one the running hashes take too, so an append deadlocked)."""
+    driver = MemoryDriver()
+    uploads = UploadService(driver, BlobService(driver))
+    outcome = []
+
+    def push():
+        upload = uploads.start("library/x")
+        uploads.append("library/x", upload, iter([b"hello "]))
+        outcome.append(uploads.finish("library/x", upload, "sha256:" + hashlib.sha256(b"hello world").hexdigest(),
+                                      iter([b"world"])))
+
+    worker = threading.Thread(target=push, daemon=True)
+    worker.start()
+    worker.join(60)
+    assert outcome == [11]
+
+
+# --- one clear line when the bucket cannot be used -----------------------------------------------
+
+def test_a_missing_bucket_option_is_one_line():
+    with pytest.raises(StorageUnavailable, match="needs storage.options.bucket"):
+        open_s3_driver({"endpoint": "http://127.0.0.1:1"})
+
+
+def test_a_bucket_that_does_not_exist_is_one_line(moto_server):
+    with pytest.raises(StorageUnavailable, match=r"bucket 'no-such-bucket' at .* does not exist: create it"):
+        open_s3_driver(s3_options(moto_server, "no-such-bucket"))
+
+
+def test_an_unreachable_endpoint_is_one_line(moto_server, s3_bucket):
+    from tests.support.server import free_port
+    with pytest.raises(StorageUnavailable, match="cannot be reached"):
+        open_s3_driver(s3_options(moto_server, s3_bucket, endpoint=f"http://127.0.0.1:{free_port()}"))
+
+
+@pytest.fixture(scope="module")
+def checking_moto(tmp_path_factory, moto_server):
+    """A moto server that checks credentials (moto accepts any unless told to check)."""
+    server = MotoServer(tmp_path_factory.mktemp("moto-auth") / "moto.log", env={"INITIAL_NO_AUTH_ACTION_COUNT": "0"})
+    yield server
+    server.stop()
+
+
+def test_wrong_credentials_are_one_line(checking_moto):
+    with pytest.raises(StorageUnavailable, match="refused these credentials"):
+        open_s3_driver(s3_options(checking_moto, "some-bucket", accessKey="AKIAWRONG", secretKey="wrong"))
