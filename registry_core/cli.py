@@ -191,15 +191,23 @@ def first_admin_hint(config: config_module.Config) -> str | None:
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--admin", "admin_name", default="admin", show_default=True, help="Name of the admin account.")
-@click.option("--profile", type=click.Choice(["private"]),
+@click.option("--profile", type=click.Choice(["private", "vendor"]),
               help="Also write DIRECTORY/registry.yaml for this kind of registry: private (every request "
-                   "logged in; client networks allowed and denied).")
+                   "logged in; client networks allowed and denied); vendor (organisations publish, "
+                   "anyone pulls; immutable release tags).")
 @click.option("--allow", multiple=True, metavar="CIDR",
               help="private: a network whose clients may connect (repeatable; none: every address).")
 @click.option("--deny", multiple=True, metavar="CIDR", help="private: a network refused (repeatable; deny wins).")
 @click.option("--trusted-proxy", "trusted_proxies", multiple=True, metavar="CIDR",
               help="private: a proxy whose X-Forwarded-For names the client (repeatable).")
-def init(directory, admin_name, profile, allow, deny, trusted_proxies):
+@click.option("--vendor", "vendors", multiple=True, metavar="ORG",
+              help="vendor: an organisation (created, owned by the admin) whose owners and maintainers "
+                   "push to ORG/… (repeatable).")
+@click.option("--immutable-tags", multiple=True, metavar="GLOB",
+              help="vendor: tags never moved nor deleted (repeatable) [default: v*].")
+@click.option("--require-annotation", "annotations", multiple=True, metavar="KEY",
+              help="vendor: an annotation every manifest pushed by tag must carry (repeatable).")
+def init(directory, admin_name, profile, allow, deny, trusted_proxies, vendors, immutable_tags, annotations):
     """Create an empty store in DIRECTORY with an admin account (its password is printed once);
     with --profile, also a registry.yaml for that kind of registry (`registry serve --config`)."""
     from registry_core.app import Registry
@@ -210,17 +218,24 @@ def init(directory, admin_name, profile, allow, deny, trusted_proxies):
     if os.path.exists(os.path.join(directory, "meta.git")):
         raise click.ClickException(f"{directory} already holds a store")
     config_path = os.path.join(directory, "registry.yaml")
+    given = {"private": (allow or deny or trusted_proxies, "--allow, --deny and --trusted-proxy"),
+             "vendor": (vendors or immutable_tags or annotations,
+                        "--vendor, --immutable-tags and --require-annotation")}
+    for kind, (options, names) in given.items():
+        if options and profile != kind:
+            raise click.ClickException(f"{names} set up a {kind} registry: add --profile {kind}")
     if profile is None:
-        if allow or deny or trusted_proxies:
-            raise click.ClickException("--allow, --deny and --trusted-proxy set up a private registry: "
-                                       "add --profile private")
         config = config_module.Config(store=os.path.abspath(directory))
     else:
         if os.path.exists(config_path):
             raise click.ClickException(f"{config_path} exists: move it away, or leave out --profile")
-        from registry_core.builtin_plugins.private.profile import registry_yaml
         try:
-            text = registry_yaml(config_path, allow, deny, trusted_proxies)
+            if profile == "private":
+                from registry_core.builtin_plugins.private.profile import registry_yaml
+                text = registry_yaml(config_path, allow, deny, trusted_proxies)
+            else:
+                from registry_core.builtin_plugins.vendor.profile import registry_yaml
+                text = registry_yaml(config_path, vendors, immutable_tags, annotations)
         except ValueError as e:
             raise click.ClickException(str(e)) from None
         os.makedirs(directory, exist_ok=True)
@@ -230,11 +245,17 @@ def init(directory, admin_name, profile, allow, deny, trusted_proxies):
         config.store = os.path.abspath(directory)
     registry = Registry(config)
     password = generate_password()
-    Accounts(registry.meta).create_user(SYSTEM, admin_name, password, admin=True)
+    accounts = Accounts(registry.meta)
+    accounts.create_user(SYSTEM, admin_name, password, admin=True)
+    for vendor in vendors:
+        accounts.create_org(SYSTEM, vendor, admin_name, "a vendor organisation (registry init --profile vendor)")
     click.echo(f"Created an empty store in {config.store}")
     click.echo(f"Admin login: {admin_name} / {password}  (shown once: keep it now)")
     if profile is not None:
         click.echo(f"Wrote {config_path} ({profile}): run `registry serve --config {shlex.quote(config_path)}`")
+    for vendor in vendors:
+        click.echo(f"Created the organisation {vendor} (owner {admin_name}): add its publishers with "
+                   f"`registry org member add {vendor} USER --role maintainer --store {shlex.quote(directory)}`")
     if registry.token_issuer is not None:
         from registry_core.index.keys import CERT_FILE, keys_dir
         click.echo(f"Token signing certificate (for registries that trust this Index): "

@@ -82,8 +82,9 @@ class Api:
                     not self.registry.pull_through.manifest(name, reference, context):
                 raise
             document = self.manifests.resolve(name, reference)
-        headers = {"Content-Type": document["mediaType"], "Docker-Content-Digest": document["digest"],
-                   "Content-Length": str(document["size"]), "ETag": f'"{document["digest"]}"'}
+        headers = self.registry.before_pull(context, name, document, reference, bottle.request.method)
+        headers.update({"Content-Type": document["mediaType"], "Docker-Content-Digest": document["digest"],
+                        "Content-Length": str(document["size"]), "ETag": f'"{document["digest"]}"'})
         if bottle.request.method == "HEAD":
             return bottle.HTTPResponse(b"", 200, headers)
         body = self.manifests.content(document["digest"])
