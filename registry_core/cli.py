@@ -191,10 +191,10 @@ def first_admin_hint(config: config_module.Config) -> str | None:
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--admin", "admin_name", default="admin", show_default=True, help="Name of the admin account.")
-@click.option("--profile", type=click.Choice(["private", "vendor"]),
+@click.option("--profile", type=click.Choice(["private", "vendor", "sponsor"]),
               help="Also write DIRECTORY/registry.yaml for this kind of registry: private (every request "
                    "logged in; client networks allowed and denied); vendor (organisations publish, "
-                   "anyone pulls; immutable release tags).")
+                   "anyone pulls; immutable release tags); sponsor (self sign-up, pull limits, quotas).")
 @click.option("--allow", multiple=True, metavar="CIDR",
               help="private: a network whose clients may connect (repeatable; none: every address).")
 @click.option("--deny", multiple=True, metavar="CIDR", help="private: a network refused (repeatable; deny wins).")
@@ -207,7 +207,14 @@ def first_admin_hint(config: config_module.Config) -> str | None:
               help="vendor: tags never moved nor deleted (repeatable) [default: v*].")
 @click.option("--require-annotation", "annotations", multiple=True, metavar="KEY",
               help="vendor: an annotation every manifest pushed by tag must carry (repeatable).")
-def init(directory, admin_name, profile, allow, deny, trusted_proxies, vendors, immutable_tags, annotations):
+@click.option("--pull-limit", metavar="N/PERIOD",
+              help="sponsor: manifest GETs per client address for the anonymous (twice that per user "
+                   "for the logged-in) [default: 100/6h].")
+@click.option("--quota", metavar="SIZE", help="sponsor: storage per namespace, such as 10GiB [default: none].")
+@click.option("--signup", type=click.Choice(["open", "closed"]),
+              help="sponsor: whether anyone may make an account [default: open].")
+def init(directory, admin_name, profile, allow, deny, trusted_proxies, vendors, immutable_tags, annotations,
+         pull_limit, quota, signup):
     """Create an empty store in DIRECTORY with an admin account (its password is printed once);
     with --profile, also a registry.yaml for that kind of registry (`registry serve --config`)."""
     from registry_core.app import Registry
@@ -220,7 +227,8 @@ def init(directory, admin_name, profile, allow, deny, trusted_proxies, vendors, 
     config_path = os.path.join(directory, "registry.yaml")
     given = {"private": (allow or deny or trusted_proxies, "--allow, --deny and --trusted-proxy"),
              "vendor": (vendors or immutable_tags or annotations,
-                        "--vendor, --immutable-tags and --require-annotation")}
+                        "--vendor, --immutable-tags and --require-annotation"),
+             "sponsor": (pull_limit or quota or signup, "--pull-limit, --quota and --signup")}
     for kind, (options, names) in given.items():
         if options and profile != kind:
             raise click.ClickException(f"{names} set up a {kind} registry: add --profile {kind}")
@@ -233,9 +241,12 @@ def init(directory, admin_name, profile, allow, deny, trusted_proxies, vendors, 
             if profile == "private":
                 from registry_core.builtin_plugins.private.profile import registry_yaml
                 text = registry_yaml(config_path, allow, deny, trusted_proxies)
-            else:
+            elif profile == "vendor":
                 from registry_core.builtin_plugins.vendor.profile import registry_yaml
                 text = registry_yaml(config_path, vendors, immutable_tags, annotations)
+            else:
+                from registry_core.builtin_plugins.sponsor.profile import registry_yaml
+                text = registry_yaml(config_path, pull_limit, quota, signup or "open")
         except ValueError as e:
             raise click.ClickException(str(e)) from None
         os.makedirs(directory, exist_ok=True)
