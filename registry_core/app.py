@@ -58,7 +58,7 @@ class Registry:
         # Hooks nobody implements are skipped on the request path, so they cost nothing.
         self._active = {name: has_implementations(self.plugins, name)
                         for name in ("filter_request", "actor_from_request", "track_event", "before_event",
-                                     "validate_manifest", "resolve_upstream")}
+                                     "validate_manifest", "resolve_upstream", "before_pull")}
         self._actor_from_request = direct_caller(self.plugins, "actor_from_request")
         self._permission_allowed = direct_caller(self.plugins, "permission_allowed")
         self._open_registry = [impl.plugin_name for impl in self.hook.permission_allowed.get_hookimpls()] \
@@ -177,15 +177,16 @@ class Registry:
         if not self._active["validate_manifest"]:
             return []
         problems = []
-        for answer in self.hook.validate_manifest(**kwargs):
+        for answer in self.hook.validate_manifest(registry=self, **kwargs):
             problems.extend([answer] if isinstance(answer, str) else answer or [])
         return problems
 
-    def check(self, happening: Event) -> None:
-        """Ask `before_event` plugins whether `happening` may go ahead; raises their refusal."""
+    def check(self, happening: Event, manifest=None) -> None:
+        """Ask `before_event` plugins whether `happening` may go ahead; raises their refusal.
+        `manifest`: the ParsedManifest of a manifest push."""
         if not self._active["before_event"]:
             return
-        answer = self.hook.before_event(event=happening, registry=self)
+        answer = self.hook.before_event(event=happening, manifest=manifest, registry=self)
         if isinstance(answer, str):
             answer = RegistryError("DENIED", answer)
         if isinstance(answer, RegistryError):
@@ -212,6 +213,26 @@ class Registry:
         if not self._active["resolve_upstream"]:
             return None
         return self.hook.resolve_upstream(repository=name, registry=self)
+
+    def before_pull(self, context: Context, name: str, document: dict, reference: str, method: str) -> dict:
+        """Ask `before_pull` plugins (in pluggy's order) whether the manifest `document` may be
+        served; the headers they add to the answer. Raises the first refusal; the plugins after it
+        are not asked (a rate limit does not count a pull another plugin refused)."""
+        if not self._active["before_pull"]:
+            return {}
+        happening = event("pull", context, repository=name, digest=document["digest"],
+                          tag=None if ":" in reference else reference, media_type=document["mediaType"],
+                          size=document["size"])
+        arguments = {"event": happening, "method": method, "registry": self}
+        headers = {}
+        for impl in reversed(self.hook.before_pull.get_hookimpls()):
+            answer = impl.function(*[arguments[name] for name in impl.argnames])
+            if isinstance(answer, str):
+                answer = RegistryError("DENIED", answer)
+            if isinstance(answer, RegistryError):
+                raise answer
+            headers.update(answer or {})
+        return headers
 
     def pulled(self, context: Context, name: str, document: dict, reference: str) -> None:
         if not self._active["track_event"]:

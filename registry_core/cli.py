@@ -201,9 +201,11 @@ def first_admin_hint(config: config_module.Config) -> str | None:
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--admin", "admin_name", default="admin", show_default=True, help="Name of the admin account.")
-@click.option("--profile", type=click.Choice(["private", "mirror"]),
+@click.option("--profile", type=click.Choice(["private", "mirror", "vendor", "sponsor"]),
               help="Also write DIRECTORY/registry.yaml for this kind of registry: private (every request "
-                   "logged in; client networks allowed and denied), mirror (a pull-through cache).")
+                   "logged in; client networks allowed and denied); mirror (a pull-through cache); vendor "
+                   "(organisations publish, anyone pulls; immutable release tags); sponsor (self sign-up, "
+                   "pull limits, quotas).")
 @click.option("--allow", multiple=True, metavar="CIDR",
               help="private: a network whose clients may connect (repeatable; none: every address).")
 @click.option("--deny", multiple=True, metavar="CIDR", help="private: a network refused (repeatable; deny wins).")
@@ -217,8 +219,21 @@ def first_admin_hint(config: config_module.Config) -> str | None:
 @click.option("--upstream-user", default=None, help="mirror: the login sent to the upstreams.")
 @click.option("--upstream-password-env", default=None, metavar="NAME",
               help="mirror: the environment variable that holds the upstream password when serving.")
+@click.option("--vendor", "vendors", multiple=True, metavar="ORG",
+              help="vendor: an organisation (created, owned by the admin) whose owners and maintainers "
+                   "push to ORG/… (repeatable).")
+@click.option("--immutable-tags", multiple=True, metavar="GLOB",
+              help="vendor: tags never moved nor deleted (repeatable) [default: v*].")
+@click.option("--require-annotation", "annotations", multiple=True, metavar="KEY",
+              help="vendor: an annotation every manifest pushed by tag must carry (repeatable).")
+@click.option("--pull-limit", metavar="N/PERIOD",
+              help="sponsor: manifest GETs per client address for the anonymous (twice that per user "
+                   "for the logged-in) [default: 100/6h].")
+@click.option("--quota", metavar="SIZE", help="sponsor: storage per namespace, such as 10GiB [default: none].")
+@click.option("--signup", type=click.Choice(["open", "closed"]),
+              help="sponsor: whether anyone may make an account [default: open].")
 def init(directory, admin_name, profile, allow, deny, trusted_proxies, upstreams, tag_ttl, upstream_user,
-         upstream_password_env):
+         upstream_password_env, vendors, immutable_tags, annotations, pull_limit, quota, signup):
     """Create an empty store in DIRECTORY with an admin account (its password is printed once);
     with --profile, also a registry.yaml for that kind of registry (`registry serve --config`)."""
     from registry_core.app import Registry
@@ -229,25 +244,33 @@ def init(directory, admin_name, profile, allow, deny, trusted_proxies, upstreams
     if os.path.exists(os.path.join(directory, "meta.git")):
         raise click.ClickException(f"{directory} already holds a store")
     config_path = os.path.join(directory, "registry.yaml")
-    mirror_options = upstreams or tag_ttl is not None or upstream_user or upstream_password_env
-    if mirror_options and profile != "mirror":
-        raise click.ClickException("--upstream, --tag-ttl, --upstream-user and --upstream-password-env set up "
-                                   "a mirror: add --profile mirror")
+    given = {"private": (allow or deny or trusted_proxies, "--allow, --deny and --trusted-proxy"),
+             "mirror": (upstreams or tag_ttl is not None or upstream_user or upstream_password_env,
+                        "--upstream, --tag-ttl, --upstream-user and --upstream-password-env"),
+             "vendor": (vendors or immutable_tags or annotations,
+                        "--vendor, --immutable-tags and --require-annotation"),
+             "sponsor": (pull_limit or quota or signup, "--pull-limit, --quota and --signup")}
+    for kind, (options, names) in given.items():
+        if options and profile != kind:
+            raise click.ClickException(f"{names} set up a {kind} registry: add --profile {kind}")
     if profile is None:
-        if allow or deny or trusted_proxies:
-            raise click.ClickException("--allow, --deny and --trusted-proxy set up a private registry: "
-                                       "add --profile private")
         config = config_module.Config(store=os.path.abspath(directory))
     else:
         if os.path.exists(config_path):
             raise click.ClickException(f"{config_path} exists: move it away, or leave out --profile")
         try:
-            if profile == "mirror":
-                from registry_core.builtin_plugins.mirror.profile import registry_yaml as mirror_yaml
-                text = mirror_yaml(config_path, upstreams, tag_ttl, upstream_user, upstream_password_env)
-            else:
+            if profile == "private":
                 from registry_core.builtin_plugins.private.profile import registry_yaml
                 text = registry_yaml(config_path, allow, deny, trusted_proxies)
+            elif profile == "mirror":
+                from registry_core.builtin_plugins.mirror.profile import registry_yaml
+                text = registry_yaml(config_path, upstreams, tag_ttl, upstream_user, upstream_password_env)
+            elif profile == "vendor":
+                from registry_core.builtin_plugins.vendor.profile import registry_yaml
+                text = registry_yaml(config_path, vendors, immutable_tags, annotations)
+            else:
+                from registry_core.builtin_plugins.sponsor.profile import registry_yaml
+                text = registry_yaml(config_path, pull_limit, quota, signup or "open")
         except ValueError as e:
             raise click.ClickException(str(e)) from None
         os.makedirs(directory, exist_ok=True)
@@ -257,11 +280,17 @@ def init(directory, admin_name, profile, allow, deny, trusted_proxies, upstreams
         config.store = os.path.abspath(directory)
     registry = Registry(config)
     password = generate_password()
-    Accounts(registry.meta).create_user(SYSTEM, admin_name, password, admin=True)
+    accounts = Accounts(registry.meta)
+    accounts.create_user(SYSTEM, admin_name, password, admin=True)
+    for vendor in vendors:
+        accounts.create_org(SYSTEM, vendor, admin_name, "a vendor organisation (registry init --profile vendor)")
     click.echo(f"Created an empty store in {config.store}")
     click.echo(f"Admin login: {admin_name} / {password}  (shown once: keep it now)")
     if profile is not None:
         click.echo(f"Wrote {config_path} ({profile}): run `registry serve --config {shlex.quote(config_path)}`")
+    for vendor in vendors:
+        click.echo(f"Created the organisation {vendor} (owner {admin_name}): add its publishers with "
+                   f"`registry org member add {vendor} USER --role maintainer --store {shlex.quote(directory)}`")
     if registry.token_issuer is not None:
         from registry_core.index.keys import CERT_FILE, keys_dir
         click.echo(f"Token signing certificate (for registries that trust this Index): "

@@ -34,5 +34,5 @@ def event(action: str, context, **fields) -> Event:
                  request_id=context.request_id, **fields)
 
 
-def ignore(_event: Event) -> None:
+def ignore(_event: Event, **_details) -> None:
     """The default sink: nobody is listening."""

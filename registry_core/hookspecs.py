@@ -81,15 +81,25 @@ def actor_from_request(request, registry):
 @hookspec
 def permission_allowed(actor, action, repository, registry):
     """May ``actor`` (an ``Actor`` or ``None`` for anonymous) do ``action`` (``pull``, ``push``,
-    ``delete``, ``catalog``, ``login``, ``admin``) on ``repository`` (a name, or ``None`` for
-    registry-wide actions)? Return ``False`` to deny, ``True`` to allow, ``None`` for no opinion.
-    Any ``False`` denies; otherwise any ``True`` allows; otherwise the request is denied."""
+    ``delete``, ``catalog``, ``login``, ``admin``, or ``signup``: create an account without
+    credentials) on ``repository`` (a name, or ``None`` for registry-wide actions)? Return
+    ``False`` to deny, ``True`` to allow, ``None`` for no opinion. Any ``False`` denies; otherwise
+    any ``True`` allows; otherwise the request is denied."""
+
+
+@hookspec
+def before_pull(event, method, registry):
+    """Called before a manifest is served (``method`` ``GET`` or ``HEAD``), after the access
+    policy allowed the pull; ``event`` is the ``pull`` Event (``repository``, ``digest``, ``tag``
+    when pulled by tag, ``actor``, ``client_addr``). Return a ``RegistryError`` (or a message,
+    which becomes ``DENIED``) to refuse it, a dict of headers to add to the answer (rate limits),
+    or ``None``. The first refusal stops the call; implementations after it are not asked."""
 
 
 # --- content -------------------------------------------------------------------------------------
 
 @hookspec
-def validate_manifest(repository, reference, manifest, body, context):
+def validate_manifest(repository, reference, manifest, body, context, registry):
     """Check a manifest before it is stored. ``manifest`` is a
     ``registry_core.registry.mediatypes.ParsedManifest`` (media type, config, layers, child
     manifests, subject, artifactType, annotations); ``body`` the exact bytes pushed. Return a list
@@ -118,12 +128,14 @@ def resolve_upstream(repository, registry):
 # --- events --------------------------------------------------------------------------------------
 
 @hookspec(firstresult=True)
-def before_event(event, registry):
+def before_event(event, manifest, registry):
     """Called before a change is made (``event.action`` is ``push``, ``delete``, ``mount``,
     ``star``, ``unstar``, ``comment`` or ``comment-deleted``; a tag moved by a push is asked as that
-    ``push``, with ``event.tag``; ``event`` a ``registry_core.events.Event``). Return a
-    ``RegistryError`` (or a message string, which becomes ``DENIED``) to refuse it: read-only mode,
-    quotas. ``None`` allows."""
+    ``push``, with ``event.tag`` and ``event.previous_digest``, where the tag points now, ``None``
+    for a new tag; ``event`` a ``registry_core.events.Event``). For a manifest push, ``manifest``
+    is its ``ParsedManifest`` (``None`` for everything else). Return a ``RegistryError`` (or a
+    message string, which becomes ``DENIED``) to refuse it: read-only mode, quotas. ``None``
+    allows."""
 
 
 @hookspec

@@ -127,6 +127,18 @@ def test_hook_permission_allowed_any_false_denies(pclient):
     assert r.status_code == 403 and error_codes(r) == ["DENIED"]
 
 
+def test_hook_before_pull_adds_headers_to_a_manifest_answer_or_refuses_it(pclient):
+    name = unique_name()
+    digest, _, _ = pclient.push_image(name, "v1")
+    assert pclient.get(f"/v2/{name}/manifests/v1").headers["X-Everything-Pulled"] == "GET v1"
+    assert pclient.head(f"/v2/{name}/manifests/{digest}").headers["X-Everything-Pulled"] == f"HEAD {digest}"
+    refused = unique_name("everything-unpulled")
+    pclient.push_image(refused, "v1")
+    r = pclient.get(f"/v2/{refused}/manifests/v1")
+    assert r.status_code == 403 and error_codes(r) == ["DENIED"]
+    assert r.json()["errors"][0]["message"] == f"{refused} may not be pulled (everything plugin, GET)"
+
+
 def test_hook_validate_manifest_problems_reject_the_push_with_manifest_invalid(pclient):
     name = unique_name()
     with pytest.raises(AssertionError) as refused:

@@ -5,6 +5,8 @@ Routes parse the request, decide who may do it, and shape the answer; every chan
 meta.git authored by the acting user. Who may do what:
 
 - registry admins: everything (listing and adding users, any account, any organisation);
+- anyone without credentials, where a plugin allows the action `signup` (the sponsor plugin):
+  an account of their own (`POST /api/v1/users`);
 - a user: read their own account, change their own password and email, manage their own tokens,
   add robots and organisations (becoming the organisation's owner);
 - an organisation's owners: its members, and the robots (and robots' tokens) it owns;
@@ -31,7 +33,7 @@ from registry_core.index.passwords import generate_password
 from registry_core.names import canonical_name, check_name
 from registry_core.registry.repositories import paginate
 from registry_core.registry.routes import next_link, page_query
-from registry_core.web import json_body, json_response
+from registry_core.web import json_body, json_response, request_context
 
 PREFIX = "/api/v1"
 MIN_PASSWORD_LENGTH = 8
@@ -205,6 +207,8 @@ class AccountsApi:
         return json_response({"users": [user_view(by_name[name]) for name in names]}, headers=headers)
 
     def create_user(self):
+        if not bottle.request.environ.get("HTTP_AUTHORIZATION") and self.registry.may(None, None, "signup"):
+            return self.sign_up()
         context = self._admin("add users")
         body = self._body(("name", "password", "email", "admin"), required=("name",))
         name = check_account_name(self._field(body, "name", str))
@@ -219,6 +223,18 @@ class AccountsApi:
         if generated:
             answer["password"] = generated  # shown this once; only its hash is kept
         return json_response(answer, 201, headers={"Location": f"{PREFIX}/users/{name}"})
+
+    def sign_up(self):
+        """An account made by the person who will use it, without credentials: allowed when a
+        plugin answers True to the action `signup` (the sponsor plugin). They choose their password
+        and can make no admin; the commit is authored by the new user, who owns the namespace of
+        their name like every user."""
+        body = self._body(("name", "password", "email"), required=("name", "password"))
+        name = check_account_name(self._field(body, "name", str))
+        password = check_password(body["password"])
+        context = request_context(bottle.request, Actor(name=name))
+        document = self.accounts.create_user(context, name, password, self._field(body, "email", str, 256))
+        return json_response(user_view(document), 201, headers={"Location": f"{PREFIX}/users/{name}"})
 
     def get_user(self, user: str):
         context = self._login("reading an account")

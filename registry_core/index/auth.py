@@ -106,6 +106,10 @@ def token_permits(actor: Actor, action: str, repository: str | None) -> bool:
 
 @hookimpl
 def permission_allowed(actor, action, repository, registry):
+    """A token's answer is exact (True or False). The policy's grants True and otherwise has no
+    opinion (None), never False: with nothing else said the request is still denied, a plugin's
+    False still denies, and a plugin's True can grant more than the policy does (the vendor
+    plugin's public namespaces, the sponsor plugin's `signup`)."""
     if actor is not None and actor.kind == TOKEN_ACTOR:
         return token_permits(actor, action, repository)
-    return registry.policy.permission(actor, action, repository)
+    return True if registry.policy.permission(actor, action, repository) else None

@@ -50,7 +50,7 @@ def manifest_unknown(name: str, reference: str) -> RegistryError:
 class ManifestService:
     def __init__(self, meta: MetaStore, blobs: BlobService, repositories: RepositoryService,
                  notify: Callable[[Event], None] = ignore,
-                 guard: Callable[[Event], None] = ignore,
+                 guard: Callable[..., None] = ignore,
                  validators: Callable[..., list[str]] | None = None,
                  max_bytes: int = MAX_MANIFEST_BYTES):
         self.meta = meta
@@ -128,8 +128,10 @@ class ManifestService:
                                    context=context) if self.validators else []
         if problems:
             raise RegistryError("MANIFEST_INVALID", "; ".join(problems), detail={"problems": problems})
+        current = self.meta.snapshot().get(meta_paths.tag(name, ref.tag)) if ref.tag is not None else None
         self.guard(event("push", context, repository=name, digest=digest, tag=ref.tag,
-                         media_type=parsed.media_type, size=len(body)))
+                         media_type=parsed.media_type, size=len(body),
+                         previous_digest=current["digest"] if current else None), manifest=parsed)
         blobs = ([parsed.config] if parsed.config else []) + parsed.layers if require_references else []
         for blob in blobs:
             if not blob.get("urls") and not self.blobs.is_linked(name, blob["digest"]):

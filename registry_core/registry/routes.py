@@ -77,8 +77,9 @@ class Api:
         check_name(name)
         context = self._context(name, "pull")
         document = self.registry.pull_through.resolve_manifest(name, reference, context)
-        headers = {"Content-Type": document["mediaType"], "Docker-Content-Digest": document["digest"],
-                   "Content-Length": str(document["size"]), "ETag": f'"{document["digest"]}"'}
+        headers = self.registry.before_pull(context, name, document, reference, bottle.request.method)
+        headers.update({"Content-Type": document["mediaType"], "Docker-Content-Digest": document["digest"],
+                        "Content-Length": str(document["size"]), "ETag": f'"{document["digest"]}"'})
         if bottle.request.method == "HEAD":
             return bottle.HTTPResponse(b"", 200, headers)
         body = self.manifests.content(document["digest"])

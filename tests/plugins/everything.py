@@ -142,6 +142,13 @@ class HttpUpstream:
 
 
 @hookimpl
+def before_pull(event, method):
+    if event.repository.startswith("everything-unpulled/"):
+        return f"{event.repository} may not be pulled (everything plugin, {method})"
+    return {"X-Everything-Pulled": f"{method} {event.tag or event.digest}"}
+
+
+@hookimpl
 def resolve_upstream(repository):
     if repository.startswith("everything-mirror/") and _config.get("upstream"):
         return HttpUpstream(_config["upstream"], "everything-mirror/")
