@@ -111,7 +111,8 @@ def resolve_upstream(repository, registry):
 @hookspec(firstresult=True)
 def before_event(event, registry):
     """Called before a change is made (``event.action`` is ``push``, ``delete``, ``mount``,
-    ``star``, ``unstar``, ``comment`` or ``comment-deleted``; a tag moved by a push is asked as that
+    ``star``, ``unstar``, ``comment``, ``comment-edited``, ``comment-deleted``, ``readme``,
+    ``bookmark`` or ``unbookmark``; a tag moved by a push is asked as that
     ``push``, with ``event.tag``; ``event`` a ``registry_core.events.Event``). Return a
     ``RegistryError`` (or a message string, which becomes ``DENIED``) to refuse it: read-only mode,
     quotas. ``None`` allows."""
@@ -120,7 +121,8 @@ def before_event(event, registry):
 @hookspec
 def track_event(event, registry):
     """Called after an operation succeeded (push, pull, delete, mount, tag, untag,
-    repository-created, star, unstar, comment, comment-deleted, mirror-fill): webhooks, audit
+    repository-created, star, unstar, comment, comment-edited, comment-deleted, readme,
+    bookmark, unbookmark, mirror-fill): webhooks, audit
     logs, metrics. An exception is logged and never fails the
     request. Keep it fast or hand work to a thread: it runs on the request path."""
 
