@@ -10,6 +10,7 @@
     GET    /api/v1/repositories/<name>/stars?n=&last=           the star count and who starred it
     PUT    /api/v1/repositories/<name>/bookmark                 bookmark it (again: no change)
     DELETE /api/v1/repositories/<name>/bookmark                 take the bookmark back
+    GET    /api/v1/repositories/<name>/graph/<reference>        the image graph of a tag or digest (index/graph.py)
     GET    /api/v1/repositories/<name>/readme                   the README: Markdown `body` and its `html`
     PUT    /api/v1/repositories/<name>/readme                   {"body": "…"} (admins; "" removes it)
     GET    /api/v1/repositories/<name>/comments?n=&last=        oldest first
@@ -49,6 +50,7 @@ from registry_core.index.accounts import not_found
 from registry_core.index.api import PREFIX, json_body, own_login
 from registry_core.index.community import (Bookmarks, Comments, Readmes, Stars, comment_unknown, comment_view,
                                            readme_view)
+from registry_core.index.graph import ImageGraphs
 from registry_core.index.search import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Search, SearchPage
 from registry_core.names import check_name
 from registry_core.registry.repositories import DEFAULT_PAGE, paginate
@@ -75,6 +77,7 @@ def register_community_routes(app: bottle.Bottle, registry) -> Callable[[], None
     route(f"{PREFIX}/repositories/<name:path>/bookmark", "DELETE", api.unbookmark)
     route(f"{PREFIX}/repositories/<name:path>/readme", "GET", api.readme, name="api_readme")
     route(f"{PREFIX}/repositories/<name:path>/readme", "PUT", api.set_readme)
+    route(f"{PREFIX}/repositories/<name:path>/graph/<reference>", "GET", api.graph, name="api_graph")
     route(f"{PREFIX}/repositories/<name:path>/comments/<comment_id>", "GET", api.get_comment, name="api_comment")
     route(f"{PREFIX}/repositories/<name:path>/comments/<comment_id>", "PATCH", api.edit_comment)
     route(f"{PREFIX}/repositories/<name:path>/comments/<comment_id>", "DELETE", api.delete_comment)
@@ -95,6 +98,7 @@ class CommunityApi:
         self.comments = Comments(registry.meta, guard=registry.check, notify=registry.notify)
         self.readmes = Readmes(registry.meta, guard=registry.check, notify=registry.notify)
         self.bookmark_service = Bookmarks(registry.meta, guard=registry.check, notify=registry.notify)
+        self.graphs = ImageGraphs(registry)
         self.search_service = Search(registry.meta, registry.repositories, self.stars.count)
 
     # --- who is asking ------------------------------------------------------------------------
@@ -225,6 +229,10 @@ class CommunityApi:
         chosen, more = paginate(names, n if n is not None else DEFAULT_PAGE, last)
         headers = {"Link": next_link(f"{PREFIX}/users/{user}/bookmarks", n, chosen[-1])} if more and chosen else {}
         return json_response({"user": user, "repositories": [by_name[name] for name in chosen]}, headers=headers)
+
+    def graph(self, name: str, reference: str):
+        self._reader(name)
+        return json_response(self.graphs.graph(name, reference))
 
     # --- READMEs ------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from typing import Callable
 from registry_core.context import Actor, Context
 from registry_core.errors import RegistryError
 from registry_core.index.community import Bookmarks, Comments, Readmes, Stars, comment_view, readme_view
+from registry_core.index.graph import ImageGraphs, platform_text
 from registry_core.index.search import DEFAULT_PAGE_SIZE, Search, SearchPage
 from registry_core.meta import paths as meta_paths
 from registry_core.meta.store import Snapshot
@@ -52,6 +53,7 @@ class Pages:
         self.readmes = Readmes(registry.meta, guard=registry.check, notify=registry.notify)
         self.bookmarks = Bookmarks(registry.meta, guard=registry.check, notify=registry.notify)
         self.accounts = registry.accounts
+        self.graphs = ImageGraphs(registry)
         self.search_service = Search(registry.meta, registry.repositories, self.stars.count)
         self._rankings: tuple | None = None  # (tip, recently pushed names, names by stars)
         self._rankings_lock = threading.Lock()
@@ -138,7 +140,8 @@ class Pages:
                 "size": manifest["size"], "is_index": is_index, "pushed_at": document.get("pushedAt"),
                 "pushed_by": document.get("pushedBy"), "config": manifest.get("config"),
                 "layers": manifest.get("layers", []), "total": image_size(manifest),
-                "children": [self._child(snapshot, name, entry) for entry in manifest.get("manifests", [])]}
+                "children": [self._child(snapshot, name, entry) for entry in manifest.get("manifests", [])],
+                "graph": self.graphs.graph(name, tag)}
 
     def _child(self, snapshot: Snapshot, name: str, entry: dict) -> dict:
         """A manifest an index lists: its platform, and its layers when this repository holds it."""
@@ -222,14 +225,6 @@ def image_size(manifest: dict) -> int:
     """What pulling an image manifest downloads: its config and layers (0 for an index)."""
     config = manifest.get("config") or {}
     return (config.get("size") or 0) + sum(layer.get("size") or 0 for layer in manifest.get("layers", []))
-
-
-def platform_text(platform: dict | None) -> str | None:
-    """`linux/arm64/v8` from an index entry's platform; None when it has none."""
-    if not isinstance(platform, dict) or not platform.get("os"):
-        return None
-    parts = [platform.get("os"), platform.get("architecture"), platform.get("variant")]
-    return "/".join(str(part) for part in parts if part)
 
 
 def recently_pushed(snapshot: Snapshot, commits: int) -> list[str]:

@@ -3,7 +3,7 @@
     GET  /                          repositories recently pushed and most starred; a search box
     GET  /search?q=&page=           search results, 25 a page
     GET  /r/<name>                  a repository: description, pull command, tags, stars, comments
-    GET  /r/<name>/tags/<tag>       a tag: digest, media type, platforms, layers
+    GET  /r/<name>/tags/<tag>       a tag: digest, labels, its image graph as SVG, platforms, layers
     GET  /r/<name>/settings         its admins: visibility, description, README, delete a tag
     GET  /u/<name>                  a user's or organisation's repositories; your stars and bookmarks
     GET  /settings/tokens           your access tokens (a new one's secret shown once) and password
@@ -41,6 +41,7 @@ from registry_core.index.accounts import parse_token_secret
 from registry_core.index.api import TOKEN_ID_RE, check_password, token_days
 from registry_core.index.keys import keys_dir
 from registry_core.names import canonical_name, is_tag, is_valid_name
+from registry_core.ui.graph_svg import layout
 from registry_core.ui.pages import Pages
 from registry_core.ui.render import render
 from registry_core.ui.sessions import Session, Sessions, load_or_create_key
@@ -289,7 +290,7 @@ class WebUi:
         shown = self.pages.tag(actor, name, tag)
         if shown is None:
             return self.not_found()
-        return self.page("tag.html", image=shown, host=self._host())
+        return self.page("tag.html", image=shown, host=self._host(), drawing=layout(shown["graph"]))
 
     def stylesheet(self):
         return bottle.HTTPResponse(self.stylesheet_bytes, headers={
