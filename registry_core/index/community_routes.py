@@ -11,6 +11,7 @@
     PUT    /api/v1/repositories/<name>/bookmark                 bookmark it (again: no change)
     DELETE /api/v1/repositories/<name>/bookmark                 take the bookmark back
     GET    /api/v1/repositories/<name>/graph/<reference>        the image graph of a tag or digest (index/graph.py)
+    GET    /api/v1/repositories/<name>/history?before=          its events, newest first (index/repository_history.py)
     GET    /api/v1/repositories/<name>/readme                   the README: Markdown `body` and its `html`
     PUT    /api/v1/repositories/<name>/readme                   {"body": "…"} (admins; "" removes it)
     GET    /api/v1/repositories/<name>/comments?n=&last=        oldest first
@@ -50,6 +51,7 @@ from registry_core.index.accounts import not_found
 from registry_core.index.api import PREFIX, json_body, own_login
 from registry_core.index.community import (Bookmarks, Comments, Readmes, Stars, comment_unknown, comment_view,
                                            readme_view)
+from registry_core.index import repository_history
 from registry_core.index.graph import ImageGraphs
 from registry_core.index.search import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Search, SearchPage
 from registry_core.names import check_name
@@ -78,6 +80,7 @@ def register_community_routes(app: bottle.Bottle, registry) -> Callable[[], None
     route(f"{PREFIX}/repositories/<name:path>/readme", "GET", api.readme, name="api_readme")
     route(f"{PREFIX}/repositories/<name:path>/readme", "PUT", api.set_readme)
     route(f"{PREFIX}/repositories/<name:path>/graph/<reference>", "GET", api.graph, name="api_graph")
+    route(f"{PREFIX}/repositories/<name:path>/history", "GET", api.history, name="api_history")
     route(f"{PREFIX}/repositories/<name:path>/comments/<comment_id>", "GET", api.get_comment, name="api_comment")
     route(f"{PREFIX}/repositories/<name:path>/comments/<comment_id>", "PATCH", api.edit_comment)
     route(f"{PREFIX}/repositories/<name:path>/comments/<comment_id>", "DELETE", api.delete_comment)
@@ -233,6 +236,15 @@ class CommunityApi:
     def graph(self, name: str, reference: str):
         self._reader(name)
         return json_response(self.graphs.graph(name, reference))
+
+    def history(self, name: str):
+        context = self._reader(name)
+        self.repositories.require(name)
+        page = repository_history.history(self.meta, name, bottle.request.query.get("before") or None,
+                                          admin=self.registry.may(context.identity, name, "admin"))
+        headers = {"Link": f'<{quote(f"{PREFIX}/repositories/{name}/history")}?before={page.next}>; rel="next"'} \
+            if page.next else {}
+        return json_response({"name": name, "entries": page.entries, "next": page.next}, headers=headers)
 
     # --- READMEs ------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@
     GET  /search?q=&page=           search results, 25 a page
     GET  /r/<name>                  a repository: description, pull command, tags, stars, comments
     GET  /r/<name>/tags/<tag>       a tag: digest, labels, its image graph as SVG, platforms, layers
+    GET  /r/<name>/history?before=  its events from meta.git, 25 a page (index/repository_history.py)
     GET  /r/<name>/settings         its admins: visibility, description, README, delete a tag
     GET  /u/<name>                  a user's or organisation's repositories; your stars and bookmarks
     GET  /settings/tokens           your access tokens (a new one's secret shown once) and password
@@ -36,7 +37,7 @@ import bottle
 
 from registry_core.context import Actor
 from registry_core.errors import RegistryError
-from registry_core.index import collaborators as repository_access
+from registry_core.index import collaborators as repository_access, repository_history
 from registry_core.index.accounts import parse_token_secret
 from registry_core.index.api import TOKEN_ID_RE, check_password, token_days
 from registry_core.index.keys import keys_dir
@@ -99,6 +100,7 @@ def register_ui_routes(app: bottle.Bottle, registry) -> None:
     route("/settings/tokens/<token_id>/revoke", "POST", ui.revoke_token, name="ui_revoke_token")
     route("/settings/password", "POST", ui.change_password, name="ui_password")
     route("/r/<name:path>/tags/<tag>", "GET", ui.tag, name="ui_tag")
+    route("/r/<name:path>/history", "GET", ui.history, name="ui_history")
     route("/r/<name:path>/settings", "GET", ui.repository_settings, name="ui_repository_settings")
     route("/r/<name:path>/settings", "POST", ui.save_repository_settings)
     route("/r/<name:path>/settings/delete-tag", "POST", ui.delete_tag, name="ui_delete_tag")
@@ -366,9 +368,35 @@ class WebUi:
             raise RegistryError("DENIED", f"only the admins of {name} change its settings")
         return actor
 
+    def _named_like_a_page(self, name: str, page: str) -> str | None:
+        """`<name>/<page>` when the visitor may not see `name` but may see a repository so named
+        (`/r/a/history` is then a/history's page, not the history of a)."""
+        _, actor = self.visitor()
+        longer = f"{name}/{page}"
+        if not self.pages.readable(actor, name) and self.pages.readable(actor, longer):
+            return longer
+        return None
+
+    def history(self, name: str):
+        if canonical_name(name) != name:
+            return self.redirect(f"/r/{canonical_name(name)}/history")
+        longer = self._named_like_a_page(name, "history")
+        if longer is not None:
+            return self.repository(longer)
+        _, actor = self.visitor()
+        if not self.pages.readable(actor, name):
+            return self.not_found()
+        before = bottle.request.query.get("before") or None
+        page = repository_history.history(self.registry.meta, name, before,
+                                          admin=self.registry.may(actor, name, "admin"))
+        return self.page("history.html", name=name, history=page, first=before is None)
+
     def repository_settings(self, name: str):
         if canonical_name(name) != name:
             return self.redirect(f"/r/{canonical_name(name)}/settings")
+        longer = self._named_like_a_page(name, "settings")
+        if longer is not None:
+            return self.repository(longer)
         self._admin_of(name)
         shown = self.pages.repository(self.visitor()[1], name)
         return self.page("repository_settings.html", repository=shown, message=None)
