@@ -195,6 +195,8 @@ def test_a_user_creates_a_token_sees_its_secret_once_and_revokes_it(secured_regi
                      allow_redirects=False)
     assert r.status_code == 303
     assert requests.get(api(secured_registry, f"/users/{user[0]}/tokens"), auth=user).json()["tokens"] == []
+    r = browser.post(f"{secured_registry.url}/settings/tokens", data={"csrf": token, "actions": "push"})
+    assert r.status_code == 200 and "never" in r.text  # no description, no expiry
     for bad in ({"actions": "admin"}, {"actions": "pull", "days": "x"}, {"actions": "pull", "days": "0"}):
         assert browser.post(f"{secured_registry.url}/settings/tokens", data={"csrf": token, **bad}).status_code == 400
 
