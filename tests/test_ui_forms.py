@@ -146,6 +146,12 @@ def test_an_admin_changes_visibility_description_and_readme_in_settings(secured_
         "csrf": token, "visibility": "private", "description": "short <b>words</b>",
         "readme": "# Hello\n\n<script>alert(1)</script>"})
     assert r.status_code == 303 and meta_tip(secured_registry.store) == tip  # nothing changed, no commit
+    r = alice.post(f"{secured_registry.url}/r/{name}/settings", allow_redirects=False,
+                   data={"csrf": token, "visibility": "public"})  # only the visibility: the rest is kept
+    assert r.status_code == 303
+    summary = requests.get(api(secured_registry, f"/repositories/{name}"), auth=ALICE).json()
+    assert summary["visibility"] == "public" and summary["description"] == "short <b>words</b>"
+    assert requests.get(api(secured_registry, f"/repositories/{name}/readme")).json()["body"].startswith("# Hello")
     r = alice.post(f"{secured_registry.url}/r/{name}/settings", data={"csrf": token, "visibility": "secret"})
     assert r.status_code == 400 and "text/html" in r.headers["Content-Type"]
 

@@ -255,7 +255,7 @@ class CommunityApi:
         return json_response(readme_view(name, self.readmes.get(name, snapshot)))
 
     def set_readme(self, name: str):
-        context = self._member("writing a README")
+        self._member("writing a README")
         check_name(name)
         context = self.registry.authorize(bottle.request, name, "admin")
         body = json_body(("body",), required=("body",))

@@ -407,7 +407,8 @@ class WebUi:
         context = request_context(bottle.request, actor)
         document = self.registry.repositories.require(name)
         visibility = form.getunicode("visibility") or document["visibility"]
-        description = text_field(form, "description")
+        # A field the form leaves out is kept as it is (a missing README field is not an empty README).
+        description = text_field(form, "description") if "description" in form else document.get("description", "")
         if "\n" in description:
             raise RegistryError("UNSUPPORTED", "the short description is one line: the README takes the rest",
                                 status=400)
@@ -419,7 +420,8 @@ class WebUi:
         if changed_visibility is not None or changed_description is not None:
             repository_access.set_visibility(self.registry.meta, context, name, changed_visibility,
                                              changed_description)
-        self.pages.readmes.set(context, name, text_field(form, "readme"))
+        if "readme" in form:
+            self.pages.readmes.set(context, name, text_field(form, "readme"))
         if not self.pages.readable(actor, name):
             return self.redirect("/")
         return self.redirect(f"/r/{name}/settings")
