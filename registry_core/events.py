@@ -22,7 +22,7 @@ class Event:
     request_id: str | None = None
     previous_digest: str | None = None     # for a tag move: where the tag pointed before
     source_repository: str | None = None   # for a mount: where the blob came from
-    comment_id: str | None = None          # for comment and comment-deleted: which comment
+    comment_id: str | None = None          # for comment, comment-edited, comment-deleted: which comment
     timestamp: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc).isoformat())
 
     def to_dict(self) -> dict:

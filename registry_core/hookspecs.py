@@ -130,7 +130,8 @@ def resolve_upstream(repository, registry):
 @hookspec(firstresult=True)
 def before_event(event, manifest, registry):
     """Called before a change is made (``event.action`` is ``push``, ``delete``, ``mount``,
-    ``star``, ``unstar``, ``comment`` or ``comment-deleted``; a tag moved by a push is asked as that
+    ``star``, ``unstar``, ``comment``, ``comment-edited``, ``comment-deleted``, ``readme``,
+    ``bookmark`` or ``unbookmark``; a tag moved by a push is asked as that
     ``push``, with ``event.tag`` and ``event.previous_digest``, where the tag points now, ``None``
     for a new tag; ``event`` a ``registry_core.events.Event``). For a manifest push, ``manifest``
     is its ``ParsedManifest`` (``None`` for everything else). Return a ``RegistryError`` (or a
@@ -141,7 +142,8 @@ def before_event(event, manifest, registry):
 @hookspec
 def track_event(event, registry):
     """Called after an operation succeeded (push, pull, delete, mount, tag, untag,
-    repository-created, star, unstar, comment, comment-deleted, mirror-fill): webhooks, audit
+    repository-created, star, unstar, comment, comment-edited, comment-deleted, readme,
+    bookmark, unbookmark, mirror-fill): webhooks, audit
     logs, metrics. An exception is logged and never fails the
     request. Keep it fast or hand work to a thread: it runs on the request path."""
 

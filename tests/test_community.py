@@ -240,7 +240,9 @@ def test_comments_are_added_listed_oldest_first_and_paged(secured_registry):
         assert commit["paths"] == [f"repositories/{name}/_comments/{created['id']}.yaml"]
         assert f"Comment on {name}" in commit["message"]
         stored = document(secured_registry, meta_paths.comment(name, created["id"]))
-        assert stored == {"kind": "comment", "schemaVersion": 1, **created}
+        assert created["editedAt"] is None and created["html"] == f"<p>{text}</p>\n"
+        assert stored == {"kind": "comment", "schemaVersion": 1,
+                          **{key: value for key, value in created.items() if key not in ("editedAt", "html")}}
         ids.append(created["id"])
     assert ids == sorted(ids)  # ids sort by time, so the listing is oldest first
     listing = requests.get(api(secured_registry, f"/repositories/{name}/comments"), auth=BOB)

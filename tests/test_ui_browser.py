@@ -137,7 +137,8 @@ def test_the_main_pages_fit_the_screen_and_are_photographed(browser, secured_reg
     page = context.new_page()
     try:
         for label, path in (("home", "/"), ("search", "/search?q=library"), ("repository", "/r/library/hello"),
-                            ("tag", "/r/library/hello/tags/latest")):
+                            ("tag", "/r/library/hello/tags/latest"), ("history", "/r/library/hello/history"),
+                            ("user", "/u/alice")):
             response = page.goto(secured_registry.url + path)
             assert response.status == 200, path
             overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
@@ -145,3 +146,98 @@ def test_the_main_pages_fit_the_screen_and_are_photographed(browser, secured_reg
             page.screenshot(path=str(SCREENSHOTS / f"{label}-{WIDTHS[width]}.png"), full_page=True)
     finally:
         context.close()
+
+
+# --- the second slice: comments, bookmarks, settings, tokens, the image graph ----------------------
+
+MARKDOWN_XSS = ('**bold** <script>alert("md")</script> [link](javascript:alert(2)) '
+                '<img src=x onerror="alert(3)"> <svg onload="alert(4)"></svg>')
+
+
+def inert(page) -> None:
+    """Nothing of what users wrote became an element that runs or loads something."""
+    assert page.locator("main script, main img, main iframe, main object, main embed, main [onerror], "
+                        "main [onload], main [onclick], main a[href^='javascript' i], main a[href^='data' i]"
+                        ).count() == 0
+
+
+def test_a_user_comments_edits_and_deletes_the_comment_and_bookmarks(page, secured_registry):
+    name = make_repository(secured_registry, "a repository to talk about")
+    log_in(page, secured_registry, next_path=f"/r/{name}")
+    page.get_by_label("Add a comment (Markdown)").fill(MARKDOWN_XSS)
+    page.get_by_role("button", name="Comment", exact=True).click()
+    comment = page.locator("ol.comments > li")
+    assert comment.count() == 1
+    assert comment.locator(".body strong").inner_text() == "bold"
+    inert(page)
+    comment.get_by_text("Edit", exact=True).click()
+    comment.get_by_label("Your comment (Markdown)").fill("*changed* text")
+    comment.get_by_role("button", name="Save").click()
+    assert page.locator("ol.comments .body em").inner_text() == "changed"
+    assert page.locator("ol.comments .edited").is_visible()
+    page.locator("ol.comments").get_by_role("button", name="Delete").click()
+    assert page.locator("ol.comments > li").count() == 0 and page.get_by_text("No comments yet.").is_visible()
+
+    page.get_by_role("button", name="Bookmark", exact=True).click()
+    assert page.get_by_role("button", name="Remove bookmark").is_visible()
+    page.goto(f"{secured_registry.url}/u/alice")
+    assert page.locator("#bookmarks").get_by_role("link", name=name).is_visible()
+
+
+def test_an_admin_makes_a_repository_private_and_it_disappears_for_the_anonymous(browser, page, secured_registry):
+    name = make_repository(secured_registry, "soon private")
+    log_in(page, secured_registry, next_path=f"/r/{name}")
+    page.get_by_role("link", name="Settings", exact=True).last.click()
+    assert page.get_by_role("heading", level=1).inner_text() == f"Settings of {name}"
+    page.get_by_label("README (Markdown)").fill("# Read me\n\n" + MARKDOWN_XSS)
+    page.get_by_label("Private: only its collaborators and its namespace's members").check()
+    page.get_by_role("button", name="Save").click()
+    page.goto(f"{secured_registry.url}/r/{name}")
+    assert page.locator(".readme h1").inner_text() == "Read me" and page.locator(".badge.private").is_visible()
+    inert(page)
+
+    anonymous = browser.new_context()
+    try:
+        response = anonymous.new_page().goto(f"{secured_registry.url}/r/{name}")
+        assert response.status == 404
+    finally:
+        anonymous.close()
+
+
+def test_a_user_creates_a_token_sees_it_once_and_revokes_it(page, secured_registry):
+    user = (f"u{uuid.uuid4().hex[:10]}", "a-long-password")
+    r = requests.post(f"{secured_registry.url}/api/v1/users", auth=("admin", "admin-demo"),
+                      json={"name": user[0], "password": user[1]})
+    assert r.status_code == 201, r.text
+    log_in(page, secured_registry, user, next_path="/settings/tokens")
+    page.get_by_label("Description").fill("laptop")
+    page.get_by_label("It may").select_option("push")
+    page.get_by_role("button", name="Create token").click()
+    secret = page.locator("#new-secret").inner_text()
+    assert requests.get(f"{secured_registry.url}/v2/library/hello/tags/list", auth=(user[0], secret)).status_code == 200
+    page.goto(f"{secured_registry.url}/settings/tokens")
+    assert page.locator("#new-secret").count() == 0 and page.get_by_role("cell", name="pull, push").is_visible()
+    page.get_by_role("button", name="Revoke laptop").click()
+    assert page.get_by_text("No access tokens.").is_visible()
+    assert requests.get(f"{secured_registry.url}/v2/library/hello/tags/list", auth=(user[0], secret)).status_code == 401
+
+
+def test_a_tag_page_draws_the_image_graph_and_its_labels_stay_text(page, secured_registry):
+    from tests.test_community_graph import repository_with_an_index
+
+    repo = repository_with_an_index(secured_registry)
+    page.goto(f"{secured_registry.url}/r/{repo['name']}/tags/multi")
+    graph = page.locator("svg.image-graph")
+    assert graph.is_visible()
+    assert graph.locator("g.node.layer").count() == 5 and graph.locator("g.node.manifest").count() == 2
+    assert graph.locator("g.node.referrer").count() == 1 and graph.locator("g.node.index").count() == 1
+    assert page.locator("dl.labels dd").first.inner_text() == "<img src=x onerror=alert(1)>"
+    inert(page)
+
+
+@pytest.mark.parametrize("path", ['/r/alice/<script>alert(1)</script>', '/r/library/hello/tags/"><img src=x onerror=alert(1)>',
+                                  "/u/<svg onload=alert(1)>", '/search?q=<script>alert(1)</script>',
+                                  '/r/library/hello/history?before="><script>alert(1)</script>'])
+def test_markup_in_names_and_parameters_never_runs(page, secured_registry, path):
+    page.goto(secured_registry.url + path)
+    inert(page)

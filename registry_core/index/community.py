@@ -1,11 +1,18 @@
-"""Stars and comments: the community documents inside a repository's folder.
+"""Stars, comments, READMEs and bookmarks: the community documents.
 
     repositories/<name>/_stars/<user>.yaml      kind star: user, starredAt
-    repositories/<name>/_comments/<id>.yaml     kind comment: id, author, body, createdAt
+    repositories/<name>/_comments/<id>.yaml     kind comment: id, author, body, createdAt[, editedAt]
+    repositories/<name>/_readme.yaml            kind readme: body (Markdown), updatedBy, updatedAt
+    users/<user>/bookmarks.yaml                 kind bookmarks: user, repositories [{name, bookmarkedAt}]
 
-Every star, unstar, comment and deletion is one commit authored by the acting user; plugins see
-`star`, `unstar`, `comment` and `comment-deleted` events (`before_event` may refuse them, as
-read-only mode does). Nothing here walks the store on a request: a repository's star count is the
+Comments and READMEs are Markdown: the documents keep the source, and readers get it beside its
+sanitised HTML (index/markdown.py). Bookmarks live under the user, not the repository, because
+they are private: nothing that shows a repository (its pages, its history) sees who bookmarked it.
+
+Every star, unstar, comment, edit, deletion, README change and bookmark is one commit authored by
+the acting user; plugins see `star`, `unstar`, `comment`, `comment-edited`, `comment-deleted`,
+`readme`, `bookmark` and `unbookmark` events (`before_event` may refuse them, as read-only mode
+does). Nothing here walks the store on a request: a repository's star count is the
 length of its `_stars` tree (one tree lookup, no document read); its comment ids are cached per
 process by the id of its `_comments` tree; and who starred what is a `StarIndex`, built once per
 process and then kept current from git diffs.
@@ -28,8 +35,9 @@ from typing import Callable
 
 import pygit2
 
-from registry_core.context import Context
+from registry_core.context import Context, now_iso
 from registry_core.errors import RegistryError
+from registry_core.index import markdown
 from registry_core.events import Event, event, ignore
 from registry_core.meta import paths as meta_paths
 from registry_core.meta.diffs import DiffView, SavedViews, added, deleted, saved_views
@@ -37,6 +45,8 @@ from registry_core.meta.store import MetaStore, Snapshot
 from registry_core.registry.repositories import RepositoryService, name_unknown, paginate
 
 MAX_COMMENT = 4096
+MAX_README = 32768
+MAX_BOOKMARKS = 1000
 DEFAULT_COMMENT_PAGE = 100
 COMMENT_ID_RE = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{11}")
 _STAR_PATH_RE = re.compile(r"(?P<name>.+)/_stars/(?P<user>[^/]+)\.yaml")
@@ -63,7 +73,20 @@ def comment_unknown(name: str, comment_id: str) -> RegistryError:
 
 
 def comment_view(document: dict) -> dict:
-    return {key: document[key] for key in ("id", "author", "body", "createdAt")}
+    """A comment as the API and the pages show it: its Markdown source and that source as
+    sanitised HTML; `editedAt` is None until its author edits it."""
+    view = {key: document[key] for key in ("id", "author", "body", "createdAt")}
+    view["editedAt"] = document.get("editedAt")
+    view["html"] = markdown.render(document["body"])
+    return view
+
+
+def readme_path(name: str) -> str:
+    return f"{meta_paths.repository_dir(name)}/_readme.yaml"
+
+
+def bookmarks_path(user: str) -> str:
+    return f"users/{user}/bookmarks.yaml"
 
 
 # --- stars --------------------------------------------------------------------------------------
@@ -125,6 +148,11 @@ class Stars:
     def starred_by(self, user: str, snapshot: Snapshot | None = None) -> list[str]:
         """The repositories `user` starred, sorted by name (a new list)."""
         return self._index.starred_by(user, snapshot or self.meta.snapshot())
+
+    def stargazers(self, name: str, snapshot: Snapshot | None = None) -> list[str]:
+        """The users who starred `name`, sorted: the entry names of its `_stars` tree (no document read)."""
+        tree = (snapshot or self.meta.snapshot()).tree(meta_paths.stars_dir(name))
+        return sorted(entry.name[:-5] for entry in tree if entry.name.endswith(".yaml")) if tree is not None else []
 
 
 class StarIndex(DiffView):
@@ -257,6 +285,32 @@ class Comments:
         chosen, more = paginate(ids, n if n is not None else DEFAULT_COMMENT_PAGE, last)
         return [snapshot.get(meta_paths.comment(name, comment_id)) for comment_id in chosen], more
 
+    def edit(self, context: Context, name: str, comment_id: str, body: str) -> dict:
+        """Replace the body of the acting user's own comment (nobody edits another's, admins
+        included: they may delete it); `editedAt` records when. The same body changes nothing."""
+        self.check_body(body)
+        self.guard(event("comment-edited", context, repository=name, comment_id=comment_id))
+
+        def change(txn):
+            if not txn.exists(meta_paths.repository(name)):
+                raise name_unknown(name)
+            path = meta_paths.comment(name, comment_id)
+            document = txn.get(path) if COMMENT_ID_RE.fullmatch(comment_id) else None
+            if document is None:
+                raise comment_unknown(name, comment_id)
+            if document["author"] != context.actor:
+                raise RegistryError("DENIED", f"{context.actor} may not edit the comment {comment_id} of "
+                                    f"{document['author']}: only its author may")
+            if document["body"] == body:
+                return document, False
+            document = {**document, "body": body, "editedAt": _iso(_now())}
+            txn.put(path, document)
+            return document, True
+        document, changed = self.meta.transact(change, context, f"Edit comment {comment_id} on {name}")
+        if changed:
+            self.notify(event("comment-edited", context, repository=name, comment_id=comment_id))
+        return document
+
     def delete(self, context: Context, name: str, comment_id: str, moderator: bool = False) -> dict:
         """Delete a comment: the acting user's own, or anyone's if `moderator` (a repository admin)."""
         self.guard(event("comment-deleted", context, repository=name, comment_id=comment_id))
@@ -276,3 +330,127 @@ class Comments:
         document = self.meta.transact(change, context, f"Delete comment {comment_id} on {name}")
         self.notify(event("comment-deleted", context, repository=name, comment_id=comment_id))
         return document
+
+
+# --- READMEs ------------------------------------------------------------------------------------
+
+class Readmes:
+    """A repository's long description: Markdown, beside the short `description` of _repository.yaml
+    (which search reads; the README is read only by the repository's own page and API)."""
+
+    def __init__(self, meta: MetaStore, guard: Callable[[Event], None] = ignore,
+                 notify: Callable[[Event], None] = ignore):
+        self.meta = meta
+        self.guard = guard
+        self.notify = notify
+
+    def get(self, name: str, snapshot: Snapshot | None = None) -> dict | None:
+        return (snapshot or self.meta.snapshot()).get(readme_path(name))
+
+    def set(self, context: Context, name: str, body) -> dict | None:
+        """Replace the README of `name` (an empty or blank body removes it); the document, or None
+        when there is none now. Whether the actor may (a repository admin) is the caller's to decide."""
+        if not isinstance(body, str):
+            raise RegistryError("UNSUPPORTED", "a README is a string of Markdown", status=400)
+        if len(body) > MAX_README:
+            raise RegistryError("UNSUPPORTED", f"the README is {len(body)} characters long; the limit is "
+                                f"{MAX_README}", status=400)
+        self.guard(event("readme", context, repository=name))
+
+        def change(txn):
+            if not txn.exists(meta_paths.repository(name)):
+                raise name_unknown(name)
+            existing = txn.get(readme_path(name))
+            if not body.strip():
+                if existing is not None:
+                    txn.delete(readme_path(name))
+                return None, existing is not None
+            if existing is not None and existing["body"] == body:
+                return existing, False
+            document = {"kind": "readme", "schemaVersion": 1, "body": body, "updatedBy": context.actor,
+                        "updatedAt": now_iso()}
+            txn.put(readme_path(name), document)
+            return document, True
+        message = f"Remove the README of {name}" if not body.strip() else f"Write the README of {name}"
+        document, changed = self.meta.transact(change, context, message)
+        if changed:
+            self.notify(event("readme", context, repository=name))
+        return document
+
+
+def readme_view(name: str, document: dict | None) -> dict:
+    if document is None:
+        return {"name": name, "body": "", "html": "", "updatedBy": None, "updatedAt": None}
+    return {"name": name, "body": document["body"], "html": markdown.render(document["body"]),
+            "updatedBy": document["updatedBy"], "updatedAt": document["updatedAt"]}
+
+
+# --- bookmarks ----------------------------------------------------------------------------------
+
+class Bookmarks:
+    """Each user's bookmarks: one document of theirs, read and written by them alone."""
+
+    def __init__(self, meta: MetaStore, guard: Callable[[Event], None] = ignore,
+                 notify: Callable[[Event], None] = ignore):
+        self.meta = meta
+        self.guard = guard
+        self.notify = notify
+
+    def of(self, user: str, snapshot: Snapshot | None = None) -> list[dict]:
+        """`user`'s bookmarks, [{name, bookmarkedAt}] sorted by name."""
+        document = (snapshot or self.meta.snapshot()).get(bookmarks_path(user))
+        return list(document["repositories"]) if document is not None else []
+
+    def has(self, user: str, name: str, snapshot: Snapshot | None = None) -> bool:
+        return any(entry["name"] == name for entry in self.of(user, snapshot))
+
+    def add(self, context: Context, name: str) -> dict:
+        """Bookmark `name` for the acting user (again: no change); returns the bookmark."""
+        self.guard(event("bookmark", context, repository=name))
+
+        def change(txn):
+            if not txn.exists(meta_paths.repository(name)):
+                raise name_unknown(name)
+            entries = self._entries(txn, context.actor)
+            for entry in entries:
+                if entry["name"] == name:
+                    return entry, False
+            if len(entries) >= MAX_BOOKMARKS:
+                raise RegistryError("DENIED", f"{context.actor} has {len(entries)} bookmarks, the most one may "
+                                    "keep: remove some first", status=409)
+            entry = {"name": name, "bookmarkedAt": now_iso()}
+            self._save(txn, context.actor, sorted([*entries, entry], key=lambda e: e["name"]))
+            return entry, True
+        entry, created = self.meta.transact(change, context, f"Bookmark {name}")
+        if created:
+            self.notify(event("bookmark", context, repository=name))
+        return entry
+
+    def remove(self, context: Context, name: str) -> bool:
+        """Take `name` out of the acting user's bookmarks (even if it no longer exists); False if it was not in."""
+        self.guard(event("unbookmark", context, repository=name))
+
+        def change(txn):
+            entries = self._entries(txn, context.actor)
+            kept = [entry for entry in entries if entry["name"] != name]
+            if len(kept) == len(entries):
+                return False
+            self._save(txn, context.actor, kept)
+            return True
+        removed = self.meta.transact(change, context, f"Remove the bookmark of {name}")
+        if removed:
+            self.notify(event("unbookmark", context, repository=name))
+        return removed
+
+    @staticmethod
+    def _entries(txn, user: str) -> list[dict]:
+        document = txn.get(bookmarks_path(user))
+        return list(document["repositories"]) if document is not None else []
+
+    @staticmethod
+    def _save(txn, user: str, entries: list[dict]) -> None:
+        if entries:
+            txn.put(bookmarks_path(user), {"kind": "bookmarks", "schemaVersion": 1, "user": user,
+                                           "repositories": entries})
+        else:
+            txn.delete(bookmarks_path(user))

@@ -1,22 +1,37 @@
-"""The Index's community API: repository summaries, stars, comments and search.
+"""The Index's community API: repository summaries, stars, bookmarks, comments, READMEs and search.
 
     GET    /api/v1/search?q=&n=&page=                           repositories the caller may pull
     GET    /v1/search?q=&n=&page=                               the same, shaped as Docker's v1 search
     GET    /api/v1/users/<user>/starred?n=&last=                the caller's own stars
+    GET    /api/v1/users/<user>/bookmarks?n=&last=              the caller's own bookmarks (nobody else's)
     GET    /api/v1/repositories/<name>                          summary: stars, tags, starred by the caller
     PUT    /api/v1/repositories/<name>/star                     star it (again: no change)
     DELETE /api/v1/repositories/<name>/star                     take the star back
+    GET    /api/v1/repositories/<name>/stars?n=&last=           the star count and who starred it
+    PUT    /api/v1/repositories/<name>/bookmark                 bookmark it (again: no change)
+    DELETE /api/v1/repositories/<name>/bookmark                 take the bookmark back
+    GET    /api/v1/repositories/<name>/graph/<reference>        the image graph of a tag or digest (index/graph.py)
+    GET    /api/v1/repositories/<name>/history?before=          its events, newest first (index/repository_history.py)
+    GET    /api/v1/repositories/<name>/readme                   the README: Markdown `body` and its `html`
+    PUT    /api/v1/repositories/<name>/readme                   {"body": "…"} (admins; "" removes it)
     GET    /api/v1/repositories/<name>/comments?n=&last=        oldest first
-    POST   /api/v1/repositories/<name>/comments                 {"body": "…"}
+    POST   /api/v1/repositories/<name>/comments                 {"body": "…"} (Markdown)
     GET    /api/v1/repositories/<name>/comments/<id>
+    PATCH  /api/v1/repositories/<name>/comments/<id>            {"body": "…"}: its author only
     DELETE /api/v1/repositories/<name>/comments/<id>            its author, or an admin of the repository
+
+A comment and a README are answered with their Markdown source (`body`) and that source rendered
+and sanitised (`html`, index/markdown.py); a comment's `editedAt` is when its author last changed it.
 
 Who may: reading (summary, comments) needs `pull` on the repository, as the access policy and its
 plugins decide; a private repository and a missing one answer alike (401 with the challenge to the
 anonymous, 403 DENIED to others, as everywhere in the registry). Starring and commenting need
 `pull` too, and a user's own login (a password), like managing accounts: access tokens, robot
 tokens and registry tokens are for pushing and pulling. A user may always take back their own
-star, even from a repository they can no longer see. Search shows, and counts, only repositories
+star, even from a repository they can no longer see, and their bookmark likewise. Bookmarks are
+private: only their owner lists them (registry admins included, nobody else). Who starred a
+repository is shown, as its star count is, to those who may pull it (to others the repository does
+not exist). Search shows, and counts, only repositories
 the caller may pull; `docker search` asks anonymously, so it finds the public ones. Search decides
 access only until its page and one more result are found (registry_core/index/search.py), so
 `num_results` counts what was found so far: exact when `more` is false, else a lower bound that
@@ -25,6 +40,7 @@ says another page follows (`num_pages` is then the page asked for plus one).
 
 from __future__ import annotations
 
+from typing import Callable
 from urllib.parse import quote
 
 import bottle
@@ -33,7 +49,10 @@ from registry_core.context import Context
 from registry_core.errors import RegistryError
 from registry_core.index.accounts import not_found
 from registry_core.index.api import PREFIX, json_body, own_login
-from registry_core.index.community import Comments, Stars, comment_unknown, comment_view
+from registry_core.index.community import (Bookmarks, Comments, Readmes, Stars, comment_unknown, comment_view,
+                                           readme_view)
+from registry_core.index import repository_history
+from registry_core.index.graph import ImageGraphs
 from registry_core.index.search import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Search, SearchPage
 from registry_core.names import check_name
 from registry_core.registry.repositories import DEFAULT_PAGE, paginate
@@ -41,21 +60,36 @@ from registry_core.registry.routes import next_link, page_query
 from registry_core.web import json_response, whole_number
 
 
-def register_community_routes(app: bottle.Bottle, registry) -> None:
+def register_community_routes(app: bottle.Bottle, registry) -> Callable[[], None]:
+    """Add the community routes but the summary; returns what adds the summary (GET
+    `<name:path>`), to be called once every other `/repositories/<name:path>/…` route of the app
+    is in (bottle tries dynamic routes in the order they were added, and `<name:path>` would
+    swallow the rest of the path). Call this before the accounts API's routes, whose PATCH
+    `<name:path>` would otherwise take a comment's PATCH."""
     api = CommunityApi(registry)
     route = app.route
     route(f"{PREFIX}/search", "GET", api.search, name="api_search")
     route("/v1/search", "GET", api.docker_search, name="docker_search")
     route(f"{PREFIX}/users/<user>/starred", "GET", api.starred, name="api_starred")
-    # After the accounts API's routes (registry_core/index/api.py), more specific ones first:
-    # `<name:path>` would otherwise swallow the rest of the path.
+    route(f"{PREFIX}/users/<user>/bookmarks", "GET", api.bookmarks, name="api_bookmarks")
     route(f"{PREFIX}/repositories/<name:path>/star", "PUT", api.star, name="api_star")
     route(f"{PREFIX}/repositories/<name:path>/star", "DELETE", api.unstar)
+    route(f"{PREFIX}/repositories/<name:path>/stars", "GET", api.stargazers, name="api_stargazers")
+    route(f"{PREFIX}/repositories/<name:path>/bookmark", "PUT", api.bookmark, name="api_bookmark")
+    route(f"{PREFIX}/repositories/<name:path>/bookmark", "DELETE", api.unbookmark)
+    route(f"{PREFIX}/repositories/<name:path>/readme", "GET", api.readme, name="api_readme")
+    route(f"{PREFIX}/repositories/<name:path>/readme", "PUT", api.set_readme)
+    route(f"{PREFIX}/repositories/<name:path>/graph/<reference>", "GET", api.graph, name="api_graph")
+    route(f"{PREFIX}/repositories/<name:path>/history", "GET", api.history, name="api_history")
     route(f"{PREFIX}/repositories/<name:path>/comments/<comment_id>", "GET", api.get_comment, name="api_comment")
+    route(f"{PREFIX}/repositories/<name:path>/comments/<comment_id>", "PATCH", api.edit_comment)
     route(f"{PREFIX}/repositories/<name:path>/comments/<comment_id>", "DELETE", api.delete_comment)
     route(f"{PREFIX}/repositories/<name:path>/comments", "GET", api.list_comments, name="api_comments")
     route(f"{PREFIX}/repositories/<name:path>/comments", "POST", api.add_comment)
-    route(f"{PREFIX}/repositories/<name:path>", "GET", api.summary, name="api_repository_summary")
+
+    def add_summary() -> None:
+        route(f"{PREFIX}/repositories/<name:path>", "GET", api.summary, name="api_repository_summary")
+    return add_summary
 
 
 class CommunityApi:
@@ -65,6 +99,9 @@ class CommunityApi:
         self.repositories = registry.repositories
         self.stars = Stars(registry.meta, registry.repositories, guard=registry.check, notify=registry.notify)
         self.comments = Comments(registry.meta, guard=registry.check, notify=registry.notify)
+        self.readmes = Readmes(registry.meta, guard=registry.check, notify=registry.notify)
+        self.bookmark_service = Bookmarks(registry.meta, guard=registry.check, notify=registry.notify)
+        self.graphs = ImageGraphs(registry)
         self.search_service = Search(registry.meta, registry.repositories, self.stars.count)
 
     # --- who is asking ------------------------------------------------------------------------
@@ -157,6 +194,74 @@ class CommunityApi:
         headers = {"Link": next_link(f"{PREFIX}/users/{user}/starred", n, chosen[-1])} if more and chosen else {}
         return json_response({"user": user, "repositories": starred}, headers=headers)
 
+    def stargazers(self, name: str):
+        self._reader(name)
+        snapshot = self.meta.snapshot()
+        self.repositories.require(name, snapshot)
+        users = self.stars.stargazers(name, snapshot)
+        n, last = page_query()
+        chosen, more = paginate(users, n if n is not None else DEFAULT_PAGE, last)
+        headers = {"Link": next_link(f"{PREFIX}/repositories/{name}/stars", n, chosen[-1])} if more and chosen else {}
+        return json_response({"name": name, "star_count": len(users), "stargazers": chosen}, headers=headers)
+
+    # --- bookmarks ----------------------------------------------------------------------------
+
+    def bookmark(self, name: str):
+        context = self._member("bookmarking")
+        self._reader(name)
+        entry = self.bookmark_service.add(context, name)
+        return json_response({"name": name, "bookmarked": True, "bookmarkedAt": entry["bookmarkedAt"]})
+
+    def unbookmark(self, name: str):
+        context = self._member("removing bookmarks")
+        check_name(name)
+        if not self.registry.may(context.identity, name, "pull") and \
+                not self.bookmark_service.has(context.actor, name):
+            raise self.registry.denied(context.identity, name, "pull")
+        self.bookmark_service.remove(context, name)
+        return json_response({"name": name, "bookmarked": False})
+
+    def bookmarks(self, user: str):
+        context = self._member("listing bookmarks")
+        if user != context.actor:
+            raise RegistryError("DENIED", f"{context.actor} may not list the bookmarks of {user}: bookmarks "
+                                "are private, only their owner lists them")
+        n, last = page_query()
+        by_name = {entry["name"]: entry for entry in self.bookmark_service.of(user)}
+        names = self.registry.visible_repositories(bottle.request, sorted(by_name))
+        chosen, more = paginate(names, n if n is not None else DEFAULT_PAGE, last)
+        headers = {"Link": next_link(f"{PREFIX}/users/{user}/bookmarks", n, chosen[-1])} if more and chosen else {}
+        return json_response({"user": user, "repositories": [by_name[name] for name in chosen]}, headers=headers)
+
+    def graph(self, name: str, reference: str):
+        self._reader(name)
+        return json_response(self.graphs.graph(name, reference))
+
+    def history(self, name: str):
+        context = self._reader(name)
+        self.repositories.require(name)
+        page = repository_history.history(self.meta, name, bottle.request.query.get("before") or None,
+                                          admin=self.registry.may(context.identity, name, "admin"))
+        headers = {"Link": f'<{quote(f"{PREFIX}/repositories/{name}/history")}?before={page.next}>; rel="next"'} \
+            if page.next else {}
+        return json_response({"name": name, "entries": page.entries, "next": page.next}, headers=headers)
+
+    # --- READMEs ------------------------------------------------------------------------------
+
+    def readme(self, name: str):
+        self._reader(name)
+        snapshot = self.meta.snapshot()
+        self.repositories.require(name, snapshot)
+        return json_response(readme_view(name, self.readmes.get(name, snapshot)))
+
+    def set_readme(self, name: str):
+        self._member("writing a README")
+        check_name(name)
+        context = self.registry.authorize(bottle.request, name, "admin")
+        body = json_body(("body",), required=("body",))
+        document = self.readmes.set(context, name, body["body"])
+        return json_response(readme_view(name, document))
+
     # --- comments -----------------------------------------------------------------------------
 
     def list_comments(self, name: str):
@@ -183,6 +288,12 @@ class CommunityApi:
         if document is None:
             raise comment_unknown(name, comment_id)
         return json_response(comment_view(document))
+
+    def edit_comment(self, name: str, comment_id: str):
+        context = self._member("editing comments")
+        self._reader(name)
+        body = json_body(("body",), required=("body",))
+        return json_response(comment_view(self.comments.edit(context, name, comment_id, body["body"])))
 
     def delete_comment(self, name: str, comment_id: str):
         context = self._member("deleting comments")

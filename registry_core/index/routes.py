@@ -16,6 +16,7 @@ def build_index_app(registry) -> bottle.Bottle:
     app = bottle.Bottle()
     app.install(RegistryErrors())
     register_token_routes(app, registry)
+    add_summary = register_community_routes(app, registry)  # before the accounts API's PATCH <name:path>
     register_api_routes(app, registry)
-    register_community_routes(app, registry)  # after the accounts API: its <name:path> routes come first
+    add_summary()  # GET <name:path> last: after the accounts API's <name:path>/collaborators
     return app

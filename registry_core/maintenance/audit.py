@@ -125,6 +125,13 @@ def timeline(meta: MetaStore, name: str | None = None, since: datetime.datetime 
         yield from entries
 
 
+def commit_events(repo: pygit2.Repository, commit: pygit2.Commit, name: str) -> list[Entry]:
+    """What one commit did to repository `name` ([] when it did not touch its folder): for a
+    walk of its own, such as the web UI's paged history (index/repository_history.py)."""
+    info = CommitInfo.of(commit)
+    return Snapshot.read(lambda: _events(repo, commit, info, name))
+
+
 def _events(repo: pygit2.Repository, commit: pygit2.Commit, info: CommitInfo, name: str | None) -> list[Entry]:
     """What one commit did (to repository `name`, or to anything)."""
     folder = meta_paths.repository_dir(name) if name is not None else ""

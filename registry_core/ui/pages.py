@@ -14,23 +14,27 @@ documents of its first `TAG_ROWS` tags and their manifests.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import re
 import threading
 from typing import Callable
 
 from registry_core.context import Actor, Context
 from registry_core.errors import RegistryError
-from registry_core.index.community import Comments, Stars
+from registry_core.index.community import Bookmarks, Comments, Readmes, Stars, comment_view, readme_view
+from registry_core.index.graph import ImageGraphs, platform_text
 from registry_core.index.search import DEFAULT_PAGE_SIZE, Search, SearchPage
 from registry_core.meta import paths as meta_paths
 from registry_core.meta.store import Snapshot
-from registry_core.names import is_tag, is_valid_name
+from registry_core.names import is_account_name, is_tag, is_valid_name
 from registry_core.registry.mediatypes import INDEXES
 from registry_core.registry.repositories import take_visible
 
 HOME_ROWS = 10
 TAG_ROWS = 100
 COMMENT_ROWS = 100
+USER_ROWS = 100
 RECENT_COMMITS = 500
 # The message ManifestService.put gives a push's commit: "Push <name>:<tag>" or "Push <name>@<digest>".
 _PUSH_MESSAGE = re.compile(r"Push (?P<name>[a-z0-9._/-]+)[:@]")
@@ -46,6 +50,10 @@ class Pages:
         self.may = may
         self.stars = Stars(registry.meta, registry.repositories, guard=registry.check, notify=registry.notify)
         self.comments = Comments(registry.meta, guard=registry.check, notify=registry.notify)
+        self.readmes = Readmes(registry.meta, guard=registry.check, notify=registry.notify)
+        self.bookmarks = Bookmarks(registry.meta, guard=registry.check, notify=registry.notify)
+        self.accounts = registry.accounts
+        self.graphs = ImageGraphs(registry)
         self.search_service = Search(registry.meta, registry.repositories, self.stars.count)
         self._rankings: tuple | None = None  # (tip, recently pushed names, names by stars)
         self._rankings_lock = threading.Lock()
@@ -96,14 +104,16 @@ class Pages:
         tag_names, more_tags = self.repositories.tags(name, n=TAG_ROWS)
         comments, more_comments = self.comments.page(name, n=COMMENT_ROWS)
         starred = actor is not None and self.stars.get(name, actor.name, snapshot) is not None
-        return {"name": name, "description": document.get("description", ""),
+        bookmarked = actor is not None and self.bookmarks.has(actor.name, name, snapshot)
+        return {"readme": readme_view(name, self.readmes.get(name, snapshot)), "bookmarked": bookmarked,
+                "admin": self.may(actor, name, "admin"), "name": name, "description": document.get("description", ""),
                 "visibility": document["visibility"], "owner": document.get("owner"),
                 "official": name.startswith("library/"),
                 "star_count": self.stars.count(name, snapshot), "starred": starred,
                 "tags": [row for row in (self._tag_row(snapshot, name, tag) for tag in tag_names) if row],
                 "tag_count": self.repositories.tag_count(name, snapshot), "more_tags": more_tags,
                 "pull_tag": "latest" if "latest" in tag_names else (tag_names[0] if tag_names else None),
-                "comments": comments, "more_comments": more_comments}
+                "comments": [comment_view(comment) for comment in comments], "more_comments": more_comments}
 
     def _tag_row(self, snapshot: Snapshot, name: str, tag: str) -> dict | None:
         document = snapshot.get(meta_paths.tag(name, tag))
@@ -130,7 +140,8 @@ class Pages:
                 "size": manifest["size"], "is_index": is_index, "pushed_at": document.get("pushedAt"),
                 "pushed_by": document.get("pushedBy"), "config": manifest.get("config"),
                 "layers": manifest.get("layers", []), "total": image_size(manifest),
-                "children": [self._child(snapshot, name, entry) for entry in manifest.get("manifests", [])]}
+                "children": [self._child(snapshot, name, entry) for entry in manifest.get("manifests", [])],
+                "graph": self.graphs.graph(name, tag)}
 
     def _child(self, snapshot: Snapshot, name: str, entry: dict) -> dict:
         """A manifest an index lists: its platform, and its layers when this repository holds it."""
@@ -140,6 +151,33 @@ class Pages:
                 "artifact_type": entry.get("artifactType") or node.get("artifactType"),
                 "config": node.get("config"), "layers": node.get("layers", []),
                 "size": image_size(node) if node else None}
+
+    # --- a user or an organisation ----------------------------------------------------------------
+
+    def account(self, actor: Actor | None, account: str) -> dict | None:
+        """The page of user or organisation `account`: the repositories of its namespace that the
+        visitor may see (the first USER_ROWS); its stars and bookmarks when the visitor is that user."""
+        if not is_account_name(account):
+            return None
+        snapshot = self.meta.snapshot()
+        user = self.accounts.user(account, snapshot)
+        org = self.accounts.org(account, snapshot) if user is None else None
+        if user is None and org is None:
+            return None
+        names = self.repositories.names(snapshot)
+        prefix = f"{account}/"
+        start = bisect.bisect_left(names, prefix)
+        own = itertools.takewhile(lambda name: name.startswith(prefix), names[start:])
+        visible = self.visible(actor)
+        shown = take_visible(own, visible, USER_ROWS + 1)
+        page = {"name": account, "kind": "organisation" if org is not None else "user",
+                "description": (org or {}).get("description", ""), "myself": actor is not None and actor.name == account,
+                "repositories": [self.search_service.result(name, snapshot) for name in shown[:USER_ROWS]],
+                "more_repositories": len(shown) > USER_ROWS, "starred": [], "bookmarks": []}
+        if page["myself"]:
+            page["starred"] = visible(self.stars.starred_by(account, snapshot))[:USER_ROWS]
+            page["bookmarks"] = visible([entry["name"] for entry in self.bookmarks.of(account, snapshot)])[:USER_ROWS]
+        return page
 
     # --- stars ----------------------------------------------------------------------------------
 
@@ -165,19 +203,28 @@ class Pages:
             return False
         return True
 
+    # --- bookmarks ------------------------------------------------------------------------------
+
+    def bookmark(self, context: Context, name: str) -> bool:
+        """Bookmark `name` for the acting user; False (nothing done) when they may not see it."""
+        if not self.readable(context.identity, name):
+            return False
+        self.bookmarks.add(context, name)
+        return True
+
+    def unbookmark(self, context: Context, name: str) -> bool:
+        """Take `name` out of the acting user's bookmarks, even when they can no longer see it;
+        False when they may not see it and it is not among them."""
+        if not self.readable(context.identity, name) and not self.bookmarks.has(context.actor, name):
+            return False
+        self.bookmarks.remove(context, name)
+        return True
+
 
 def image_size(manifest: dict) -> int:
     """What pulling an image manifest downloads: its config and layers (0 for an index)."""
     config = manifest.get("config") or {}
     return (config.get("size") or 0) + sum(layer.get("size") or 0 for layer in manifest.get("layers", []))
-
-
-def platform_text(platform: dict | None) -> str | None:
-    """`linux/arm64/v8` from an index entry's platform; None when it has none."""
-    if not isinstance(platform, dict) or not platform.get("os"):
-        return None
-    parts = [platform.get("os"), platform.get("architecture"), platform.get("variant")]
-    return "/".join(str(part) for part in parts if part)
 
 
 def recently_pushed(snapshot: Snapshot, commits: int) -> list[str]:

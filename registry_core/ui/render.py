@@ -1,7 +1,10 @@
 """The UI's templates (Jinja2, every value escaped) and the filters they use.
 
-Autoescaping is on for every template, whatever its name: a repository description, a comment, a
-tag or a user name is text, and reaches the page as text. No template marks anything `|safe`.
+Autoescaping is on for every template, whatever its name: a repository description, a tag or a
+user name is text, and reaches the page as text. The one exception is the `html` of a comment or
+README: Markdown rendered by index/markdown.py and cleaned there by nh3 against an allow-list
+(no script, no event handler, no link but http, https and mailto), which the templates mark
+`|safe`; nothing else is.
 """
 
 from __future__ import annotations

@@ -3,8 +3,15 @@
     GET  /                          repositories recently pushed and most starred; a search box
     GET  /search?q=&page=           search results, 25 a page
     GET  /r/<name>                  a repository: description, pull command, tags, stars, comments
-    GET  /r/<name>/tags/<tag>       a tag: digest, media type, platforms, layers
-    POST /r/<name>/star, /unstar    (logged in)
+    GET  /r/<name>/tags/<tag>       a tag: digest, labels, its image graph as SVG, platforms, layers
+    GET  /r/<name>/history?before=  its events from meta.git, 25 a page (index/repository_history.py)
+    GET  /r/<name>/settings         its admins: visibility, description, README, delete a tag
+    GET  /u/<name>                  a user's or organisation's repositories; your stars and bookmarks
+    GET  /settings/tokens           your access tokens (a new one's secret shown once) and password
+    POST /r/<name>/star, /unstar, /bookmark, /unbookmark                      (logged in)
+    POST /r/<name>/comments, /r/<name>/comments/<id>/edit, …/<id>/delete      (logged in)
+    POST /r/<name>/settings, /r/<name>/settings/delete-tag                   (its admins)
+    POST /settings/tokens, /settings/tokens/<id>/revoke, /settings/password (logged in)
     GET  /login, POST /login        password login; `next` is followed only when it is a local path
     POST /logout
     GET  /static/ui.css
@@ -30,9 +37,12 @@ import bottle
 
 from registry_core.context import Actor
 from registry_core.errors import RegistryError
+from registry_core.index import collaborators as repository_access, repository_history
 from registry_core.index.accounts import parse_token_secret
+from registry_core.index.api import TOKEN_ID_RE, check_password, token_days
 from registry_core.index.keys import keys_dir
 from registry_core.names import canonical_name, is_tag, is_valid_name
+from registry_core.ui.graph_svg import layout
 from registry_core.ui.pages import Pages
 from registry_core.ui.render import render
 from registry_core.ui.sessions import Session, Sessions, load_or_create_key
@@ -42,6 +52,8 @@ COOKIE = "registry_session"
 FORM_LIMIT = 64 * 1024
 MAX_USERNAME = 256
 MAX_PASSWORD = 1024
+MAX_DESCRIPTION = 4096
+TOKEN_ACTIONS_BY_FIELD = {"pull": ["pull"], "push": ["pull", "push"]}
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
@@ -82,10 +94,37 @@ def register_ui_routes(app: bottle.Bottle, registry) -> None:
     route("/login", "POST", ui.login)
     route("/logout", "POST", ui.logout, name="ui_logout")
     route("/static/ui.css", "GET", ui.stylesheet, name="ui_css")
+    route("/u/<account>", "GET", ui.account, name="ui_account")
+    route("/settings/tokens", "GET", ui.tokens, name="ui_tokens")
+    route("/settings/tokens", "POST", ui.create_token)
+    route("/settings/tokens/<token_id>/revoke", "POST", ui.revoke_token, name="ui_revoke_token")
+    route("/settings/password", "POST", ui.change_password, name="ui_password")
     route("/r/<name:path>/tags/<tag>", "GET", ui.tag, name="ui_tag")
+    route("/r/<name:path>/history", "GET", ui.history, name="ui_history")
+    route("/r/<name:path>/settings", "GET", ui.repository_settings, name="ui_repository_settings")
+    route("/r/<name:path>/settings", "POST", ui.save_repository_settings)
+    route("/r/<name:path>/settings/delete-tag", "POST", ui.delete_tag, name="ui_delete_tag")
     route("/r/<name:path>/star", "POST", ui.star, name="ui_star")
     route("/r/<name:path>/unstar", "POST", ui.unstar, name="ui_unstar")
+    route("/r/<name:path>/bookmark", "POST", ui.bookmark, name="ui_bookmark")
+    route("/r/<name:path>/unbookmark", "POST", ui.unbookmark, name="ui_unbookmark")
+    route("/r/<name:path>/comments/<comment_id>/edit", "POST", ui.edit_comment, name="ui_edit_comment")
+    route("/r/<name:path>/comments/<comment_id>/delete", "POST", ui.delete_comment, name="ui_delete_comment")
+    route("/r/<name:path>/comments", "POST", ui.add_comment, name="ui_comments")
     route("/r/<name:path>", "GET", ui.repository, name="ui_repository")
+
+
+class NotFound(Exception):
+    """Raised by a route for the one 404 page (a repository the visitor may not see, or none)."""
+
+
+class LoginNeeded(Exception):
+    """Raised by a route that needs a logged-in visitor: the answer is the login page, back here after."""
+
+
+def text_field(form: bottle.FormsDict, key: str) -> str:
+    """A form's text field with a browser's CRLF line ends as LF (what the API stores)."""
+    return (form.getunicode(key) or "").replace("\r\n", "\n").replace("\r", "\n")
 
 
 class UiResponses:
@@ -103,6 +142,14 @@ class UiResponses:
         def wrapper(*args, **kwargs):
             try:
                 result = self.gate(route) or callback(*args, **kwargs)
+            except NotFound:
+                drain_body(bottle.request.environ)
+                result = self.error_page(RegistryError("NAME_UNKNOWN", "not found", status=404))
+            except LoginNeeded:
+                drain_body(bottle.request.environ)
+                path = local_path(bottle.request.environ.get("PATH_INFO") or "/")
+                result = bottle.HTTPResponse(status=303, headers={
+                    "Location": "/login?next=" + quote(path, safe="/"), "Cache-Control": "no-store"})
             except RegistryError as error:
                 drain_body(bottle.request.environ)
                 result = self.error_page(error)
@@ -245,7 +292,7 @@ class WebUi:
         shown = self.pages.tag(actor, name, tag)
         if shown is None:
             return self.not_found()
-        return self.page("tag.html", image=shown, host=self._host())
+        return self.page("tag.html", image=shown, host=self._host(), drawing=layout(shown["graph"]))
 
     def stylesheet(self):
         return bottle.HTTPResponse(self.stylesheet_bytes, headers={
@@ -269,6 +316,196 @@ class WebUi:
         if not change(request_context(bottle.request, actor), name):
             return self.not_found()
         return self.redirect(f"/r/{name}")
+
+    def bookmark(self, name: str):
+        return self._star(name, self.pages.bookmark)
+
+    def unbookmark(self, name: str):
+        return self._star(name, self.pages.unbookmark)
+
+    # --- comments -------------------------------------------------------------------------------
+
+    def _reader_form(self, name: str) -> tuple[bottle.FormsDict, Actor | None]:
+        """The checked form of a POST about repository `name`, and the visitor; NotFound (the 404
+        page) when the name is outside the grammar or the visitor may not see it."""
+        form, _ = self.checked_form()
+        _, actor = self.visitor()
+        if not self.pages.readable(actor, name):
+            raise NotFound()
+        return form, actor
+
+    def add_comment(self, name: str):
+        form, actor = self._reader_form(name)
+        if actor is None:
+            return self.redirect(f"/login?next=/r/{name}")
+        comment = self.pages.comments.add(request_context(bottle.request, actor), name, text_field(form, "body"))
+        return self.redirect(f"/r/{name}#comment-{comment['id']}")
+
+    def edit_comment(self, name: str, comment_id: str):
+        form, actor = self._reader_form(name)
+        if actor is None:
+            return self.redirect(f"/login?next=/r/{name}")
+        self.pages.comments.edit(request_context(bottle.request, actor), name, comment_id, text_field(form, "body"))
+        return self.redirect(f"/r/{name}#comment-{comment_id}")
+
+    def delete_comment(self, name: str, comment_id: str):
+        _, actor = self._reader_form(name)
+        if actor is None:
+            return self.redirect(f"/login?next=/r/{name}")
+        self.pages.comments.delete(request_context(bottle.request, actor), name, comment_id,
+                                   moderator=self.registry.may(actor, name, "admin"))
+        return self.redirect(f"/r/{name}#comments")
+
+    # --- a repository's settings ----------------------------------------------------------------
+
+    def _admin_of(self, name: str) -> Actor:
+        """The visitor, an admin of repository `name`; the 404 page to those who may not see it,
+        the 403 page to its other readers."""
+        _, actor = self.visitor()
+        if not self.pages.readable(actor, name):
+            raise NotFound()
+        if actor is None or not self.registry.may(actor, name, "admin"):
+            raise RegistryError("DENIED", f"only the admins of {name} change its settings")
+        return actor
+
+    def _named_like_a_page(self, name: str, page: str) -> str | None:
+        """`<name>/<page>` when the visitor may not see `name` but may see a repository so named
+        (`/r/a/history` is then a/history's page, not the history of a)."""
+        _, actor = self.visitor()
+        longer = f"{name}/{page}"
+        if not self.pages.readable(actor, name) and self.pages.readable(actor, longer):
+            return longer
+        return None
+
+    def history(self, name: str):
+        if canonical_name(name) != name:
+            return self.redirect(f"/r/{canonical_name(name)}/history")
+        longer = self._named_like_a_page(name, "history")
+        if longer is not None:
+            return self.repository(longer)
+        _, actor = self.visitor()
+        if not self.pages.readable(actor, name):
+            return self.not_found()
+        before = bottle.request.query.get("before") or None
+        page = repository_history.history(self.registry.meta, name, before,
+                                          admin=self.registry.may(actor, name, "admin"))
+        return self.page("history.html", name=name, history=page, first=before is None)
+
+    def repository_settings(self, name: str):
+        if canonical_name(name) != name:
+            return self.redirect(f"/r/{canonical_name(name)}/settings")
+        longer = self._named_like_a_page(name, "settings")
+        if longer is not None:
+            return self.repository(longer)
+        self._admin_of(name)
+        shown = self.pages.repository(self.visitor()[1], name)
+        return self.page("repository_settings.html", repository=shown, message=None)
+
+    def save_repository_settings(self, name: str):
+        form, _ = self.checked_form()
+        actor = self._admin_of(name)
+        context = request_context(bottle.request, actor)
+        document = self.registry.repositories.require(name)
+        visibility = form.getunicode("visibility") or document["visibility"]
+        # A field the form leaves out is kept as it is (a missing README field is not an empty README).
+        description = text_field(form, "description") if "description" in form else document.get("description", "")
+        if "\n" in description:
+            raise RegistryError("UNSUPPORTED", "the short description is one line: the README takes the rest",
+                                status=400)
+        if len(description) > MAX_DESCRIPTION:
+            raise RegistryError("UNSUPPORTED", f"the short description is {len(description)} characters long; "
+                                f"the limit is {MAX_DESCRIPTION}", status=400)
+        changed_visibility = visibility if visibility != document["visibility"] else None
+        changed_description = description if description != document.get("description", "") else None
+        if changed_visibility is not None or changed_description is not None:
+            repository_access.set_visibility(self.registry.meta, context, name, changed_visibility,
+                                             changed_description)
+        if "readme" in form:
+            self.pages.readmes.set(context, name, text_field(form, "readme"))
+        if not self.pages.readable(actor, name):
+            return self.redirect("/")
+        return self.redirect(f"/r/{name}/settings")
+
+    def delete_tag(self, name: str):
+        form, _ = self.checked_form()
+        actor = self._admin_of(name)
+        tag = form.getunicode("tag") or ""
+        if not is_tag(tag):
+            raise RegistryError("TAG_INVALID", "give the name of one of the repository's tags", status=400)
+        if not self.registry.may(actor, name, "delete"):
+            raise RegistryError("DENIED", f"{actor.name} may not delete tags of {name}")
+        self.registry.manifests.delete(name, tag, request_context(bottle.request, actor))
+        return self.redirect(f"/r/{name}/settings")
+
+    # --- users, organisations, tokens and passwords ---------------------------------------------
+
+    def account(self, account: str):
+        _, actor = self.visitor()
+        shown = self.pages.account(actor, account)
+        if shown is None:
+            return self.not_found()
+        return self.page("account.html", account=shown)
+
+    def _logged_in(self) -> Actor:
+        _, actor = self.visitor()
+        if actor is None:
+            raise LoginNeeded()
+        return actor
+
+    def tokens(self, secret: str | None = None, created: dict | None = None, message: str | None = None,
+               status: int = 200):
+        actor = self._logged_in()
+        tokens = sorted((token for token in self.accounts.tokens(actor.name) if token.get("purpose") == "access"),
+                        key=lambda t: (t.get("createdAt", ""), t["id"]))
+        return self.page("tokens.html", status, tokens=tokens, secret=secret, created=created, message=message)
+
+    def create_token(self):
+        form, _ = self.checked_form()
+        actor = self._logged_in()
+        description = (form.getunicode("description") or "").strip()
+        if len(description) > 256:
+            raise RegistryError("UNSUPPORTED", "a token's description is at most 256 characters", status=400)
+        actions = TOKEN_ACTIONS_BY_FIELD.get(form.getunicode("actions") or "")
+        if actions is None:
+            raise RegistryError("UNSUPPORTED", "choose what the token may do: pull, or pull and push", status=400)
+        days_text = (form.getunicode("days") or "").strip()
+        days = token_days(whole_number(days_text, "days")) if days_text else None
+        secret, document = self.accounts.create_token(request_context(bottle.request, actor), actor.name, "access",
+                                                      description or None, actions, None, days)
+        return self.tokens(secret=secret, created=document)
+
+    def revoke_token(self, token_id: str):
+        self.checked_form()
+        actor = self._logged_in()
+        if not TOKEN_ID_RE.fullmatch(token_id):
+            return self.not_found()
+        self.accounts.revoke_token(request_context(bottle.request, actor), actor.name, token_id)
+        return self.redirect("/settings/tokens")
+
+    def change_password(self):
+        form, _ = self.checked_form()
+        actor = self._logged_in()
+        current = form.getunicode("current") or ""
+        new, again = form.getunicode("new") or "", form.getunicode("again") or ""
+        if len(current) > MAX_PASSWORD or len(new) > MAX_PASSWORD:
+            raise RegistryError("UNSUPPORTED", f"a password is at most {MAX_PASSWORD} characters", status=400)
+        if new != again:
+            return self.tokens(message="The two new passwords differ: type the same one twice.", status=400)
+        try:
+            check_password(new)
+        except RegistryError as error:
+            return self.tokens(message=error.message, status=400)
+        try:
+            confirmed = self.accounts.authenticate(actor.name, current, bottle.request.environ.get("REMOTE_ADDR"))
+        except RegistryError as error:
+            if error.code != "TOOMANYREQUESTS":
+                raise
+            return self.tokens(message=error.message, status=error.status)
+        if confirmed is None or confirmed.kind != "user":
+            return self.tokens(message="Your current password is not that one.", status=400)
+        document = self.accounts.update_user(request_context(bottle.request, actor), actor.name,
+                                             f"Change the password of {actor.name}", password=new)
+        return self.redirect("/settings/tokens", session=self.sessions.new(actor.name, document.get("passwordHash")))
 
     # --- logging in and out ---------------------------------------------------------------------
 
