@@ -15,6 +15,7 @@ children (git's repack and prune), meta.git's size before and after, and bytes p
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -44,8 +45,11 @@ def fast_import_stream(commits: int, repositories: int, start: int):
     yield b"feature done\n"
     for i in range(commits):
         name = f"ns{i % repositories // 100:02d}/app{i % repositories:03d}"
-        config = f"sha256:{i:064x}"
-        manifest_digest = f"sha256:{(i + 1) * 7919:064x}"
+        # digests as content addresses are: spread evenly, so over the fan-out's buckets as a push's
+        # would be (counters padded with zeros all fell in _manifests/sha256/0/0/0, one tree that
+        # grew to every manifest of the repository and was rewritten whole by each push)
+        config = "sha256:" + hashlib.sha256(b"config %d" % i).hexdigest()
+        manifest_digest = "sha256:" + hashlib.sha256(b"manifest %d" % i).hexdigest()
         user = USERS[i % len(USERS)]
         manifest = documents.dump({
             "kind": "manifest", "schemaVersion": 1, "digest": manifest_digest,
