@@ -528,3 +528,26 @@ def test_a_registry_wide_endpoint_that_is_not_an_http_url_stops_start_up_naming_
     config = config_module.load(path)
     with pytest.raises(DocumentInvalid, match="pluginConfig/webhooks/endpoints/0/url"):
         validate_plugin_config(make_plugin_manager(config.plugins), config.plugin_config, path)
+
+
+def test_an_event_is_one_file_until_the_delivering_process_splits_it_into_each_hooks_queue(tmp_path):
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    outbox = Outbox(str(tmp_path))
+    hooks = [{"hook": "0123456789ab", "format": "distribution", "repository": "alice/app"},
+             {"hook": "registry-audit", "format": "cloudevents", "repository": None}]
+    first = outbox.record_event({"id": "a" * 32}, hooks)
+    second = outbox.record_event({"id": "b" * 32}, hooks[:1])
+    assert sorted(os.listdir(tmp_path / "events")) == [first, second] and not (tmp_path / "hooks").exists()
+    assert [(name, occurrence["id"]) for name, _, occurrence in outbox.unsplit("0123456789ab")] == \
+        [(first, "a" * 32), (second, "b" * 32)]
+    assert [name for name, _, _ in outbox.unsplit("registry-audit")] == [first]
+    assert outbox.pending() == 2  # an event not split yet counts once
+
+    queued = []
+    assert outbox.split_events(lambda name, delivery, occurrence: queued.append(name) or outbox.enqueue(
+        delivery["hook"], {"id": occurrence["id"], "format": delivery["format"]}, name)) == 2
+    assert queued == [first, first, second]
+    assert outbox.names("0123456789ab", "queue") == [first, second]  # the events' names: in their order
+    assert outbox.names("registry-audit", "queue") == [first]
+    assert os.listdir(tmp_path / "events") == [] and outbox.unsplit("0123456789ab") == []
+    assert outbox.pending() == 3 and outbox.split_events(lambda *args: queued.append(args)) == 0

@@ -124,7 +124,7 @@ def register(cli) -> None:
     def deliveries(store: Store, name, hook_id, limit, as_json):
         """The newest deliveries of the webhook ID of repository NAME."""
         _hook(store, name, hook_id)
-        found = [delivery_view(r) for r in store.webhooks.outbox.deliveries(hook_id, limit=limit)]
+        found = [delivery_view(r) for r in store.webhooks.deliveries(hook_id, limit=limit)]
         emit(as_json, {"webhook": hook_id, "deliveries": found},
               [f"{d['id']}  {d['event']}  {d['state']}  attempts {d['attempts']}"
                + (f"  last {d['lastStatus']}" if d["lastStatus"] else "")

@@ -98,6 +98,24 @@ class Outbox:
             os.unlink(path)
         return len(names)
 
+    def unsplit(self, key: str) -> list[tuple[str, dict, dict]]:
+        """(name, delivery, occurrence) of each recorded event not split yet that hook `key`
+        wants, oldest first: deliveries the hook's queue does not show yet."""
+        try:
+            names = sorted(name for name in os.listdir(self.events) if name.endswith(".json"))
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            try:
+                with open(os.path.join(self.events, name)) as f:
+                    event = json.load(f)
+            except (FileNotFoundError, ValueError):
+                continue  # split meanwhile (or moved aside by the delivering process)
+            found += [(name, delivery, event["occurrence"]) for delivery in event["deliveries"]
+                      if delivery["hook"] == key]
+        return found
+
     def enqueue(self, key: str, record: dict, name: str | None = None) -> str:
         """Add a pending delivery to the hook's queue, under `name` (an event's sequence) or a new
         one; its name is returned."""

@@ -112,7 +112,7 @@ class WebhooksApi:
     def deliveries(self, name: str, hook_id: str):
         _, _, document = self._hook(name, hook_id)
         n = whole_number(bottle.request.query.get("n"), "n", default=100, minimum=1)
-        records = self.service.outbox.deliveries(document["id"], limit=min(n, 1000))
+        records = self.service.deliveries(document["id"], limit=min(n, 1000))
         return json_response({"webhook": document["id"], "deliveries": [delivery_view(r) for r in records]})
 
     def redeliver(self, name: str, hook_id: str, event_id: str):

@@ -91,14 +91,27 @@ class Webhooks:
         self.enqueue(delivery["hook"], delivery["format"], delivery["repository"], occurrence, name)
 
     def enqueue(self, key: str, fmt: str, repository: str | None, occurrence: dict, name: str | None = None) -> dict:
+        record = self.delivery_record(key, fmt, repository, occurrence)
+        self.outbox.enqueue(key, record, name)
+        return record
+
+    def delivery_record(self, key: str, fmt: str, repository: str | None, occurrence: dict) -> dict:
+        """A pending delivery of `occurrence` to hook `key`, its body in the hook's format."""
         now = time.time()
-        record = {"id": occurrence["id"], "hook": key, "repository": repository, "event": occurrence["event"],
+        return {"id": occurrence["id"], "hook": key, "repository": repository, "event": occurrence["event"],
                   "format": fmt, "contentType": payloads.CONTENT_TYPES[fmt],
                   "body": payloads.body(fmt, occurrence, key).decode(), "createdAt": now_iso(), "created": now,
                   "deadline": now + self.settings.max_age, "state": "pending", "nextAttemptAt": now,
                   "attempts": []}
-        self.outbox.enqueue(key, record, name)
-        return record
+
+    def deliveries(self, key: str, limit: int = 100) -> list[dict]:
+        """The hook's deliveries, newest first: those of events not split into the queues yet
+        (pending), then the queue and the log."""
+        unsplit = [self.delivery_record(key, delivery["format"], delivery["repository"], occurrence)
+                   for _, delivery, occurrence in reversed(self.outbox.unsplit(key))][:limit]
+        shown = {record["id"] for record in unsplit}  # (one split meanwhile is in both)
+        return unsplit + [record for record in self.outbox.deliveries(key, limit=limit - len(unsplit))
+                          if record["id"] not in shown]
 
     def ping(self, hook: dict, event) -> dict:
         """Queue a `ping` delivery to `hook` (its format, its secret) and wake the worker."""
@@ -111,6 +124,9 @@ class Webhooks:
         there is no such delivery. A pending one is left as it is (and returned)."""
         found = self.outbox.find(key, event_id)
         if found is None:
+            for _, delivery, occurrence in self.outbox.unsplit(key):
+                if occurrence["id"] == event_id:  # recorded, not queued yet: pending as it is
+                    return self.delivery_record(key, delivery["format"], delivery["repository"], occurrence)
             return None
         where, name, record = found
         if where == "log":

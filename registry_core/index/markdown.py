@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import functools
 
-import nh3
-from markdown_it import MarkdownIt
-
 ALLOWED_TAGS = frozenset({
     "p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "del", "s", "code", "pre",
     "blockquote", "ul", "ol", "li", "a", "table", "thead", "tbody", "tr", "th", "td",
@@ -25,14 +22,22 @@ ALLOWED_TAGS = frozenset({
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}, "th": {"align"}, "td": {"align"}}
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 
-_renderer = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable(
-    ["table", "strikethrough"])
+
+
+@functools.cache
+def _renderer():
+    """markdown-it's renderer, made by the first document rendered (a worker that serves only
+    /v2/ never imports it)."""
+    from markdown_it import MarkdownIt
+    return MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable(
+        ["table", "strikethrough"])
 
 
 @functools.lru_cache(maxsize=4096)
 def render(source: str) -> str:
     """`source` (Markdown) as sanitised HTML."""
-    return nh3.clean(_renderer.render(source), tags=set(ALLOWED_TAGS),
+    import nh3
+    return nh3.clean(_renderer().render(source), tags=set(ALLOWED_TAGS),
                      attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
                      url_schemes=set(URL_SCHEMES), link_rel="nofollow noopener noreferrer",
                      strip_comments=True)

@@ -9,13 +9,9 @@ README: Markdown rendered by index/markdown.py and cleaned there by nh3 against 
 
 from __future__ import annotations
 
-import jinja2
+import functools
 
 _UNITS = ("B", "KB", "MB", "GB", "TB")
-
-_environment = jinja2.Environment(loader=jinja2.PackageLoader("registry_core.ui", "templates"),
-                                  autoescape=True, undefined=jinja2.StrictUndefined,
-                                  trim_blocks=True, lstrip_blocks=True)
 
 
 def human_size(size: int | None) -> str:
@@ -36,8 +32,17 @@ def short_digest(digest: str | None) -> str:
     return f"{algorithm}:{encoded[:12]}"
 
 
-_environment.filters.update(human_size=human_size, short_digest=short_digest)
+@functools.cache
+def environment():
+    """The templates' Jinja2 environment, made by the first page a worker renders (a worker that
+    serves only /v2/ never imports Jinja2)."""
+    import jinja2
+    made = jinja2.Environment(loader=jinja2.PackageLoader("registry_core.ui", "templates"),
+                              autoescape=True, undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True)
+    made.filters.update(human_size=human_size, short_digest=short_digest)
+    return made
 
 
 def render(template: str, **values) -> str:
-    return _environment.get_template(template).render(**values)
+    return environment().get_template(template).render(**values)
