@@ -53,6 +53,11 @@ class Registry:
         self.referrers = ReferrerService(self.meta, self.repositories)
         self.pull_through = PullThrough(self)
         self.accounts = self.policy = self.token_issuer = self.token_verifier = None
+        self.token_users = None  # who a token's subject is, for listings (see visible_repositories)
+        # Where this node keeps no accounts, a plugin that can ask the Index which repositories a
+        # token's user may see sets this: (subject, names) -> the names they may pull
+        # (plugins/reporting). Without it, the store's own accounts judge.
+        self.visible_to_account = None
         if config.auth.enabled:
             self._build_index(config)
         # Hooks nobody implements are skipped on the request path, so they cost nothing.
@@ -75,6 +80,9 @@ class Registry:
             limiter = LoginLimiter(os.path.join(config.store, "state", "login-failures"),
                                    config.auth.login_attempts, config.auth.login_window)
             self.accounts = Accounts(self.meta, limiter)
+        # A registry-role node takes no logins, but judges a token's user for listings by the
+        # accounts of its store: those of its Index when the two share the store.
+        self.token_users = self.accounts or Accounts(self.meta)
         unheld = self.pull_through.visibility if has_implementations(self.plugins, "resolve_upstream") else None
         self.policy = AccessPolicy(self.meta, config.auth.anonymous_pull, unheld)
         self.token_issuer, self.token_verifier = build_token_service(config)
@@ -168,7 +176,10 @@ class Registry:
             return names
         identity = self.actor(request)
         if identity is not None and identity.kind == "jwt":  # judge the token's user, not the token
-            identity = self.accounts.actor_for(identity.name) if self.accounts else None
+            subject = identity.extra["claims"].get("sub") or ""
+            if self.accounts is None and self.visible_to_account is not None:
+                return self.visible_to_account(subject, names)
+            identity = self.token_users.actor_for(subject) if subject else None
         return [name for name in names if self.may(identity, name, "pull")]
 
     # --- content checks and events ------------------------------------------------------------
