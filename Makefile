@@ -7,9 +7,9 @@ PORT ?=
 # What pip and venv print goes here; the terminal gets one line per step (the log's end on failure).
 INSTALL_LOG := $(VENV)/install.log
 # System packages the test suite drives for real (skopeo, a private dockerd, podman, the
-# reference registry, Chromium for the web UI's tests through Playwright). Installed with apt-get
-# when missing.
-SYSTEM_PACKAGES := git skopeo docker.io podman docker-registry chromium
+# reference registry, Chromium for the web UI's tests through Playwright, rsync for the backup
+# test of docs/deploy.md). Installed with apt-get when missing.
+SYSTEM_PACKAGES := git skopeo docker.io podman docker-registry chromium rsync
 
 # $(call quietly,what it does,command): run the command with its output in INSTALL_LOG.
 quietly = echo "$(1) (log: $(INSTALL_LOG))"; \
