@@ -12,9 +12,12 @@ config section that does not match the plugin's schema stops start-up with a cle
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import sys
+import threading
+import weakref
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -162,3 +165,23 @@ def direct_caller(pm: pluggy.PluginManager, hook: str) -> Callable[..., object]:
         answer = function(*[kwargs[name] for name in argnames])
         return [] if answer is None else [answer]
     return listed
+
+
+def per_registry(make: Callable[[object], object]) -> Callable[[object], object]:
+    """Decorate `make(registry)` so that it runs once per Registry object: a plugin's state (its
+    settings, service, counters) for the registry whose hooks call it, made on first use and
+    dropped with the registry. Tests build several registries in one process, so module globals
+    would mix them up."""
+    made: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+    lock = threading.Lock()
+
+    @functools.wraps(make)
+    def of(registry):
+        try:
+            return made[registry]
+        except KeyError:
+            with lock:
+                if registry not in made:
+                    made[registry] = make(registry)
+                return made[registry]
+    return of

@@ -18,18 +18,15 @@ docs/plugins.md only.
 from __future__ import annotations
 
 import re
-import weakref
 
 from registry_core.errors import RegistryError
 from registry_core.hookspecs import hookimpl
+from registry_core.plugins import per_registry
 
 from .settings import SCHEMA, Settings, check_url
 from .upstream import Upstream
 
 _WRITE_PATH = re.compile(r"/v2/(.+?)/(?:manifests/[^/]*|blobs/uploads(?:/[^/]*)?|blobs/[^/]*)", re.DOTALL)
-_mirrors: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 class Mirror:
     """The settings and the upstream clients of one registry."""
 
@@ -45,11 +42,9 @@ class Mirror:
         return ", ".join(f"{u.prefix or '*'} -> {u.url}" for u in self.settings.upstreams)
 
 
+@per_registry
 def mirror(registry) -> Mirror:
-    found = _mirrors.get(registry)
-    if found is None:
-        found = _mirrors[registry] = Mirror(Settings.from_config(registry.config.plugin_config.get("mirror")))
-    return found
+    return Mirror(Settings.from_config(registry.config.plugin_config.get("mirror")))
 
 
 @hookimpl

@@ -19,27 +19,22 @@ from __future__ import annotations
 
 import json
 import logging
-import weakref
 
 import bottle
 
 from registry_core.errors import RegistryError
 from registry_core.hookspecs import hookimpl
+from registry_core.plugins import per_registry
 
 from .firewall import Firewall
 from .settings import SCHEMA, Settings, parse_network
 
 PEER_KEY = "registry_core.private.peer"  # the environ's REMOTE_ADDR as it came from the server
 log = logging.getLogger("registry_core.private")
-_firewalls: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
+@per_registry
 def firewall(registry) -> Firewall:
-    """The firewall of `registry` (one per Registry object, made from its config on first use)."""
-    found = _firewalls.get(registry)
-    if found is None:
-        found = _firewalls[registry] = Firewall(Settings.from_config(registry.config.plugin_config.get("private")))
-    return found
+    """The firewall of `registry`, made from its config."""
+    return Firewall(Settings.from_config(registry.config.plugin_config.get("private")))
 
 
 @hookimpl

@@ -16,13 +16,12 @@ access questions (receiver.py, routes.py). `registry node-key` prints a node's p
 from __future__ import annotations
 
 import logging
-import weakref
 
 from registry_core.hookspecs import hookimpl
+from registry_core.plugins import per_registry
 
 from .settings import SCHEMA, Settings
 
-_services: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 log = logging.getLogger("registry_core.reporting")
 
 
@@ -30,17 +29,15 @@ def settings_of(registry) -> Settings:
     return Settings.from_config(registry.config.plugin_config.get("reporting"))
 
 
+@per_registry
 def reporter(registry):
-    """The node side of `registry` (one per Registry object, made on first use), or None where
-    this process does not report: not a registry-role node, or no `index` configured."""
-    if registry not in _services:
-        settings = settings_of(registry)
-        found = None
-        if settings.index and registry.config.role == "registry":
-            from .node import Reporter
-            found = Reporter(registry, settings)
-        _services[registry] = found
-    return _services[registry]
+    """The node side of `registry`, or None where this process does not report: not a
+    registry-role node, or no `index` configured."""
+    settings = settings_of(registry)
+    if settings.index and registry.config.role == "registry":
+        from .node import Reporter
+        return Reporter(registry, settings)
+    return None
 
 
 def serves_index(registry) -> bool:

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import weakref
 
 import bottle
 
 from registry_core.errors import RegistryError
 from registry_core.hookspecs import hookimpl
+from registry_core.plugins import per_registry
 from registry_core.web import json_response
 
 from . import quotas
@@ -42,9 +42,6 @@ from .settings import FORMATS, SCHEMA, Settings
 
 USERS_PATH = "/api/v1/users"
 USAGE_ROUTE = "/api/v1/namespaces/<namespace>/usage"
-_state: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
 class State:
     """One registry's settings and counters."""
 
@@ -53,11 +50,9 @@ class State:
         self.counters = Counters(os.path.join(registry.config.store, "state", "sponsor", "counters.sqlite"))
 
 
+@per_registry
 def state(registry) -> State:
-    found = _state.get(registry)
-    if found is None:
-        found = _state[registry] = State(registry)
-    return found
+    return State(registry)
 
 
 def client_key(address: str | None) -> str:

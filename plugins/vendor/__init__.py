@@ -27,24 +27,19 @@ settings.py reads `pluginConfig.vendor`; profile.py writes the registry.yaml of
 from __future__ import annotations
 
 import fnmatch
-import weakref
 
 from registry_core.errors import RegistryError
 from registry_core.hookspecs import hookimpl
+from registry_core.plugins import per_registry
 
 from .settings import FORMATS, SCHEMA, Settings
 
 PUBLISHING_ACTIONS = ("push", "delete", "admin")
 PUBLISHER_ROLES = ("owner", "maintainer")
-_settings: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
+@per_registry
 def settings(registry) -> Settings:
-    """The settings of `registry` (read from its config on first use)."""
-    found = _settings.get(registry)
-    if found is None:
-        found = _settings[registry] = Settings.from_config(registry.config.plugin_config.get("vendor"))
-    return found
+    """The settings of `registry`, read from its config."""
+    return Settings.from_config(registry.config.plugin_config.get("vendor"))
 
 
 def vendor_of(repository: str, vendors) -> str | None:

@@ -11,23 +11,18 @@ Written against docs/plugins.md only.
 
 from __future__ import annotations
 
-import weakref
 
 from registry_core.hookspecs import hookimpl
+from registry_core.plugins import per_registry
 
 from .routes import WebhooksApi
 from .service import Webhooks
 from .settings import SCHEMA
 
-_services: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
+@per_registry
 def service(registry) -> Webhooks:
-    """The webhooks of `registry` (one per Registry object, made on first use)."""
-    found = _services.get(registry)
-    if found is None:
-        found = _services[registry] = Webhooks(registry)
-    return found
+    """The webhooks of `registry`."""
+    return Webhooks(registry)
 
 
 @hookimpl
