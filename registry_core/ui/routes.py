@@ -44,6 +44,7 @@ from registry_core.index.keys import keys_dir
 from registry_core.names import canonical_name, is_tag, is_valid_name
 from registry_core.ui.graph_svg import layout
 from registry_core.ui.pages import Pages
+from registry_core.ui.panels import panels
 from registry_core.ui.render import render
 from registry_core.ui.sessions import Session, Sessions, load_or_create_key
 from registry_core.web import base_url, content_length, drain_body, request_context, whole_number
@@ -267,7 +268,7 @@ class WebUi:
 
     def home(self):
         _, actor = self.visitor()
-        return self.page("home.html", **self.pages.home(actor))
+        return self.page("home.html", panels=panels(self.registry, "home", None, actor), **self.pages.home(actor))
 
     def search(self):
         query = bottle.request.query
@@ -283,7 +284,8 @@ class WebUi:
         shown = self.pages.repository(actor, name)
         if shown is None:
             return self.not_found()
-        return self.page("repository.html", repository=shown, host=self._host())
+        return self.page("repository.html", repository=shown, host=self._host(),
+                         panels=panels(self.registry, "repository", name, actor))
 
     def tag(self, name: str, tag: str):
         if canonical_name(name) != name and is_tag(tag):
