@@ -38,7 +38,7 @@ import bottle
 from registry_core.context import Actor
 from registry_core.errors import RegistryError
 from registry_core.index import collaborators as repository_access, repository_history
-from registry_core.index.accounts import parse_token_secret
+from registry_core.index.accounts import check_account_name, parse_token_secret
 from registry_core.index.api import TOKEN_ID_RE, check_password, token_days
 from registry_core.index.keys import keys_dir
 from registry_core.names import canonical_name, is_tag, is_valid_name
@@ -54,9 +54,11 @@ FORM_LIMIT = 64 * 1024
 MAX_USERNAME = 256
 MAX_PASSWORD = 1024
 MAX_DESCRIPTION = 4096
+MAX_EMAIL = 256
 TOKEN_ACTIONS_BY_FIELD = {"pull": ["pull"], "push": ["pull", "push"]}
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                               "form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
@@ -66,7 +68,8 @@ SECURITY_HEADERS = {
 # site); printable ASCII only (no spaces or line breaks: it becomes a Location header).
 _LOCAL_PATH = re.compile(r"/(?![/\\])[!-\[\]-~]*")
 _VISITOR_KEY = "registry_core.ui.visitor"
-OPEN_PAGES = ("/login", "/static/ui.css")  # served to every visitor, even where anonymous pulls are off
+# Served to every visitor, even where anonymous pulls are off (/signup answers 404 unless sign-up is open).
+OPEN_PAGES = ("/login", "/signup", "/static/ui.css", "/static/ui.js")
 
 
 def local_path(value: str | None, default: str = "/") -> str:
@@ -94,7 +97,10 @@ def register_ui_routes(app: bottle.Bottle, registry) -> None:
     route("/login", "GET", ui.login_form, name="ui_login")
     route("/login", "POST", ui.login)
     route("/logout", "POST", ui.logout, name="ui_logout")
+    route("/signup", "GET", ui.signup_form, name="ui_signup")
+    route("/signup", "POST", ui.signup)
     route("/static/ui.css", "GET", ui.stylesheet, name="ui_css")
+    route("/static/ui.js", "GET", ui.script, name="ui_js")
     route("/u/<account>", "GET", ui.account, name="ui_account")
     route("/settings/tokens", "GET", ui.tokens, name="ui_tokens")
     route("/settings/tokens", "POST", ui.create_token)
@@ -105,6 +111,9 @@ def register_ui_routes(app: bottle.Bottle, registry) -> None:
     route("/r/<name:path>/settings", "GET", ui.repository_settings, name="ui_repository_settings")
     route("/r/<name:path>/settings", "POST", ui.save_repository_settings)
     route("/r/<name:path>/settings/delete-tag", "POST", ui.delete_tag, name="ui_delete_tag")
+    route("/r/<name:path>/settings/collaborators", "POST", ui.set_collaborator, name="ui_collaborators")
+    route("/r/<name:path>/settings/collaborators/<user>/remove", "POST", ui.remove_collaborator,
+          name="ui_remove_collaborator")
     route("/r/<name:path>/star", "POST", ui.star, name="ui_star")
     route("/r/<name:path>/unstar", "POST", ui.unstar, name="ui_unstar")
     route("/r/<name:path>/bookmark", "POST", ui.bookmark, name="ui_bookmark")
@@ -173,6 +182,7 @@ class WebUi:
         self.sessions = Sessions(load_or_create_key(keys_dir(registry.config)))
         self.secure_cookies = (registry.config.public_url or "").lower().startswith("https://")
         self.stylesheet_bytes = resources.files("registry_core.ui").joinpath("static/ui.css").read_bytes()
+        self.script_bytes = resources.files("registry_core.ui").joinpath("static/ui.js").read_bytes()
 
     # --- who is visiting ------------------------------------------------------------------------
 
@@ -228,7 +238,8 @@ class WebUi:
         if session is not None:
             actor = self._actor(session)
         body = render(template, visitor=actor.name if actor else None,
-                      csrf=self.sessions.csrf_token(shown) if shown else "", **values)
+                      csrf=self.sessions.csrf_token(shown) if shown else "",
+                      signup_open=actor is None and self.signup_open(), **values)
         response = bottle.HTTPResponse(body, status=status, headers={
             "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store", **(headers or {})})
         if session is not None:
@@ -299,6 +310,10 @@ class WebUi:
     def stylesheet(self):
         return bottle.HTTPResponse(self.stylesheet_bytes, headers={
             "Content-Type": "text/css; charset=utf-8", "Cache-Control": "public, max-age=3600"})
+
+    def script(self):
+        return bottle.HTTPResponse(self.script_bytes, headers={
+            "Content-Type": "text/javascript; charset=utf-8", "Cache-Control": "public, max-age=3600"})
 
     # --- stars ----------------------------------------------------------------------------------
 
@@ -401,7 +416,10 @@ class WebUi:
             return self.repository(longer)
         self._admin_of(name)
         shown = self.pages.repository(self.visitor()[1], name)
-        return self.page("repository_settings.html", repository=shown, message=None)
+        collaborators = sorted(repository_access.collaborators(self.registry.meta, name), key=lambda c: c["user"])
+        return self.page("repository_settings.html", repository=shown, message=None, collaborators=collaborators,
+                         roles=repository_access.ROLES, webhooks=self.registry.plugins.get_plugin("webhooks") is not None,
+                         site=base_url(bottle.request, self.config.public_url))
 
     def save_repository_settings(self, name: str):
         form, _ = self.checked_form()
@@ -438,6 +456,24 @@ class WebUi:
             raise RegistryError("DENIED", f"{actor.name} may not delete tags of {name}")
         self.registry.manifests.delete(name, tag, request_context(bottle.request, actor))
         return self.redirect(f"/r/{name}/settings")
+
+    def set_collaborator(self, name: str):
+        """Give a user a role on the repository, or change their role (one commit by the admin)."""
+        form, _ = self.checked_form()
+        actor = self._admin_of(name)
+        user = (form.getunicode("user") or "").strip()
+        check_account_name(user)
+        repository_access.set_collaborator(self.registry.meta, request_context(bottle.request, actor), name, user,
+                                           form.getunicode("role") or "")
+        return self.redirect(f"/r/{name}/settings#collaborators")
+
+    def remove_collaborator(self, name: str, user: str):
+        self.checked_form()
+        actor = self._admin_of(name)
+        check_account_name(user)
+        repository_access.set_collaborator(self.registry.meta, request_context(bottle.request, actor), name, user,
+                                           None)
+        return self.redirect(f"/r/{name}/settings#collaborators")
 
     # --- users, organisations, tokens and passwords ---------------------------------------------
 
@@ -547,3 +583,46 @@ class WebUi:
     def logout(self):
         self.checked_form()
         return self.redirect("/", end_session=True)
+
+    # --- signing up -----------------------------------------------------------------------------
+
+    def signup_open(self) -> bool:
+        """Whether the anonymous may make an account: the access decision `signup` (a plugin's,
+        such as the sponsor plugin's `signup: open`), the one `POST /api/v1/users` asks."""
+        return self.registry.may(None, None, "signup")
+
+    def signup_form(self):
+        if not self.signup_open():
+            return self.not_found()
+        session, actor = self.visitor()
+        if actor is not None:
+            return self.redirect("/")
+        return self.page("signup.html", session=session or self.sessions.new(), username="", email="", message=None)
+
+    def signup(self):
+        """An account made by the person who will use it, as `POST /api/v1/users` makes it without
+        credentials: the commit authored by the new user; then they are logged in."""
+        form, _ = self.checked_form()
+        if not self.signup_open():
+            return self.not_found()
+        username = (form.getunicode("username") or "").strip()
+        email = (form.getunicode("email") or "").strip()
+        password, again = form.getunicode("password") or "", form.getunicode("again") or ""
+        if len(username) > MAX_USERNAME or len(password) > MAX_PASSWORD or len(email) > MAX_EMAIL:
+            raise RegistryError("UNSUPPORTED", f"a username is at most {MAX_USERNAME} characters, a password at "
+                                f"most {MAX_PASSWORD} and an email address at most {MAX_EMAIL}", status=400)
+
+        def again_with(message: str, status: int = 400):
+            return self.page("signup.html", status, username=username, email=email, message=message)
+        if password != again:
+            return again_with("The two passwords differ: type the same one twice.")
+        try:
+            check_account_name(username)
+            check_password(password)
+            document = self.accounts.create_user(request_context(bottle.request, Actor(name=username)), username,
+                                                 password, email or None)
+        except RegistryError as error:
+            if error.status >= 500:
+                raise
+            return again_with(error.message, error.status)
+        return self.redirect(f"/u/{username}", session=self.sessions.new(username, document.get("passwordHash")))
