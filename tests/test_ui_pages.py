@@ -11,7 +11,7 @@ import uuid
 import pytest
 import requests
 
-from registry_core.ui.routes import local_path
+from registry_core.ui.site import local_path
 from registry_core.ui.sessions import Sessions
 from tests.support.oci import Client
 from tests.support.server import RunningRegistry

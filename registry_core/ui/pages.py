@@ -1,4 +1,4 @@
-"""What each page of the web UI shows, for one visitor: the service behind ui/routes.py.
+"""What each page of the web UI shows, for one visitor: the service behind the UI's routes (ui/routes.py).
 
 Visibility is decided exactly as the API decides it: `may(actor, name, "pull")` is
 `Registry.may`, the `permission_allowed` hook (the Index's access policy and any plugin's). A
