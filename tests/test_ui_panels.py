@@ -36,3 +36,23 @@ def test_a_plugin_whose_hook_raises_leaves_the_page_without_panels(tmp_path, cap
     registry = Registry(Config(store=str(tmp_path / "store")), make_plugin_manager(plugins_dir=str(plugins), auth=False))
     assert panels(registry, "home", None, None) == []
     assert "ui_panels failed on the home page" in caplog.text
+
+
+def test_the_most_starred_ranking_counts_stars_from_the_star_index_and_shares_it_with_the_api(tmp_path):
+    """Home's ranking (most stars first, then by name) comes from the star index that the API's
+    services keep; the UI and the API hold the same services, not copies."""
+    from registry_core.context import Context
+    from registry_core.ui.pages import Pages
+
+    registry = Registry(Config(store=str(tmp_path / "store")))
+    for name in ("a/one", "a/two", "a/three", "a/none"):
+        registry.meta.transact(lambda txn, name=name: registry.repositories.ensure(txn, name, Context(actor="admin")),
+                               Context(actor="admin"), f"Create {name}")
+    stars = registry.community.stars
+    for user, names in (("u1", ["a/two", "a/three"]), ("u2", ["a/two", "a/three"]), ("u3", ["a/three", "a/one"])):
+        for name in names:
+            stars.star(Context(actor=user), name)
+    assert stars.most_starred() == ["a/three", "a/two", "a/one"]
+    pages = Pages(registry, lambda actor, name, action: True)
+    assert pages.stars is stars and pages.search_service is registry.community.search
+    assert [entry["name"] for entry in pages.home(None)["starred"]] == ["a/three", "a/two", "a/one"]
