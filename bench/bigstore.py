@@ -79,8 +79,9 @@ def repository_manifest(image: Image, name: str) -> bytes:
 # --- ours ------------------------------------------------------------------------------------------
 
 
-def build_ours(store: Path, shape: Shape, image: Image, auth: bool) -> dict:
-    """Write the store; with `auth`, seed it first (demo accounts: admin/admin-demo)."""
+def build_ours(store: Path, shape: Shape, image: Image, auth: bool, visibility: str = "private") -> dict:
+    """Write the store; with `auth`, seed it first (demo accounts: admin/admin-demo). Every
+    repository gets `visibility` (bench/ui_bench.py makes them public)."""
     import pygit2
 
     from registry_core.app import Registry
@@ -134,7 +135,7 @@ def build_ours(store: Path, shape: Shape, image: Image, auth: bool) -> dict:
         node_path = meta_paths.manifest(name, digest)
         files[node_path.removeprefix(folder)] = document_blob(graph_node(digest, len(body), parsed, context),
                                                               node_path)
-        repository = {"kind": "repository", "schemaVersion": 1, "name": name, "visibility": "private",
+        repository = {"kind": "repository", "schemaVersion": 1, "name": name, "visibility": visibility,
                       "owner": context.actor, "createdBy": context.actor, "createdAt": pushed_at}
         files[meta_paths.REPOSITORY_DOC] = document_blob(repository, meta_paths.repository(name))
         tree = nested_tree(repo, files)

@@ -6,6 +6,7 @@ decisions that go through plugin hooks (who is acting, what they may do, what ha
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -213,6 +214,13 @@ class Registry:
                 impl.function(*[arguments[name] for name in impl.argnames])
             except Exception:
                 log.exception("track_event of plugin %s failed for %s", impl.plugin_name, happened.action)
+
+    @functools.cached_property
+    def community(self):
+        """The Index's community services (index/community_services.py): one set per process,
+        shared by the community API and the web UI, so one search index and one star index."""
+        from registry_core.index.community_services import CommunityServices
+        return CommunityServices(self)
 
     def ui_panels(self, page: str, repository: str | None, actor: Actor | None) -> list[dict]:
         panels = []

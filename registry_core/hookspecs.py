@@ -152,6 +152,7 @@ def track_event(event, registry):
 
 @hookspec
 def ui_panels(page, repository, actor, registry):
-    """Return a panel (or a list of panels) to show on the web UI page ``page`` (``repository``,
-    ``home``, …) for ``repository`` (or ``None``): each a dict with ``title`` and ``html`` (already
-    escaped). ``None`` adds nothing."""
+    """Return a panel (or a list of panels) to show on the web UI page ``page`` (``home``, or
+    ``repository`` for ``repository``; ``None`` on home) to ``actor`` (``None``: anonymous): each
+    a dict with ``title`` (text) and either ``text`` (escaped) or ``html`` (cleaned against the
+    Markdown allow-list: no script, handler or style survives). ``None`` adds nothing."""

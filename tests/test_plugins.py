@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pygit2
 import pytest
+import requests
 import yaml
 from click.testing import CliRunner
 
@@ -194,8 +195,41 @@ def test_hook_track_event_failure_never_fails_the_request(plugged, pclient):
 
 def test_hook_ui_panels_adds_panels(tmp_path):
     registry = Registry(Config(store=str(tmp_path)), make_plugin_manager(plugins_dir=str(PLUGINS_DIR), auth=False))
-    assert registry.ui_panels("repository", "library/hello", None) == [
-        {"title": "Everything", "html": "<p>repository library/hello</p>"}]
+    panels = registry.ui_panels("repository", "library/hello", None)
+    assert [panel["title"] for panel in panels] == ["Everything <i>panel</i>", "Everything text"]
+    assert panels[0]["html"].startswith("<p>repository library/hello for anonymous</p>")
+
+
+@pytest.fixture(scope="module")
+def plugged_index(tmp_path_factory):
+    """The default (secured) configuration, seeded, loading tests/plugins/everything.py: the web UI is served."""
+    server = RunningRegistry(tmp_path_factory.mktemp("plugged-index") / "store", "--plugins-dir", str(PLUGINS_DIR))
+    yield server
+    server.stop()
+
+
+def test_hook_ui_panels_shows_panels_on_the_home_and_repository_pages_with_their_markup_inert(plugged_index):
+    home = requests.get(f"{plugged_index.url}/")
+    repository = requests.get(f"{plugged_index.url}/r/library/hello")
+    assert home.status_code == repository.status_code == 200
+    assert "<p>home  for anonymous</p>" in home.text
+    assert "<p>repository library/hello for anonymous</p>" in repository.text
+    for page in (home, repository):
+        assert "Everything &lt;i&gt;panel&lt;/i&gt;" in page.text  # the title is text
+        assert "&lt;b&gt;plain text&lt;/b&gt;" in page.text  # so is a text panel
+        assert '<a href="https://example.com/scan" rel="nofollow noopener noreferrer">the report</a>' in page.text
+        assert re.findall(r"<script[^>]*>", page.text) == ['<script src="/static/ui.js" defer>']  # the site's own
+        assert "onerror" not in page.text and "javascript:" not in page.text
+        assert "<img" not in page.text
+
+
+def test_hook_ui_panels_is_told_who_is_visiting(plugged_index):
+    browser = requests.Session()
+    form = browser.get(f"{plugged_index.url}/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)
+    r = browser.post(f"{plugged_index.url}/login", data={"csrf": csrf, "username": "alice", "password": "alice-demo"})
+    assert r.status_code == 200
+    assert "<p>home  for alice</p>" in browser.get(f"{plugged_index.url}/").text
 
 
 def test_misspelled_hook_implementation_stops_start_up(tmp_path):

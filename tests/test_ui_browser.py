@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 import requests
+import yaml
 
 from tests.support.oci import Client
+from tests.support.server import RunningRegistry
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = Path(__file__).resolve().parent / "screenshots"
@@ -93,7 +95,7 @@ def test_a_user_logs_in_searches_stars_unstars_opens_a_tag_and_logs_out(page, se
     page.get_by_role("link", name=name).click()
 
     assert page.get_by_role("heading", level=1).inner_text().startswith(name)
-    assert f"docker pull 127.0.0.1:{secured_registry.port}/{name}:v1" in page.locator("pre.command").inner_text()
+    assert page.locator("#pull-command").input_value() == f"docker pull 127.0.0.1:{secured_registry.port}/{name}:v1"
     assert page.locator("#star-count").inner_text() == "★ 0 stars"
     page.get_by_role("button", name="Star", exact=True).click()
     assert page.locator("#star-count").inner_text() == "★ 1 star"
@@ -241,3 +243,90 @@ def test_a_tag_page_draws_the_image_graph_and_its_labels_stay_text(page, secured
 def test_markup_in_names_and_parameters_never_runs(page, secured_registry, path):
     page.goto(secured_registry.url + path)
     inert(page)
+
+
+# --- the third slice: plugins' panels, sign-up, collaborators, the copy button ----------------------
+
+@pytest.fixture(scope="module")
+def panels_and_signup(tmp_path_factory):
+    """The default configuration with sign-up open (the sponsor plugin) and tests/plugins/everything.py,
+    whose panels carry markup that must not run."""
+    root = tmp_path_factory.mktemp("ui-third")
+    (root / "registry.yaml").write_text(yaml.safe_dump({"plugins": ["sponsor"]}))
+    server = RunningRegistry(root / "store", "--config", str(root / "registry.yaml"),
+                             "--plugins-dir", str(Path(__file__).parent / "plugins"))
+    yield server
+    server.stop()
+
+
+def test_a_plugins_panels_show_on_the_home_and_repository_pages_and_their_markup_stays_inert(page, panels_and_signup):
+    for path, first_line in (("/", "home for anonymous"), ("/r/library/hello", "repository library/hello for anonymous")):
+        page.goto(panels_and_signup.url + path)
+        panels = page.locator("aside.panels section.panel")
+        assert panels.count() == 2, path
+        assert panels.nth(0).get_by_role("heading").inner_text() == "Everything <i>panel</i>"
+        assert panels.nth(0).locator("p").first.inner_text() == first_line
+        assert panels.nth(0).get_by_role("link", name="the report").get_attribute("href") == "https://example.com/scan"
+        assert panels.nth(1).locator("p").inner_text() == "<b>plain text</b>"
+        inert(page)
+
+
+def test_a_visitor_signs_up_where_it_is_open_and_is_logged_in(page, panels_and_signup):
+    name = f"s{uuid.uuid4().hex[:10]}"
+    page.goto(f"{panels_and_signup.url}/login")
+    page.get_by_role("link", name="Sign up").first.click()
+    page.get_by_label("Username").fill(name)
+    page.get_by_label("Password", exact=True).fill("a-long-password")
+    page.get_by_label("The password again").fill("a-long-password")
+    page.get_by_role("button", name="Sign up").click()
+    assert page.url == f"{panels_and_signup.url}/u/{name}"
+    assert page.locator("header .who").inner_text() == name
+    assert requests.get(f"{panels_and_signup.url}/api/v1/users/{name}", auth=(name, "a-long-password")).status_code == 200
+
+
+def test_the_sign_up_link_and_page_are_absent_where_sign_up_is_closed(page, secured_registry):
+    page.goto(f"{secured_registry.url}/login")
+    assert page.get_by_role("link", name="Sign up").count() == 0
+    assert page.goto(f"{secured_registry.url}/signup").status == 404
+
+
+def test_an_admin_adds_a_collaborator_who_then_sees_the_private_repository_and_removes_them(browser, page,
+                                                                                            secured_registry):
+    name = make_repository(secured_registry, "shared with one", visibility="private")
+    user = (f"u{uuid.uuid4().hex[:10]}", "a-long-password")
+    r = requests.post(f"{secured_registry.url}/api/v1/users", auth=("admin", "admin-demo"),
+                      json={"name": user[0], "password": user[1]})
+    assert r.status_code == 201, r.text
+    assert requests.get(f"{secured_registry.url}/v2/{name}/tags/list", auth=user).status_code in (401, 403)
+    log_in(page, secured_registry, next_path=f"/r/{name}/settings")
+    page.get_by_label("Add a collaborator (username)").fill(user[0])
+    page.get_by_label("Role", exact=True).select_option("read")
+    page.get_by_role("button", name="Add", exact=True).click()
+    row = page.locator("table.collaborators tbody tr")
+    assert row.count() == 1 and row.get_by_role("link", name=user[0]).is_visible()
+    assert requests.get(f"{secured_registry.url}/v2/{name}/tags/list", auth=user).status_code == 200
+
+    row.get_by_label(f"Role of {user[0]}").select_option("write")
+    row.get_by_role("button", name="Change").click()
+    collaborators = requests.get(f"{secured_registry.url}/api/v1/repositories/{name}/collaborators", auth=ALICE)
+    assert collaborators.json()["collaborators"][0]["role"] == "write"
+
+    page.get_by_role("button", name=f"Remove {user[0]}").click()
+    assert page.locator("table.collaborators").count() == 0
+    assert requests.get(f"{secured_registry.url}/api/v1/repositories/{name}/collaborators",
+                        auth=ALICE).json()["collaborators"] == []
+
+
+def test_the_copy_button_puts_the_pull_command_on_the_clipboard(browser, secured_registry):
+    context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    try:
+        page.goto(f"{secured_registry.url}/r/library/hello")
+        command = page.locator("#pull-command").input_value()
+        assert command.startswith(f"docker pull 127.0.0.1:{secured_registry.port}/library/hello")
+        page.get_by_role("button", name="Copy the pull command").click()
+        from playwright.sync_api import expect
+        expect(page.get_by_role("status")).to_have_text("Copied")  # the clipboard answers asynchronously
+        assert page.evaluate("navigator.clipboard.readText()") == command
+    finally:
+        context.close()

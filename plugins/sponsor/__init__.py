@@ -4,7 +4,7 @@ third party that hosts images for its customers and the community.
 - Self sign-up (`signup: open`, the default): `POST /api/v1/users` without credentials makes an
   account (`{"name", "password", "email"?}`), whose user owns the namespace of their name like
   every user; at most `signupLimit` (default 10 an hour) per client address. `closed`: only
-  admins add users.
+  admins add users. The web UI's `/signup` page asks the same decision and shares the limit.
 - Anonymous pulls, limited per client as Docker Hub limits them: manifest GETs (a HEAD is not
   counted) per client address for the anonymous (`pullLimit`, default 100/6h; an IPv6 client
   counts by its /64) and per user for the logged-in (`userPullLimit`, default twice as many).
@@ -41,6 +41,7 @@ from .limits import Counters
 from .settings import FORMATS, SCHEMA, Settings
 
 USERS_PATH = "/api/v1/users"
+UI_SIGNUP_PATH = "/signup"
 USAGE_ROUTE = "/api/v1/namespaces/<namespace>/usage"
 class State:
     """One registry's settings and counters."""
@@ -90,10 +91,12 @@ def permission_allowed(actor, action, repository, registry):
 
 @hookimpl
 def filter_request(request, registry):
-    """Sign-ups are counted per client address (each costs a password hash)."""
+    """Sign-ups are counted per client address (each costs a password hash): the API's, and the
+    web UI's form (`POST /signup`, which reads no Authorization header)."""
     environ = request.environ
-    if environ.get("PATH_INFO") != USERS_PATH or environ.get("REQUEST_METHOD") != "POST" \
-            or environ.get("HTTP_AUTHORIZATION"):
+    path = environ.get("PATH_INFO")
+    if environ.get("REQUEST_METHOD") != "POST" or not (
+            (path == USERS_PATH and not environ.get("HTTP_AUTHORIZATION")) or path == UI_SIGNUP_PATH):
         return None
     current = state(registry)
     if not current.settings.signup_open:

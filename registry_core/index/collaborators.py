@@ -34,7 +34,8 @@ def set_visibility(meta: MetaStore, context: Context, name: str, visibility: str
 
 
 def set_collaborator(meta: MetaStore, context: Context, name: str, user: str, role: str | None) -> None:
-    """Give `user` a role on repository `name`, or take it away (role None)."""
+    """Give `user` a role on repository `name`, or take it away (role None). Only users get
+    roles: robots act in their owner's namespace only."""
     if role is not None and role not in ROLES:
         raise RegistryError("UNSUPPORTED", f"role must be one of {', '.join(ROLES)}, not {role!r}", status=400)
 
@@ -47,8 +48,12 @@ def set_collaborator(meta: MetaStore, context: Context, name: str, user: str, ro
                 raise RegistryError("NAME_UNKNOWN", f"{user} is not a collaborator on {name}")
             txn.delete(path)
             return
-        if not txn.exists(meta_paths.user(user)):
+        account = txn.get(meta_paths.user(user))
+        if account is None:
             raise RegistryError("NAME_UNKNOWN", f"no user {user}")
+        if account.get("robot"):
+            raise RegistryError("UNSUPPORTED", f"{user} is a robot: robots act in their owner's namespace only",
+                                status=400)
         txn.put(path, {"kind": "collaborator", "schemaVersion": 1, "user": user, "role": role,
                        "addedBy": context.actor, "addedAt": now_iso()})
     message = f"Give {user} {role} access to {name}" if role else f"Remove {user} from the collaborators of {name}"

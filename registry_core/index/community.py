@@ -149,6 +149,12 @@ class Stars:
         """The repositories `user` starred, sorted by name (a new list)."""
         return self._index.starred_by(user, snapshot or self.meta.snapshot())
 
+    def most_starred(self, snapshot: Snapshot | None = None) -> list[str]:
+        """The repositories starred at least once, most stars first, then by name: counted from
+        the star index (a pass over every star), not a tree lookup per repository."""
+        counts = self._index.counts(snapshot or self.meta.snapshot())
+        return sorted(counts, key=lambda name: (-counts[name], name))
+
     def stargazers(self, name: str, snapshot: Snapshot | None = None) -> list[str]:
         """The users who starred `name`, sorted: the entry names of its `_stars` tree (no document read)."""
         tree = (snapshot or self.meta.snapshot()).tree(meta_paths.stars_dir(name))
@@ -173,6 +179,16 @@ class StarIndex(DiffView):
         with self.lock:
             self.sync(snapshot)
             return list(self._by_user.get(user, ()))
+
+    def counts(self, snapshot: Snapshot) -> dict[str, int]:
+        """Repository → its number of stars, for those starred at least once."""
+        with self.lock:
+            self.sync(snapshot)
+            counted: dict[str, int] = {}
+            for names in self._by_user.values():
+                for name in names:
+                    counted[name] = counted.get(name, 0) + 1
+            return counted
 
     def clear(self) -> None:
         self._by_user = {}

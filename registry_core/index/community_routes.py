@@ -49,11 +49,9 @@ from registry_core.context import Context
 from registry_core.errors import RegistryError
 from registry_core.index.accounts import not_found
 from registry_core.index.api import PREFIX, json_body, own_login
-from registry_core.index.community import (Bookmarks, Comments, Readmes, Stars, comment_unknown, comment_view,
-                                           readme_view)
+from registry_core.index.community import comment_unknown, comment_view, readme_view
 from registry_core.index import repository_history
-from registry_core.index.graph import ImageGraphs
-from registry_core.index.search import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Search, SearchPage
+from registry_core.index.search import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, SearchPage
 from registry_core.names import check_name
 from registry_core.registry.repositories import DEFAULT_PAGE, paginate
 from registry_core.registry.routes import next_link, page_query
@@ -97,12 +95,13 @@ class CommunityApi:
         self.registry = registry
         self.meta = registry.meta
         self.repositories = registry.repositories
-        self.stars = Stars(registry.meta, registry.repositories, guard=registry.check, notify=registry.notify)
-        self.comments = Comments(registry.meta, guard=registry.check, notify=registry.notify)
-        self.readmes = Readmes(registry.meta, guard=registry.check, notify=registry.notify)
-        self.bookmark_service = Bookmarks(registry.meta, guard=registry.check, notify=registry.notify)
-        self.graphs = ImageGraphs(registry)
-        self.search_service = Search(registry.meta, registry.repositories, self.stars.count)
+        services = registry.community  # shared with the web UI
+        self.stars = services.stars
+        self.comments = services.comments
+        self.readmes = services.readmes
+        self.bookmark_service = services.bookmarks
+        self.graphs = services.graphs
+        self.search_service = services.search
 
     # --- who is asking ------------------------------------------------------------------------
 

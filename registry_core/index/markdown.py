@@ -7,6 +7,9 @@ renderer let through, no element or attribute outside the list survives (no `on*
 `style`, no `javascript:` or `data:` link, no image: the pages' Content-Security-Policy would
 block remote images anyway). Links get `rel="nofollow noopener noreferrer"`.
 
+`clean` is the second step alone, for HTML that did not come from Markdown (plugins' panels on
+the web UI's pages).
+
 Rendering is done on read (the documents keep the source), so a stricter list applies to what
 was written before it; `render` caches recent results by their source.
 """
@@ -36,8 +39,14 @@ def _renderer():
 @functools.lru_cache(maxsize=4096)
 def render(source: str) -> str:
     """`source` (Markdown) as sanitised HTML."""
+    return clean(_renderer().render(source))
+
+
+@functools.lru_cache(maxsize=1024)
+def clean(html: str) -> str:
+    """`html` (from a renderer, or a plugin's `ui_panels`) cut down to the allow-list above."""
     import nh3
-    return nh3.clean(_renderer().render(source), tags=set(ALLOWED_TAGS),
+    return nh3.clean(html, tags=set(ALLOWED_TAGS),
                      attributes={tag: set(names) for tag, names in ALLOWED_ATTRIBUTES.items()},
                      url_schemes=set(URL_SCHEMES), link_rel="nofollow noopener noreferrer",
                      strip_comments=True)

@@ -1,4 +1,4 @@
-"""What each page of the web UI shows, for one visitor: the service behind ui/routes.py.
+"""What each page of the web UI shows, for one visitor: the service behind the UI's routes (ui/routes.py).
 
 Visibility is decided exactly as the API decides it: `may(actor, name, "pull")` is
 `Registry.may`, the `permission_allowed` hook (the Index's access policy and any plugin's). A
@@ -6,8 +6,9 @@ repository the visitor may not pull is answered like a missing one (None here, t
 there). Nothing here imports bottle; the routes hand in the actor and shape the answer.
 
 What a page costs: the home page's two lists are ranked once per store tip (the names of the
-repositories pushed to in the last `RECENT_COMMITS` commits, newest first; every repository by
-star count, one tree lookup each) and then filtered per visitor, judging access only until each
+repositories pushed to in the last `RECENT_COMMITS` commits, newest first, each checked to exist;
+the starred repositories by star count, from the star index the API keeps: a pass over every
+star, no tree lookup) and then filtered per visitor, judging access only until each
 list is full (`take_visible`); search is `index/search.py`'s; a repository page reads the
 documents of its first `TAG_ROWS` tags and their manifests.
 """
@@ -22,9 +23,9 @@ from typing import Callable
 
 from registry_core.context import Actor, Context
 from registry_core.errors import RegistryError
-from registry_core.index.community import Bookmarks, Comments, Readmes, Stars, comment_view, readme_view
-from registry_core.index.graph import ImageGraphs, platform_text
-from registry_core.index.search import DEFAULT_PAGE_SIZE, Search, SearchPage
+from registry_core.index.community import comment_view, readme_view
+from registry_core.index.graph import platform_text
+from registry_core.index.search import DEFAULT_PAGE_SIZE, SearchPage
 from registry_core.meta import paths as meta_paths
 from registry_core.meta.store import Snapshot
 from registry_core.names import is_account_name, is_tag, is_valid_name
@@ -48,13 +49,14 @@ class Pages:
         self.repositories = registry.repositories
         self.manifests = registry.manifests
         self.may = may
-        self.stars = Stars(registry.meta, registry.repositories, guard=registry.check, notify=registry.notify)
-        self.comments = Comments(registry.meta, guard=registry.check, notify=registry.notify)
-        self.readmes = Readmes(registry.meta, guard=registry.check, notify=registry.notify)
-        self.bookmarks = Bookmarks(registry.meta, guard=registry.check, notify=registry.notify)
+        services = registry.community  # the API's own instances (index/community_services.py)
+        self.stars = services.stars
+        self.comments = services.comments
+        self.readmes = services.readmes
+        self.bookmarks = services.bookmarks
         self.accounts = registry.accounts
-        self.graphs = ImageGraphs(registry)
-        self.search_service = Search(registry.meta, registry.repositories, self.stars.count)
+        self.graphs = services.graphs
+        self.search_service = services.search
         self._rankings: tuple | None = None  # (tip, recently pushed names, names by stars)
         self._rankings_lock = threading.Lock()
 
@@ -79,10 +81,9 @@ class Pages:
         with self._rankings_lock:
             if self._rankings is not None and self._rankings[0] == snapshot.tip:
                 return self._rankings[1], self._rankings[2]
-        names = self.repositories.names(snapshot)
-        counts = {name: self.stars.count(name, snapshot) for name in names}
-        starred = sorted((name for name in names if counts[name]), key=lambda name: (-counts[name], name))
-        recent = [name for name in recently_pushed(snapshot, RECENT_COMMITS) if name in counts]
+        starred = self.stars.most_starred(snapshot)
+        recent = [name for name in recently_pushed(snapshot, RECENT_COMMITS)
+                  if self.repositories.get(name, snapshot) is not None]
         with self._rankings_lock:
             self._rankings = (snapshot.tip, recent, starred)
         return recent, starred

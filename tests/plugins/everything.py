@@ -169,6 +169,13 @@ def track_event(event):
         raise RuntimeError("the everything plugin fails on purpose; the request must still succeed")
 
 
+PANEL_MARKUP = ('<script>alert("everything panel")</script><img src="x" onerror="alert(3)">'
+                '<a href="javascript:alert(2)">a scripted link</a> <a href="https://example.com/scan">the report</a>')
+
+
 @hookimpl
-def ui_panels(page, repository):
-    return {"title": "Everything", "html": f"<p>{page} {repository or ''}</p>"}
+def ui_panels(page, repository, actor):
+    """An HTML panel with markup that must not run, and a text panel whose markup must stay text."""
+    who = actor.name if actor else "anonymous"
+    return [{"title": "Everything <i>panel</i>", "html": f"<p>{page} {repository or ''} for {who}</p>{PANEL_MARKUP}"},
+            {"title": "Everything text", "text": "<b>plain text</b>"}]

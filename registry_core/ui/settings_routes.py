@@ -1,0 +1,94 @@
+"""A repository's settings page, for its admins: visibility, descriptions, README, collaborators,
+deleting a tag, and where its webhooks are managed. A reader who is not an admin gets the 403
+page; anyone who may not see the repository, the 404 page."""
+
+from __future__ import annotations
+
+import bottle
+
+from registry_core.context import Actor
+from registry_core.errors import RegistryError
+from registry_core.index import collaborators as repository_access
+from registry_core.index.accounts import check_account_name
+from registry_core.names import canonical_name, is_tag
+from registry_core.ui.site import MAX_DESCRIPTION, NotFound, Site, text_field
+from registry_core.web import base_url, request_context
+
+
+class SettingsRoutes(Site):
+    def _admin_of(self, name: str) -> Actor:
+        """The visitor, an admin of repository `name`; the 404 page to those who may not see it,
+        the 403 page to its other readers."""
+        _, actor = self.visitor()
+        if not self.pages.readable(actor, name):
+            raise NotFound()
+        if actor is None or not self.registry.may(actor, name, "admin"):
+            raise RegistryError("DENIED", f"only the admins of {name} change its settings")
+        return actor
+
+    def repository_settings(self, name: str):
+        if canonical_name(name) != name:
+            return self.redirect(f"/r/{canonical_name(name)}/settings")
+        longer = self._named_like_a_page(name, "settings")
+        if longer is not None:
+            return self.repository(longer)
+        self._admin_of(name)
+        shown = self.pages.repository(self.visitor()[1], name)
+        collaborators = sorted(repository_access.collaborators(self.registry.meta, name), key=lambda c: c["user"])
+        return self.page("repository_settings.html", repository=shown, message=None, collaborators=collaborators,
+                         roles=repository_access.ROLES, webhooks=self.registry.plugins.get_plugin("webhooks") is not None,
+                         site=base_url(bottle.request, self.config.public_url))
+
+    def save_repository_settings(self, name: str):
+        form, _ = self.checked_form()
+        actor = self._admin_of(name)
+        context = request_context(bottle.request, actor)
+        document = self.registry.repositories.require(name)
+        visibility = form.getunicode("visibility") or document["visibility"]
+        # A field the form leaves out is kept as it is (a missing README field is not an empty README).
+        description = text_field(form, "description") if "description" in form else document.get("description", "")
+        if "\n" in description:
+            raise RegistryError("UNSUPPORTED", "the short description is one line: the README takes the rest",
+                                status=400)
+        if len(description) > MAX_DESCRIPTION:
+            raise RegistryError("UNSUPPORTED", f"the short description is {len(description)} characters long; "
+                                f"the limit is {MAX_DESCRIPTION}", status=400)
+        changed_visibility = visibility if visibility != document["visibility"] else None
+        changed_description = description if description != document.get("description", "") else None
+        if changed_visibility is not None or changed_description is not None:
+            repository_access.set_visibility(self.registry.meta, context, name, changed_visibility,
+                                             changed_description)
+        if "readme" in form:
+            self.pages.readmes.set(context, name, text_field(form, "readme"))
+        if not self.pages.readable(actor, name):
+            return self.redirect("/")
+        return self.redirect(f"/r/{name}/settings")
+
+    def delete_tag(self, name: str):
+        form, _ = self.checked_form()
+        actor = self._admin_of(name)
+        tag = form.getunicode("tag") or ""
+        if not is_tag(tag):
+            raise RegistryError("TAG_INVALID", "give the name of one of the repository's tags", status=400)
+        if not self.registry.may(actor, name, "delete"):
+            raise RegistryError("DENIED", f"{actor.name} may not delete tags of {name}")
+        self.registry.manifests.delete(name, tag, request_context(bottle.request, actor))
+        return self.redirect(f"/r/{name}/settings")
+
+    def set_collaborator(self, name: str):
+        """Give a user a role on the repository, or change their role (one commit by the admin)."""
+        form, _ = self.checked_form()
+        actor = self._admin_of(name)
+        user = (form.getunicode("user") or "").strip()
+        check_account_name(user)
+        repository_access.set_collaborator(self.registry.meta, request_context(bottle.request, actor), name, user,
+                                           form.getunicode("role") or "")
+        return self.redirect(f"/r/{name}/settings#collaborators")
+
+    def remove_collaborator(self, name: str, user: str):
+        self.checked_form()
+        actor = self._admin_of(name)
+        check_account_name(user)
+        repository_access.set_collaborator(self.registry.meta, request_context(bottle.request, actor), name, user,
+                                           None)
+        return self.redirect(f"/r/{name}/settings#collaborators")
