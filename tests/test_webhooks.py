@@ -551,3 +551,19 @@ def test_an_event_is_one_file_until_the_delivering_process_splits_it_into_each_h
     assert outbox.names("registry-audit", "queue") == [first]
     assert os.listdir(tmp_path / "events") == [] and outbox.unsplit("0123456789ab") == []
     assert outbox.pending() == 3 and outbox.split_events(lambda *args: queued.append(args)) == 0
+
+
+def test_stars_comments_and_mirror_fills_are_events_a_hook_may_ask_for(server, receiver, repository):
+    hook = requests.post(f"{server.url}/api/v1/repositories/{repository}/webhooks", auth=ALICE, json={
+        "url": receiver.url + "/community", "secret": "community-secret-1234", "format": "cloudevents",
+        "events": ["star", "comment"]}).json()["id"]
+    assert requests.put(f"{server.url}/api/v1/repositories/{repository}/star", auth=ALICE).status_code in (200, 201, 204)
+    r = requests.post(f"{server.url}/api/v1/repositories/{repository}/comments", auth=ALICE, json={"body": "*nice*"})
+    assert r.status_code == 201, r.text
+    bodies = outbox_bodies(server, hook)
+    assert [body["type"] for body in bodies] == ["io.registry.repository.starred", "io.registry.repository.commented"]
+    assert bodies[1]["data"]["commentId"] == r.json()["id"] and bodies[0]["data"]["actor"] == "alice"
+    from registry_core.builtin_plugins.webhooks.service import webhook_event
+    from registry_core.events import Event
+    assert webhook_event(Event("mirror-fill", repository="library/alpine", media_type="application/vnd.oci.image.index.v1+json")) == "mirror-fill"
+    assert webhook_event(Event("mirror-fill", repository="library/alpine", digest="sha256:" + "a" * 64)) is None  # a blob

@@ -23,7 +23,9 @@ CONTENT_TYPES = {"distribution": "application/vnd.docker.distribution.events.v2+
                  "dockerhub": "application/json"}
 CLOUDEVENT_TYPES = {"push": "io.registry.image.pushed", "delete": "io.registry.image.deleted",
                     "tag": "io.registry.tag.moved", "untag": "io.registry.tag.deleted",
-                    "pull": "io.registry.image.pulled", "ping": "io.registry.webhook.ping"}
+                    "pull": "io.registry.image.pulled", "ping": "io.registry.webhook.ping",
+                    "star": "io.registry.repository.starred", "comment": "io.registry.repository.commented",
+                    "mirror-fill": "io.registry.image.mirrored"}
 
 
 def body(fmt: str, occurrence: dict, hook_id: str) -> bytes:
@@ -58,7 +60,8 @@ def distribution(occurrence: dict, hook_id: str) -> dict:
 
 def cloudevent(occurrence: dict, hook_id: str) -> dict:
     data = {key: occurrence.get(key) for key in ("repository", "tag", "digest", "mediaType", "size",
-                                                 "previousDigest", "actor") if occurrence.get(key) is not None}
+                                                 "previousDigest", "actor", "commentId")
+            if occurrence.get(key) is not None}
     url = _target_url(occurrence)
     if url:
         data["url"] = url

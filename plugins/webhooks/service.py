@@ -25,10 +25,11 @@ INSTANCE = socket.gethostname()
 
 def webhook_event(event) -> str | None:
     """The webhook event of a core event, or None: pushes, pulls and deletes of manifests (a
-    blob's push or pull is part of an image's, and never sent), tag moves and tag removals."""
-    if event.action in ("push", "pull", "delete"):
+    blob's push or pull is part of an image's, and never sent), tag moves and tag removals, stars
+    and comments, and a mirror's fill of a manifest from its upstream."""
+    if event.action in ("push", "pull", "delete", "mirror-fill"):
         return event.action if event.media_type else None
-    if event.action in ("tag", "untag"):
+    if event.action in ("tag", "untag", "star", "comment"):
         return event.action
     return None
 
@@ -65,7 +66,7 @@ class Webhooks:
         return {"id": event_id or uuid.uuid4().hex, "event": kind, "timestamp": event.timestamp,
                 "repository": event.repository, "tag": event.tag, "digest": event.digest,
                 "mediaType": event.media_type, "size": event.size, "previousDigest": event.previous_digest,
-                "actor": event.actor, "request": details, "instance": INSTANCE,
+                "actor": event.actor, "commentId": event.comment_id, "request": details, "instance": INSTANCE,
                 "baseUrl": (self.public_url or base or "http://localhost").rstrip("/")}
 
     def record(self, event) -> int:

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 FORMATS = ("distribution", "cloudevents", "dockerhub")
-EVENTS = ("push", "delete", "tag", "untag", "pull")
+EVENTS = ("push", "delete", "tag", "untag", "pull", "star", "comment", "mirror-fill")
 DEFAULT_EVENTS = ("push",)
 _DURATION = re.compile(r"(?P<number>[0-9]{1,9}(?:\.[0-9]{1,6})?)(?P<unit>ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
