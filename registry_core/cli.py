@@ -27,6 +27,15 @@ class RegistryCommands(click.Group):
     _plugin_source: tuple | None = None
     _builtin_commands: dict | None = None
 
+    def invoke(self, ctx):
+        """Run the command; a store this process cannot open (another user's meta.git) is one
+        line on stderr, whichever command opened it."""
+        from registry_core.meta.store import StoreUnavailable
+        try:
+            return super().invoke(ctx)
+        except StoreUnavailable as e:
+            raise click.ClickException(e.message) from None
+
     def _load_plugin_commands(self) -> None:
         """(Re)load plugin commands when the config or plugins dir they come from changed."""
         path = os.environ.get(CONFIG_ENV) or ("registry.yaml" if os.path.exists("registry.yaml") else None)

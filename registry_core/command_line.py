@@ -71,8 +71,8 @@ def store_command(open_store):
                       help="Author the commits as the account name NAME [default: your login name].")
         @functools.wraps(function)
         def wrapper(store_dir, config_path, acting, **kwargs):
-            store = open_store(load_config(config_path, store_dir), acting or acting_user())
             try:
+                store = open_store(load_config(config_path, store_dir), acting or acting_user())
                 return function(store=store, **kwargs)
             except RegistryError as e:
                 raise click.ClickException(e.message) from None

@@ -206,3 +206,23 @@ def test_the_store_is_consistent_after_the_failures(server):
     result = subprocess.run([REGISTRY, "fsck", "--store", str(server.store)], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a store another user's takes root (chown)")
+def test_a_store_another_user_owns_is_refused_in_one_line_and_left_as_it_was(tmp_path):
+    """git (and libgit2) refuse a repository another user owns; the store must then be neither
+    re-initialised nor crashed on with a traceback."""
+    store = tmp_path / "store"
+    subprocess.run([REGISTRY, "init", str(store)], check=True, capture_output=True)
+    meta = store / "meta.git"
+    tip = subprocess.run(["git", "--git-dir", str(meta), "rev-parse", "main"], check=True, capture_output=True,
+                         text=True).stdout
+    subprocess.run(["chown", "-R", "54321", str(meta)], check=True)
+    for command in (["user", "list"], ["fsck"], ["audit"]):
+        result = subprocess.run([REGISTRY, *command, "--store", str(store)], capture_output=True, text=True)
+        assert result.returncode == 1, (command, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "belongs to the user with uid 54321" in result.stderr and "safe.directory" in result.stderr
+    subprocess.run(["chown", "-R", str(os.geteuid()), str(meta)], check=True)
+    assert subprocess.run(["git", "--git-dir", str(meta), "rev-parse", "main"], check=True, capture_output=True,
+                          text=True).stdout == tip

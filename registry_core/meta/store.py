@@ -62,6 +62,31 @@ _trees = packs.TreeCache()
 _PARSED_LIMIT = 20_000
 
 
+class StoreUnavailable(RegistryError):
+    """meta.git exists but this process cannot open it (another user's, or not a repository)."""
+
+    def __init__(self, message: str):
+        super().__init__("UNAVAILABLE", message, status=503)
+
+
+def unopenable(path: str, error: Exception) -> str:
+    """What to do about a meta.git libgit2 will not open: libgit2, like git, refuses a repository
+    another user owns (git's safe.directory)."""
+    if "not owned by current user" in str(error):
+        owner = os.stat(path).st_uid
+        try:
+            import pwd
+            name = pwd.getpwuid(owner).pw_name
+            run_as = f"as {name} (`runuser -u {name} -- registry …`)"
+        except (KeyError, ImportError):
+            name = run_as = f"the user with uid {owner}"
+            run_as = f"as {run_as}"
+        return (f"{path} belongs to {name}, and git refuses to open another user's repository: run the "
+                f"command {run_as}, or add the folder to safe.directory in your git config "
+                f"(`git config --global --add safe.directory {path}`)")
+    return f"{path} cannot be opened as a git repository ({error}): see `registry fsck`"
+
+
 def author(context: Context) -> tuple[str, str]:
     """The (name, email) a commit made for `context` is authored by: the account name, checked
     when the context was made (context.py), and an email derived from it."""
@@ -299,7 +324,9 @@ class MetaStore:
         self._signer = _UNKNOWN
         try:
             pygit2.Repository(path, _OPEN_FLAGS)
-        except pygit2.GitError:
+        except pygit2.GitError as error:
+            if os.path.exists(os.path.join(path, "HEAD")):  # a repository that cannot be opened: never made anew
+                raise StoreUnavailable(unopenable(path, error)) from None
             if not create:
                 raise
             repo = pygit2.init_repository(path, bare=True, initial_head="main")
