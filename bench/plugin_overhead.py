@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from registry_core.app import Registry, build_app  # noqa: E402
 from registry_core.config import AuthConfig, Config  # noqa: E402
-from registry_core.plugins import make_plugin_manager  # noqa: E402
+from registry_core.plugins import Hooks, make_plugin_manager  # noqa: E402
 from registry_core.seed import seed  # noqa: E402
 
 PATH = "/v2/library/hello/manifests/latest"
@@ -64,7 +64,7 @@ def variant_app(store: str, variant: str):
     plugins_dir = str(ROOT / "tests" / "plugins") if variant == "everything" else None
     registry = Registry(config, make_plugin_manager(plugins_dir=plugins_dir, auth=False))
     if variant == "no-hooks":
-        registry._active = dict.fromkeys(registry._active, False)
+        registry.hooks = Hooks(make_plugin_manager(auth=False, enabled=()))  # (the open registry: no hook)
         registry.may = lambda actor, name, action: True
     return build_app(registry)
 

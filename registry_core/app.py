@@ -19,7 +19,7 @@ from registry_core.errors import RegistryError
 from registry_core.events import Event, event
 from registry_core.meta.store import MetaStore
 from registry_core.names import is_valid_name
-from registry_core.plugins import direct_caller, has_implementations, make_plugin_manager, validate_plugin_config
+from registry_core.plugins import Hooks, make_plugin_manager, validate_plugin_config
 from registry_core.registry.blobs import BlobService
 from registry_core.registry.manifests import ManifestService
 from registry_core.registry.pullthrough import PullThrough
@@ -40,7 +40,7 @@ class Registry:
         self.config = config
         self.plugins = plugins or make_plugin_manager(config.plugins, config.plugins_dir, config.auth.enabled)
         self.check_config(config, self.plugins)
-        self.hook = self.plugins.hook
+        self.hooks = Hooks(self.plugins)  # how the core calls every hook (plugins.Hooks)
         os.makedirs(config.store, exist_ok=True)
         self.driver = self._open_driver()
         self.meta = MetaStore(os.path.join(config.store, META_DIR), durable=config.durable,
@@ -61,14 +61,7 @@ class Registry:
         self.visible_to_account = None
         if config.auth.enabled:
             self._build_index(config)
-        # Hooks nobody implements are skipped on the request path, so they cost nothing.
-        self._active = {name: has_implementations(self.plugins, name)
-                        for name in ("filter_request", "actor_from_request", "track_event", "before_event",
-                                     "validate_manifest", "resolve_upstream", "before_pull")}
-        self._actor_from_request = direct_caller(self.plugins, "actor_from_request")
-        self._permission_allowed = direct_caller(self.plugins, "permission_allowed")
-        self._open_registry = [impl.plugin_name for impl in self.hook.permission_allowed.get_hookimpls()] \
-            == ["open_access"]
+        self._open_registry = [name for name, _ in self.hooks.each("permission_allowed")] == ["open_access"]
 
     def _build_index(self, config: Config) -> None:
         from registry_core.index.accounts import Accounts
@@ -84,7 +77,7 @@ class Registry:
         # A registry-role node takes no logins, but judges a token's user for listings by the
         # accounts of its store: those of its Index when the two share the store.
         self.token_users = self.accounts or Accounts(self.meta)
-        unheld = self.pull_through.visibility if has_implementations(self.plugins, "resolve_upstream") else None
+        unheld = self.pull_through.visibility if self.hooks.implemented("resolve_upstream") else None
         self.policy = AccessPolicy(self.meta, config.auth.anonymous_pull, unheld)
         self.token_issuer, self.token_verifier = build_token_service(config)
         self.token_actors = TokenActors()
@@ -96,7 +89,7 @@ class Registry:
 
     def _open_driver(self):
         factories = {}
-        for registered in self.hook.register_storage_drivers():
+        for registered in self.hooks.register_storage_drivers():
             factories.update(registered or {})
         factory = factories.get(self.config.storage_driver)
         if factory is None:
@@ -108,9 +101,7 @@ class Registry:
 
     def filter_request(self, request: bottle.BaseRequest) -> None:
         """Run the `filter_request` hook; raises the response that rejects the request, if any."""
-        if not self._active["filter_request"]:
-            return
-        answer = self.hook.filter_request(request=request, registry=self)
+        answer = self.hooks.filter_request(request=request, registry=self)
         if isinstance(answer, RegistryError):
             raise error_response(answer)
         if isinstance(answer, bottle.HTTPResponse):
@@ -120,9 +111,9 @@ class Registry:
         environ = request.environ
         if _ACTOR_KEY not in environ:
             found = None
-            if self._active["actor_from_request"]:
+            if self.hooks.implemented("actor_from_request"):
                 try:
-                    found = Actor.coerce(self._actor_from_request(request=request, registry=self))
+                    found = Actor.coerce(self.hooks.actor_from_request(request=request, registry=self))
                 except InvalidIdentity as e:  # a plugin's identity that may not author commits
                     raise RegistryError("UNAUTHORIZED", f"the identity of this request cannot be used: {e}") from None
             environ[_ACTOR_KEY] = found
@@ -140,7 +131,7 @@ class Registry:
     def may(self, actor: Actor | None, name: str | None, action: str) -> bool:
         if self._open_registry:
             return True
-        answers = self._permission_allowed(actor=actor, action=action, repository=name, registry=self)
+        answers = self.hooks.permission_allowed(actor=actor, action=action, repository=name, registry=self)
         return False not in answers and True in answers
 
     def denied(self, actor: Actor | None, name: str | None, action: str,
@@ -186,19 +177,15 @@ class Registry:
     # --- content checks and events ------------------------------------------------------------
 
     def _validate_manifest(self, **kwargs) -> list[str]:
-        if not self._active["validate_manifest"]:
-            return []
         problems = []
-        for answer in self.hook.validate_manifest(registry=self, **kwargs):
+        for answer in self.hooks.validate_manifest(registry=self, **kwargs):
             problems.extend([answer] if isinstance(answer, str) else answer or [])
         return problems
 
     def check(self, happening: Event, manifest=None) -> None:
         """Ask `before_event` plugins whether `happening` may go ahead; raises their refusal.
         `manifest`: the ParsedManifest of a manifest push."""
-        if not self._active["before_event"]:
-            return
-        answer = self.hook.before_event(event=happening, manifest=manifest, registry=self)
+        answer = self.hooks.before_event(event=happening, manifest=manifest, registry=self)
         if isinstance(answer, str):
             answer = RegistryError("DENIED", answer)
         if isinstance(answer, RegistryError):
@@ -206,14 +193,11 @@ class Registry:
 
     def notify(self, happened: Event) -> None:
         """Run every `track_event` implementation; one that fails is logged and never fails the request."""
-        if not self._active["track_event"]:
-            return
-        for impl in self.hook.track_event.get_hookimpls():
-            arguments = {"event": happened, "registry": self}
+        for plugin, call in self.hooks.each("track_event"):
             try:
-                impl.function(*[arguments[name] for name in impl.argnames])
+                call(event=happened, registry=self)
             except Exception:
-                log.exception("track_event of plugin %s failed for %s", impl.plugin_name, happened.action)
+                log.exception("track_event of plugin %s failed for %s", plugin, happened.action)
 
     @functools.cached_property
     def community(self):
@@ -224,28 +208,25 @@ class Registry:
 
     def ui_panels(self, page: str, repository: str | None, actor: Actor | None) -> list[dict]:
         panels = []
-        for answer in self.hook.ui_panels(page=page, repository=repository, actor=actor, registry=self):
+        for answer in self.hooks.ui_panels(page=page, repository=repository, actor=actor, registry=self):
             panels.extend(answer if isinstance(answer, list) else [answer])
         return panels
 
     def upstream(self, name: str):
-        if not self._active["resolve_upstream"]:
-            return None
-        return self.hook.resolve_upstream(repository=name, registry=self)
+        return self.hooks.resolve_upstream(repository=name, registry=self)
 
     def before_pull(self, context: Context, name: str, document: dict, reference: str, method: str) -> dict:
         """Ask `before_pull` plugins (in pluggy's order) whether the manifest `document` may be
         served; the headers they add to the answer. Raises the first refusal; the plugins after it
         are not asked (a rate limit does not count a pull another plugin refused)."""
-        if not self._active["before_pull"]:
+        if not self.hooks.implemented("before_pull"):
             return {}
         happening = event("pull", context, repository=name, digest=document["digest"],
                           tag=None if ":" in reference else reference, media_type=document["mediaType"],
                           size=document["size"])
-        arguments = {"event": happening, "method": method, "registry": self}
         headers = {}
-        for impl in reversed(self.hook.before_pull.get_hookimpls()):
-            answer = impl.function(*[arguments[name] for name in impl.argnames])
+        for _, call in self.hooks.each("before_pull"):
+            answer = call(event=happening, method=method, registry=self)
             if isinstance(answer, str):
                 answer = RegistryError("DENIED", answer)
             if isinstance(answer, RegistryError):
@@ -254,14 +235,14 @@ class Registry:
         return headers
 
     def pulled(self, context: Context, name: str, document: dict, reference: str) -> None:
-        if not self._active["track_event"]:
+        if not self.hooks.implemented("track_event"):
             return
         self.notify(event("pull", context, repository=name, digest=document["digest"],
                           tag=None if ":" in reference else reference, media_type=document["mediaType"],
                           size=document["size"]))
 
     def blob_pulled(self, context: Context, name: str, digest: str, size: int) -> None:
-        if not self._active["track_event"]:
+        if not self.hooks.implemented("track_event"):
             return
         self.notify(event("pull", context, repository=name, digest=digest, size=size))
 
@@ -332,7 +313,7 @@ def build_app(registry: Registry):
     root.config["catchall"] = False  # what the routes do not answer goes to ErrorsAsJson
     # Plugins' routes first: bottle tries routes in the order they were added, and the core's
     # `/api/v1/repositories/<name:path>` would otherwise take `…/<name>/webhooks` as a name.
-    registry.hook.register_routes(app=root, registry=registry)
+    registry.hooks.register_routes(app=root, registry=registry)
     if role in ("all", "registry"):
         root.merge(build_registry_app(registry))
     if role in ("all", "index") and registry.config.auth.enabled:
@@ -342,10 +323,10 @@ def build_app(registry: Registry):
         root.merge(build_ui_app(registry))  # after the API's routes: it never takes a /v2/ or /api/ path
     metrics = Metrics(registry)
     root.merge(build_observability_app(registry, metrics))  # /healthz, /readyz, /metrics: in every role
-    if registry._active["filter_request"]:
+    if registry.hooks.implemented("filter_request"):
         root.add_hook("before_request", lambda: registry.filter_request(bottle.request))
     root.default_error_handler = _json_error
-    registry.hook.startup(registry=registry)
+    registry.hooks.startup(registry=registry)
     access_log = JsonAccessLog() if registry.config.access_log == "json" else None
     return ObservedRequests(ErrorsAsJson(root), metrics, access_log)
 

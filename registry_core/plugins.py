@@ -143,28 +143,57 @@ def format_checker(pm: pluggy.PluginManager) -> jsonschema.FormatChecker:
     return checker
 
 
-def has_implementations(pm: pluggy.PluginManager, hook: str) -> bool:
-    return bool(getattr(pm.hook, hook).get_hookimpls())
+class Hooks:
+    """The one way the core calls hooks: `hooks.<name>(**kwargs)` answers as pluggy does (a
+    firstresult hook: the first answer that is not None; any other: the list of answers that are
+    not None). Made once, when a Registry is built (its plugins are fixed then):
+
+    - a hook no plugin implements answers None or [] without a call (`implemented(name)` says
+      which), so hooks nobody uses cost nothing on the request path;
+    - a hook one plugin implements (not as a wrapper) is a plain call of that function: pluggy's
+      dispatch costs about 1.7 µs a call here, a third of authorizing a request with a token
+      (bench/profiles/notes.md);
+    - `each(name)`: the implementations one by one, in pluggy's order (the last registered
+      first), as calls of keyword arguments, for callers that stop at a refusal or go on past
+      a failure (before_pull, track_event)."""
+
+    def __init__(self, pm: pluggy.PluginManager):
+        self._each: dict[str, list[tuple[str, Callable[..., object]]]] = {}
+        for name in dir(pm.hook):
+            caller = getattr(pm.hook, name)
+            if isinstance(caller, pluggy.HookCaller) and caller.spec is not None:
+                self._each[name] = [(impl.plugin_name, _call_of(impl)) for impl in reversed(caller.get_hookimpls())]
+                setattr(self, name, self._direct(caller))
+
+    def implemented(self, name: str) -> bool:
+        return bool(self._each[name])
+
+    def each(self, name: str) -> list[tuple[str, Callable[..., object]]]:
+        """(plugin name, call) of each implementation of hook `name`, in the order pluggy calls them."""
+        return self._each[name]
+
+    @staticmethod
+    def _direct(caller) -> Callable[..., object]:
+        implementations = caller.get_hookimpls()
+        firstresult = bool(caller.spec.opts.get("firstresult"))
+        if not implementations:
+            return (lambda **kwargs: None) if firstresult else (lambda **kwargs: [])
+        if len(implementations) != 1 or implementations[0].wrapper or implementations[0].hookwrapper:
+            return caller
+        call = _call_of(implementations[0])
+        if firstresult:
+            return call
+
+        def listed(**kwargs):
+            answer = call(**kwargs)
+            return [] if answer is None else [answer]
+        return listed
 
 
-def direct_caller(pm: pluggy.PluginManager, hook: str) -> Callable[..., object]:
-    """The hook as a plain call of its implementation when exactly one plugin implements it
-    without wrapping, else the hook itself; called with keywords, answering as pluggy does (the
-    answer of a firstresult hook, else the list of answers that are not None). For the hooks of
-    every request: pluggy's dispatch costs about 1.7 µs a call here, a third of authorizing a
-    request with a token (bench/profiles/notes.md). Plugins are fixed when a Registry is built."""
-    caller = getattr(pm.hook, hook)
-    implementations = caller.get_hookimpls()
-    if len(implementations) != 1 or implementations[0].wrapper or implementations[0].hookwrapper:
-        return caller
-    function, argnames = implementations[0].function, implementations[0].argnames
-    if caller.spec is not None and caller.spec.opts.get("firstresult"):
-        return lambda **kwargs: function(*[kwargs[name] for name in argnames])
-
-    def listed(**kwargs):
-        answer = function(*[kwargs[name] for name in argnames])
-        return [] if answer is None else [answer]
-    return listed
+def _call_of(implementation) -> Callable[..., object]:
+    """The implementation as a call of keyword arguments (it may take fewer than the hook offers)."""
+    function, argnames = implementation.function, implementation.argnames
+    return lambda **kwargs: function(*[kwargs[name] for name in argnames])
 
 
 def per_registry(make: Callable[[object], object]) -> Callable[[object], object]:

@@ -17,7 +17,7 @@ from registry_core import cli
 from registry_core.app import Registry
 from registry_core.config import Config
 from registry_core.meta.documents import DocumentInvalid
-from registry_core.plugins import PluginError, direct_caller, make_plugin_manager
+from registry_core.plugins import Hooks, PluginError, make_plugin_manager
 from registry_core.seed import REF_NAME, sample_store_dir
 from tests.support.oci import Client, error_codes, unique_name
 from tests.support.server import REGISTRY, RunningRegistry, free_port, open_config
@@ -350,12 +350,14 @@ def test_a_hook_with_one_plain_implementation_is_called_directly_with_the_hooks_
     asked = {"actor": "alice", "action": "pull", "repository": "r", "registry": None}
     for answer in (lambda *a: True, lambda *a: None, lambda *a: list(a)):
         pm = manager(Says(answer))
-        direct = direct_caller(pm, "permission_allowed")
-        assert direct is not pm.hook.permission_allowed
-        assert direct(**asked) == pm.hook.permission_allowed(**asked)
-        first = direct_caller(pm, "actor_from_request")
-        assert first(request="q", registry=None) == pm.hook.actor_from_request(request="q", registry=None)
+        hooks = Hooks(pm)
+        assert hooks.permission_allowed is not pm.hook.permission_allowed
+        assert hooks.permission_allowed(**asked) == pm.hook.permission_allowed(**asked)
+        assert hooks.actor_from_request(request="q", registry=None) == pm.hook.actor_from_request(request="q", registry=None)
+        assert hooks.implemented("permission_allowed") and not hooks.implemented("track_event")
+        assert hooks.track_event(event=None, registry=None) == [] and hooks.resolve_upstream(repository="r", registry=None) is None
     two = manager(Says(lambda *a: True), Says(lambda *a: False))
-    assert direct_caller(two, "permission_allowed") is two.hook.permission_allowed
+    assert Hooks(two).permission_allowed is two.hook.permission_allowed
+    assert [call(**asked) for _, call in Hooks(two).each("permission_allowed")] == two.hook.permission_allowed(**asked)
     wrapped = manager(Says(lambda *a: True), Wraps())
-    assert direct_caller(wrapped, "permission_allowed") is wrapped.hook.permission_allowed
+    assert Hooks(wrapped).permission_allowed is wrapped.hook.permission_allowed
