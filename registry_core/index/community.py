@@ -67,6 +67,18 @@ def new_comment_id(moment: datetime.datetime) -> str:
     return f"{moment.strftime('%Y%m%dT%H%M%SZ')}-{moment.microsecond:05x}{secrets.token_hex(3)}"
 
 
+def existing_comment(txn, name: str, comment_id: str) -> tuple[str, dict]:
+    """(path, document) of comment `comment_id` of repository `name` in `txn`; NAME_UNKNOWN or
+    the comment's own unknown error otherwise."""
+    if not txn.exists(meta_paths.repository(name)):
+        raise name_unknown(name)
+    path = meta_paths.comment(name, comment_id)
+    document = txn.get(path) if COMMENT_ID_RE.fullmatch(comment_id) else None
+    if document is None:
+        raise comment_unknown(name, comment_id)
+    return path, document
+
+
 def comment_unknown(name: str, comment_id: str) -> RegistryError:
     return RegistryError("NAME_UNKNOWN", f"{name} has no comment {comment_id}",
                          detail={"name": name, "comment": comment_id})
@@ -308,12 +320,7 @@ class Comments:
         self.guard(event("comment-edited", context, repository=name, comment_id=comment_id))
 
         def change(txn):
-            if not txn.exists(meta_paths.repository(name)):
-                raise name_unknown(name)
-            path = meta_paths.comment(name, comment_id)
-            document = txn.get(path) if COMMENT_ID_RE.fullmatch(comment_id) else None
-            if document is None:
-                raise comment_unknown(name, comment_id)
+            path, document = existing_comment(txn, name, comment_id)
             if document["author"] != context.actor:
                 raise RegistryError("DENIED", f"{context.actor} may not edit the comment {comment_id} of "
                                     f"{document['author']}: only its author may")
@@ -332,12 +339,7 @@ class Comments:
         self.guard(event("comment-deleted", context, repository=name, comment_id=comment_id))
 
         def change(txn):
-            if not txn.exists(meta_paths.repository(name)):
-                raise name_unknown(name)
-            path = meta_paths.comment(name, comment_id)
-            document = txn.get(path) if COMMENT_ID_RE.fullmatch(comment_id) else None
-            if document is None:
-                raise comment_unknown(name, comment_id)
+            path, document = existing_comment(txn, name, comment_id)
             if document["author"] != context.actor and not moderator:
                 raise RegistryError("DENIED", f"{context.actor} may not delete the comment {comment_id} of "
                                     f"{document['author']}: only its author and the admins of {name} may")
