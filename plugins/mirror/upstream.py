@@ -152,8 +152,8 @@ class Upstream:
                 response.close()
                 try:
                     scopes = self.auth.learn(response.headers.get("WWW-Authenticate"), scopes, authorization)
-                except ClientError as e:
-                    raise self._failure(what, f"refused the mirror's request: {e}") from None
+                except ClientError:
+                    break   # its login was refused (or none fits): answered below as the refusal it is
                 continue
             break
         if response.status_code in accept:
@@ -169,16 +169,30 @@ class Upstream:
             retry_after = response.headers.get("Retry-After", "").strip()
             headers = {"Retry-After": retry_after} if retry_after.isdigit() and len(retry_after) < 10 else {}
             later = f"; retry after {retry_after} s" if headers else "; retry later"
-            return self._failure(what, f"answered 429 Too Many Requests{later}", status=503, headers=headers)
+            return self._failure(what, f"answered 429 Too Many Requests{later}", status=503, headers=headers,
+                                 upstream_status=429)
         if status in (401, 403):
-            return self._failure(what, f"refused the mirror (HTTP {status}): the repository does not exist "
-                                 "there, or the mirror's upstream credentials (pluginConfig.mirror) may not pull it")
-        return self._failure(what, f"answered HTTP {status} {response.reason or ''}".rstrip())
+            return self._failure(what, f"refused the mirror (HTTP {status}): {self._login_hint()}",
+                                 upstream_status=status)
+        return self._failure(what, f"answered HTTP {status} {response.reason or ''}".rstrip(),
+                             upstream_status=status)
+
+    def _login_hint(self) -> str:
+        """What the operator can check when the upstream refuses the mirror."""
+        if self.settings.username:
+            return (f"it did not accept the mirror's login {self.settings.username!r}, or that login may not "
+                    "pull this repository: check this upstream's username and password in "
+                    "pluginConfig.mirror, and that the repository exists there")
+        return ("the mirror has no login for it: give this upstream a username and password in "
+                "pluginConfig.mirror, or check that the repository exists there")
 
     @staticmethod
-    def _failure(what: str, how: str, status: int = 502, headers=None) -> RegistryError:
+    def _failure(what: str, how: str, status: int = 502, headers=None,
+                 upstream_status: int | None = None) -> RegistryError:
+        """`upstream_status`: the HTTP status the upstream answered (none when it did not answer)."""
+        detail = {"upstreamStatus": upstream_status} if upstream_status is not None else None
         return RegistryError("UNAVAILABLE", f"the upstream failed for {what}: it {how}", status=status,
-                             headers=headers, detail={"upstreamStatus": status})
+                             headers=headers, detail=detail)
 
     def _read(self, response: requests.Response, what: str) -> bytes:
         parts, size = [], 0
