@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
@@ -208,6 +209,59 @@ def push_image(base: str, headers: dict, repository: str, image: Image, tag: str
                        headers={"Content-Type": OCI_MANIFEST}, expect=(201,))
     finally:
         client.close()
+
+
+def push_payload_image(base: str, headers: dict, repository: str, payload: "Payload", layers: int,
+                       tag: str = "latest", label: str = "image") -> dict:
+    """Push an image of `layers` layers of `payload.size` incompressible bytes each (monolithic
+    uploads streamed from memory) and a small config, then its manifest under `tag`. Returns the
+    manifest's digest and size and the blobs' descriptors (config first), for pull_image."""
+    blobs = []
+    for i in range(layers):
+        tail, digest = payload.blob(f"{label}-layer-{i}")
+        push_monolithic(base, headers, repository, payload, tail, digest)
+        blobs.append({"mediaType": OCI_LAYER, "digest": digest, "size": payload.size})
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": [b["digest"] for b in blobs]}},
+                        sort_keys=True).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                           "config": {"mediaType": OCI_CONFIG, "digest": digest_of(config), "size": len(config)},
+                           "layers": blobs}, indent=3).encode()
+    client = Client(base, headers)
+    try:
+        response, _ = client.request("POST", f"/v2/{repository}/blobs/uploads/", expect=(202,))
+        client.request("PUT", with_query(client.path_of(response.getheader("Location")), digest=digest_of(config)),
+                       body=config, headers={"Content-Type": "application/octet-stream"}, expect=(201,))
+        client.request("PUT", f"/v2/{repository}/manifests/{tag}", body=manifest,
+                       headers={"Content-Type": OCI_MANIFEST}, expect=(201,))
+    finally:
+        client.close()
+    descriptors = [{"mediaType": OCI_CONFIG, "digest": digest_of(config), "size": len(config)}, *blobs]
+    return {"digest": digest_of(manifest), "manifest_size": len(manifest), "blobs": descriptors,
+            "size": len(manifest) + sum(b["size"] for b in descriptors)}
+
+
+def pull_image(base: str, headers: dict, repository: str, reference: str, parallel: int = 1) -> dict:
+    """Pull an image as a client does: GET the manifest (OCI Accept), then every blob it names
+    (config and layers) with curl into /dev/null, `parallel` at a time (sizes checked, content not).
+    Returns the seconds from the first request to the last byte and the bytes received."""
+    started = time.perf_counter()
+    client = Client(base, headers)
+    try:
+        _, body = client.request("GET", f"/v2/{repository}/manifests/{reference}",
+                                 headers={"Accept": OCI_MANIFEST})
+    finally:
+        client.close()
+    manifest = json.loads(body)
+    descriptors = [manifest["config"], *manifest["layers"]]
+    if parallel > 1:
+        with ThreadPoolExecutor(parallel) as pool:
+            list(pool.map(lambda d: pull_curl(base, headers, repository, d["digest"], d["size"]), descriptors))
+    else:
+        for d in descriptors:
+            pull_curl(base, headers, repository, d["digest"], d["size"])
+    return {"seconds": time.perf_counter() - started,
+            "bytes": len(body) + sum(d["size"] for d in descriptors), "digest": digest_of(body)}
 
 
 # --- blob push -------------------------------------------------------------------------------------

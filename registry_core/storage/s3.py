@@ -32,13 +32,18 @@ data back from S3 once to hash it (hashlib's state cannot be saved). When a requ
 short, the bytes received so far are kept, as the filesystem driver keeps what it appended.
 
 Blob GETs can be redirected (307) to a presigned URL with `redirect: true`; off by default, so
-clients that cannot reach the bucket's endpoint still pull through the registry.
+clients that cannot reach the bucket's endpoint still pull through the registry. A whole object of
+`READ_AHEAD_MIN` bytes or more is read ahead by a thread of its own (`ReadAhead`), a few chunks
+before the caller asks: a blob GET then receives the next bytes from S3 while it sends the last ones
+to its client, instead of taking turns.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import queue
+import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Iterator
@@ -52,6 +57,9 @@ MIN_PART_SIZE = 5 * MIB          # S3's minimum for every part of a multipart up
 MAX_COPY_PART = 5 * 1024 * MIB   # S3's maximum for one UploadPartCopy
 APPEND_MARK = ".append-"
 REDIRECT_SECONDS = 20 * 60
+READ_AHEAD_MIN = 4 * MIB         # whole objects this large are read ahead (ReadAhead); smaller ones on demand
+READ_AHEAD_CHUNK = MIB           # bytes the read-ahead thread asks S3 for at a time
+READ_AHEAD_DEPTH = 2             # chunks it keeps ready for the caller
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 
 
@@ -85,13 +93,18 @@ class S3Driver:
         self._discard_append(path)
 
     def reader(self, path: str, offset: int = 0) -> BinaryIO:
-        """The object's bytes from `offset` on, streamed from one GET (with a Range after 0)."""
+        """The object's bytes from `offset` on, streamed from one GET (with a Range after 0). A
+        whole object of READ_AHEAD_MIN bytes or more is read ahead (ReadAhead); a ranged read,
+        which its caller may stop after a few bytes, is read only as asked."""
         for attempt in (1, 2):
             arguments = {"Bucket": self.bucket, "Key": self._key(path)}
             if offset:
                 arguments["Range"] = f"bytes={offset}-"
             try:
-                return self.client.get_object(**arguments)["Body"]
+                answer = self.client.get_object(**arguments)
+                if not offset and answer.get("ContentLength", 0) >= READ_AHEAD_MIN:
+                    return ReadAhead(answer["Body"])
+                return answer["Body"]
             except self._client_error() as e:
                 code = e.response.get("Error", {}).get("Code")
                 if code == "InvalidRange":  # at or after the end
@@ -368,6 +381,99 @@ class S3Driver:
     def close(self) -> None:
         self._parts.shutdown(wait=False)
         getattr(self.client, "close", lambda: None)()
+
+
+class ReadAhead:
+    """A GET's body, read READ_AHEAD_DEPTH chunks ahead of the caller by a thread of its own, so
+    that receiving from S3 and what the caller does with the bytes (send them to a client, hash
+    them) overlap. The same bytes as the body, in order; an error of the body is raised by the
+    `read` that reaches it. `close()` returns at once: the thread stops after the chunk it is
+    receiving and closes the body. A reader dropped unclosed (a response abandoned before its body
+    was iterated) stops its thread too: the thread holds the queue, not the reader."""
+
+    def __init__(self, body, chunk: int = READ_AHEAD_CHUNK, depth: int = READ_AHEAD_DEPTH):
+        self._ready: queue.Queue = queue.Queue(maxsize=depth)
+        self._stopped = threading.Event()
+        self._left = b""
+        self._ended = False
+        self._thread = threading.Thread(target=_read_ahead, args=(body, chunk, self._ready, self._stopped),
+                                        name="s3-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _next(self) -> bytes:
+        if self._ended:
+            return b""
+        item = self._ready.get()
+        if isinstance(item, BaseException):
+            self._ended = True
+            raise item
+        if not item:
+            self._ended = True
+        return item
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            parts = [self._left]
+            self._left = b""
+            while chunk := self._next():
+                parts.append(chunk)
+            return b"".join(parts)
+        parts, wanted = [], size
+        while wanted > 0:
+            if not self._left:
+                self._left = self._next()
+                if not self._left:
+                    break
+            piece, self._left = self._left[:wanted], self._left[wanted:]
+            parts.append(piece)
+            wanted -= len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._stopped.set()
+        self._ended = True
+        while True:  # let a thread waiting to hand over a chunk see the stop
+            try:
+                self._ready.get_nowait()
+            except queue.Empty:
+                break
+
+    def __del__(self) -> None:
+        self._stopped.set()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _read_ahead(body, chunk: int, ready: queue.Queue, stopped: threading.Event) -> None:
+    """ReadAhead's thread: the body's chunks (then b"" at its end, or its error) into `ready`
+    until the reader stops; the body closed in any case."""
+    def hand_over(item) -> bool:
+        while not stopped.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        while not stopped.is_set():
+            try:
+                data = body.read(chunk)
+            except BaseException as e:  # the reader's next read raises it
+                hand_over(e)
+                return
+            if not hand_over(data) or not data:
+                return
+    finally:
+        body.close()
 
 
 def open_s3_driver(options: dict, check: bool = True) -> S3Driver:
