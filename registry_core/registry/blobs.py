@@ -32,9 +32,10 @@ class BlobService:
         return (self.driver.exists(paths.link_path(repository, digest))
                 and self.driver.exists(paths.blob_path(digest)))
 
-    def open(self, repository: str, digest: str, offset: int = 0) -> tuple[BinaryIO, int]:
-        size = self.size(repository, digest)
-        return self.driver.reader(paths.blob_path(digest), offset), size
+    def reader(self, digest: str, offset: int = 0) -> BinaryIO:
+        """The blob's bytes from `offset`, for a caller that has just checked with `size` that the
+        repository may read it (each check is two requests to S3)."""
+        return self.driver.reader(paths.blob_path(digest), offset)
 
     def redirect_url(self, digest: str) -> str | None:
         """A URL the client can GET the blob from directly, when the driver offers one (S3 with

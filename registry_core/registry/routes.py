@@ -140,7 +140,7 @@ class Api:
             self.registry.blob_pulled(context, name, digest, size)
             return bottle.HTTPResponse(b"", 307, {"Location": redirect, "Docker-Content-Digest": digest,
                                                   "Content-Length": "0"})
-        stream, _ = self.blobs.open(name, digest, start)
+        stream = self.blobs.reader(digest, start)  # (`size` above checked the repository's link)
         self.registry.blob_pulled(context, name, digest, size)
         return bottle.HTTPResponse(limited(stream, length, bottle.request.environ), status, headers)
 
