@@ -20,6 +20,7 @@ what was filled fresh.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import fcntl
 import logging
@@ -341,24 +342,32 @@ class StreamingFill:
         return self._stream()
 
     def _stream(self):
+        """Receive, store and send: each batch is hashed and written by a thread of its own while
+        the next is received and sent (hashlib and file writes release the GIL), one batch at a
+        time, so memory holds at most two."""
         uploads = self.pull_through.registry.uploads
-        held, batch, batched, received = None, [], 0, 0
+        held, batch, batched, received, storing = None, [], 0, 0, None
         try:
             self.upload_id = uploads.start(self.name)
-            for chunk in self.chunks:
-                if not chunk:
-                    continue
-                received += len(chunk)
-                if received > self.size:
-                    raise self._broken(f"sent more than the {self.size} bytes it announced")
-                batch.append(chunk)
-                batched += len(chunk)
-                if batched >= STORE_BATCH:
-                    uploads.append(self.name, self.upload_id, batch)
-                    batch, batched = [], 0
-                if held is not None:
-                    yield held
-                held = chunk
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pull-through-store") as storer:
+                for chunk in self.chunks:
+                    if not chunk:
+                        continue
+                    received += len(chunk)
+                    if received > self.size:
+                        raise self._broken(f"sent more than the {self.size} bytes it announced")
+                    batch.append(chunk)
+                    batched += len(chunk)
+                    if batched >= STORE_BATCH:
+                        if storing is not None:
+                            storing.result()  # the batch before is stored (or its error raised here)
+                        storing = storer.submit(uploads.append, self.name, self.upload_id, batch)
+                        batch, batched = [], 0
+                    if held is not None:
+                        yield held
+                    held = chunk
+                if storing is not None:
+                    storing.result()
             if received != self.size:
                 raise self._broken(f"sent {received} of the {self.size} bytes it announced")
             uploads.finish(self.name, self.upload_id, self.digest, batch or None)
