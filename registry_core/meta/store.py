@@ -46,9 +46,11 @@ REOPEN_AFTER = 0.1  # seconds: a thread's Repository is not reopened more often 
 # libgit2's limits per process (its defaults: every pack file kept open and up to 8 GiB of packs
 # mapped): under sustained pushes a worker held ~1,100 mappings of small and merged packs and grew
 # to gigabytes. Past these limits libgit2 closes the least recently used pack files and windows,
-# and opens them again when needed.
+# and opens them again when needed. Mapped pages count in a worker's resident memory: with 256 MiB
+# allowed, each of the soak's workers held 81 MiB of them after 3 minutes (the tree 339 MiB);
+# with 64 MiB, 34-39 MiB (the tree 232 MiB), pushes and reads as fast (bench/profiles/notes.md).
 OPEN_PACK_FILES = 128
-MAPPED_PACK_BYTES = 256 << 20
+MAPPED_PACK_BYTES = 64 << 20
 OBJECT_CACHE_BYTES = 32 << 20
 pygit2.settings.mwindow_file_limit = OPEN_PACK_FILES
 pygit2.settings.mwindow_mapped_limit = MAPPED_PACK_BYTES
