@@ -58,7 +58,7 @@ import loads  # noqa: E402
 from compare import fmt, render_table  # noqa: E402
 from loads import MiB  # noqa: E402
 from servers import (Distribution, OurRegistry, distribution_config, distribution_version,  # noqa: E402
-                     wait_for_quiet, wait_for_quiet_disk)
+                     wait_for_quiet_machine)
 
 REPOSITORY, TAG = "bench/big", "latest"
 MIRRORS = ("ours", "reference")
@@ -148,8 +148,7 @@ class Bench:
         self.runs: list[dict] = []
 
     def quiet(self) -> None:
-        wait_for_quiet_disk(patience=self.args.patience, log=log)
-        wait_for_quiet(limit=0.10, patience=self.args.patience, log=log)
+        wait_for_quiet_machine(self.args.patience, log=log)
 
     def pull(self, url: str, what: str, sampler_section=None) -> dict:
         """One pull, timed, with what the upstream served during it."""

@@ -56,8 +56,8 @@ sys.path.insert(0, str(ROOT))
 import loads  # noqa: E402
 from compare import fmt, render_table  # noqa: E402
 from loads import MiB  # noqa: E402
-from servers import (HOST, Distribution, MemorySampler, OurRegistry, distribution_version,  # noqa: E402
-                     tree_memory, wait_for_quiet, wait_for_quiet_disk)
+from servers import (Distribution, MemorySampler, OurRegistry, distribution_config, distribution_version,  # noqa: E402
+                     tree_memory, wait_for_quiet_machine)
 from tests.support.s3 import CREDENTIALS, MotoServer, moto_executable  # noqa: E402
 
 REPOSITORY = "bench/s3"
@@ -101,15 +101,7 @@ def our_server(workdir: Path, name: str, endpoint: str, bucket: str) -> OurRegis
 
 
 def distribution_s3_config(port: int, endpoint: str, bucket: str) -> str:
-    return (
-        "version: 0.1\n"
-        "log:\n"
-        "  level: warn\n"
-        "  accesslog:\n"
-        "    disabled: true\n"
-        "storage:\n"
-        "  cache:\n"
-        "    blobdescriptor: inmemory\n"
+    return distribution_config(None, port, storage=(
         "  s3:\n"
         f"    accesskey: {CREDENTIALS['AWS_ACCESS_KEY_ID']}\n"
         f"    secretkey: {CREDENTIALS['AWS_SECRET_ACCESS_KEY']}\n"
@@ -120,13 +112,7 @@ def distribution_s3_config(port: int, endpoint: str, bucket: str) -> str:
         "    secure: false\n"
         "    v4auth: true\n"
         "  redirect:\n"
-        "    disable: true\n"
-        "  delete:\n"
-        "    enabled: true\n"
-        "http:\n"
-        f"  addr: {HOST}:{port}\n"
-        "  secret: registry-core-bench\n"
-    )
+        "    disable: true\n"))
 
 
 class DistributionOnS3(Distribution):
@@ -153,8 +139,7 @@ class Bench:
         self.runs: list[dict] = []
 
     def quiet(self) -> None:
-        wait_for_quiet_disk(patience=self.args.patience, log=log)
-        wait_for_quiet(limit=0.10, patience=self.args.patience, log=log)
+        wait_for_quiet_machine(self.args.patience, log=log)
 
     def empty(self, bucket: str) -> None:
         client = self.moto.client()

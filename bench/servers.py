@@ -199,7 +199,9 @@ def export_source(rev: str, dest: Path, repository: Path) -> Path:
     return dest
 
 
-def distribution_config(root: Path, port: int) -> str:
+def distribution_config(root: Path | None, port: int, storage: str | None = None) -> str:
+    """Distribution 2.8's config.yml: its filesystem driver under `root`, or `storage` (the
+    driver's lines, indented under `storage:`)."""
     return (
         "version: 0.1\n"
         "log:\n"
@@ -209,8 +211,7 @@ def distribution_config(root: Path, port: int) -> str:
         "storage:\n"
         "  cache:\n"
         "    blobdescriptor: inmemory\n"
-        "  filesystem:\n"
-        f"    rootdirectory: {root}\n"
+        + (storage or f"  filesystem:\n    rootdirectory: {root}\n") +
         "  delete:\n"
         "    enabled: true\n"
         "http:\n"
@@ -393,6 +394,13 @@ def _disk_activity() -> tuple[int, int]:
             written += int(fields[9])
             discarded += int(fields[16]) if len(fields) > 16 else 0
     return written, discarded
+
+
+def wait_for_quiet_machine(patience: float, log=print) -> None:
+    """Wait until the disk is idle and other processes use under 10 % of the CPU (each at most
+    `patience` seconds), as every bench does before a measurement."""
+    wait_for_quiet_disk(patience=patience, log=log)
+    wait_for_quiet(limit=0.10, patience=patience, log=log)
 
 
 def wait_for_quiet_disk(patience: float = 60, log=print) -> None:

@@ -36,11 +36,10 @@ INDEXLESS_AGE = 60.0
 _OLD_BOOKKEEPING = ("retired.list", "retired", "merge.lock", "last-merge")
 
 
-# git's memory while it repacks, bounded (its defaults map up to 8 GiB of packs and let each thread's
-# delta window grow without limit: 2.2 GB resident for a 100,000-commit meta.git, bench/gc_history.py).
-# 100,000 commits (1.6 million objects): 581 MiB with windows of 48m and caches of 32m, 537 MiB
-# with these, in 108 s rather than 99 (bench/profiles/notes.md, session 6); what remains is git's
-# list of the objects themselves.
+# git's memory while it repacks, bounded: its defaults map up to 8 GiB of packs and let each
+# thread's delta window grow without limit. Small windows and caches trade a little time for
+# memory; what they cannot bound is git's list of the objects themselves (about 330 bytes an
+# object; figures for 100,000 commits in bench/profiles/notes.md, "garbage-collect").
 BOUNDED_MEMORY = ("-c", "core.packedGitLimit=64m", "-c", "core.packedGitWindowSize=16m",
                   "-c", "core.deltaBaseCacheLimit=16m", "-c", "pack.windowMemory=16m",
                   "-c", "pack.deltaCacheSize=8m", "-c", "pack.threads=2")
