@@ -32,9 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from registry_core.app import Registry, build_app  # noqa: E402
+from registry_core.app import Registry  # noqa: E402
 from registry_core.serving import read_config  # noqa: E402
 from registry_core.seed import seed  # noqa: E402
+from registry_core.web_app import build_app  # noqa: E402
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 

@@ -101,10 +101,10 @@ def breakdown(raw_files: list[Path], anchor: str) -> collections.Counter:
 
 ANCHORS = {
     "manifest-get": ("ThreadWorker.handle (", "ThreadWorker.handle_request", "Bottle._handle",
-                     "Api.get_manifest", "Registry.authorize", "Registry.actor", "Accounts.actor_for",
+                     "Api.get_manifest", "RequestAccess.authorize", "RequestAccess.actor", "Accounts.actor_for",
                      "ManifestService.resolve", "MetaStore.snapshot"),
     "tag-push": ("ThreadWorker.handle_request", "Api.put_manifest", "ManifestService.put", "MetaStore.transact",
-                 "Transaction.write_tree", "Registry.authorize"),
+                 "Transaction.write_tree", "RequestAccess.authorize"),
 }
 
 

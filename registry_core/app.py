@@ -1,40 +1,39 @@
-"""Builds the registry for a role: plugins, storage driver, metadata store, services, bottle app.
+"""Builds the registry of one store: plugins, storage driver, metadata store, services, and the
+access decisions, each service handed the hooks it needs as plain callables.
 
-`Registry` is what the web layer and plugins talk to: the services of one store, and the few
-decisions that go through plugin hooks (who is acting, what they may do, what happened).
+`Registry` is the wiring that the web layer (web_app.build_app builds the WSGI app over it) and
+plugins talk to: the services of one store, `access` (access.Access: what an actor may do), and
+the hooks the core calls on what happens (`check`, `notify`, `before_pull`). Nothing here reads
+a request: who is asking is the web side's to find out (web_access.RequestAccess, `requests`).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 
-import bottle
-
+from registry_core.access import Access
 from registry_core.config import Config
-from registry_core.context import Actor, Context, InvalidIdentity
+from registry_core.context import Actor, Context
 from registry_core.errors import RegistryError
 from registry_core.events import Event, event
 from registry_core.meta.store import MetaStore
-from registry_core.names import is_valid_name
 from registry_core.plugins import Hooks, make_plugin_manager, validate_plugin_config
+from registry_core.registry.blob_links import BlobLinks
 from registry_core.registry.blobs import BlobService
 from registry_core.registry.manifests import ManifestService
 from registry_core.registry.pullthrough import PullThrough
 from registry_core.registry.referrers import ReferrerService
 from registry_core.registry.repositories import RepositoryService
 from registry_core.registry.uploads import UploadService
-from registry_core.web import ACTOR_KEY as _ACTOR_KEY
-from registry_core.web import ErrorsAsJson, base_url, error_response, request_context
 
 META_DIR = "meta.git"
 log = logging.getLogger("registry_core")
 
 
 class Registry:
-    """The services of one store, and the decisions the web layer asks of them."""
+    """The services of one store, the access decisions, and the hooks they call."""
 
     def __init__(self, config: Config, plugins=None):
         self.config = config
@@ -54,14 +53,17 @@ class Registry:
         self.referrers = ReferrerService(self.meta, self.repositories)
         self.pull_through = PullThrough(self)
         self.accounts = self.policy = self.token_issuer = self.token_verifier = None
-        self.token_users = None  # who a token's subject is, for listings (see visible_repositories)
-        # Where this node keeps no accounts, a plugin that can ask the Index which repositories a
-        # token's user may see sets this: (subject, names) -> the names they may pull
-        # (plugins/reporting). Without it, the store's own accounts judge.
-        self.visible_to_account = None
+        self.token_users = None  # who a token's subject is, for listings (Access.visible)
         if config.auth.enabled:
             self._build_index(config)
-        self._open_registry = [name for name, _ in self.hooks.each("permission_allowed")] == ["open_access"]
+        self.access = Access(
+            functools.partial(self.hooks.permission_allowed, registry=self),
+            open_registry=[name for name, _ in self.hooks.each("permission_allowed")] == ["open_access"],
+            auth_enabled=config.auth.enabled, realm=config.auth.realm, service=config.auth.service,
+            token_user=self.token_users.actor_for if self.token_users is not None else None,
+            keeps_accounts=self.accounts is not None)
+        self.blob_links = BlobLinks(self.blobs, check=self.check, notify=self.notify, may=self.access.may)
+        self.requests = None  # the web side of access (web_access.RequestAccess), set by web_app.build_app
 
     def _build_index(self, config: Config) -> None:
         from registry_core.index.accounts import Accounts
@@ -97,82 +99,16 @@ class Registry:
                                 f"(available: {', '.join(sorted(factories))})")
         return factory(root=self.config.store, options={**self.config.storage_options, "durable": self.config.durable})
 
-    # --- requests and access ------------------------------------------------------------------
-
-    def filter_request(self, request: bottle.BaseRequest) -> None:
-        """Run the `filter_request` hook; raises the response that rejects the request, if any."""
-        answer = self.hooks.filter_request(request=request, registry=self)
-        if isinstance(answer, RegistryError):
-            raise error_response(answer)
-        if isinstance(answer, bottle.HTTPResponse):
-            raise answer
-
-    def actor(self, request: bottle.BaseRequest) -> Actor | None:
-        environ = request.environ
-        if _ACTOR_KEY not in environ:
-            found = None
-            if self.hooks.implemented("actor_from_request"):
-                try:
-                    found = Actor.coerce(self.hooks.actor_from_request(request=request, registry=self))
-                except InvalidIdentity as e:  # a plugin's identity that may not author commits
-                    raise RegistryError("UNAUTHORIZED", f"the identity of this request cannot be used: {e}") from None
-            environ[_ACTOR_KEY] = found
-        return environ[_ACTOR_KEY]
-
-    def authorize(self, request: bottle.BaseRequest, name: str | None, action: str,
-                  mount_from: str | None = None) -> Context:
-        """The request's context if `action` on repository `name` is allowed; raises otherwise.
-        `mount_from`: the repository a cross-repository mount reads (its challenge asks for it too)."""
-        identity = self.actor(request)
-        if not self.may(identity, name, action):
-            raise self.denied(identity, name, action, mount_from)
-        return request_context(request, identity)
+    # --- the plugin-facing entry points of access (docs/plugins.md) ---------------------------
 
     def may(self, actor: Actor | None, name: str | None, action: str) -> bool:
-        if self._open_registry:
-            return True
-        answers = self.hooks.permission_allowed(actor=actor, action=action, repository=name, registry=self)
-        return False not in answers and True in answers
+        """Whether `actor` may do `action` on repository `name`: `self.access.may`."""
+        return self.access.may(actor, name, action)
 
-    def denied(self, actor: Actor | None, name: str | None, action: str,
-               mount_from: str | None = None) -> RegistryError:
-        """401 with a challenge to the unauthenticated and to token holders (whose token lacks the
-        scope); 403 to users who authenticated directly. The same answer whether or not `name`
-        exists, so a private repository cannot be told from a missing one. A mount's challenge
-        also asks for pull on the repository it reads, as Distribution's does: a client that asks
-        the token service for exactly the challenge's scopes then gets a token the mount can use."""
-        target = f" on {name}" if name else ""
-        message = f"{actor.name if actor else 'anonymous'} may not {action}{target}" + (
-            "" if actor else ": log in first")
-        if actor is None or actor.kind == "jwt":
-            if not self.config.auth.enabled:
-                return RegistryError("UNAUTHORIZED", message, headers={"WWW-Authenticate": 'Basic realm="registry"'})
-            scope = challenge_scope(name, action, mount_from)
-            error = "insufficient_scope" if actor is not None else None
-            return RegistryError("UNAUTHORIZED", message, headers=self.challenge(bottle.request, scope, error))
-        return RegistryError("DENIED", message)
-
-    def challenge(self, request: bottle.BaseRequest, scope: str | None = None, error: str | None = None) -> dict:
-        """The WWW-Authenticate header that sends clients to the token service."""
-        auth = self.config.auth
-        realm = auth.realm or base_url(request, self.config.public_url) + "/token"
-        parts = [f'realm="{realm}"', f'service="{auth.service}"']
-        if scope:
-            parts.append(f'scope="{scope}"')
-        if error:
-            parts.append(f'error="{error}"')
-        return {"WWW-Authenticate": "Bearer " + ",".join(parts)}
-
-    def visible_repositories(self, request: bottle.BaseRequest, names: list[str]) -> list[str]:
-        if self._open_registry:
-            return names
-        identity = self.actor(request)
-        if identity is not None and identity.kind == "jwt":  # judge the token's user, not the token
-            subject = identity.extra["claims"].get("sub") or ""
-            if self.accounts is None and self.visible_to_account is not None:
-                return self.visible_to_account(subject, names)
-            identity = self.token_users.actor_for(subject) if subject else None
-        return [name for name in names if self.may(identity, name, "pull")]
+    def authorize(self, request, name: str | None, action: str, mount_from: str | None = None) -> Context:
+        """The request's context if `action` on `name` is allowed, else raises the refusal:
+        `self.requests.authorize`, the web side that `web_app.build_app` sets."""
+        return self.requests.authorize(request, name, action, mount_from)
 
     # --- content checks and events ------------------------------------------------------------
 
@@ -248,87 +184,6 @@ class Registry:
 
     def blob_pushed(self, context: Context, name: str, digest: str, size: int) -> None:
         self.notify(event("push", context, repository=name, digest=digest, size=size))
-
-    def delete_blob(self, context: Context, name: str, digest: str) -> None:
-        self.check(event("delete", context, repository=name, digest=digest))
-        self.blobs.unlink(name, digest)
-        self.notify(event("delete", context, repository=name, digest=digest))
-
-    def mount(self, context: Context, name: str, digest: str, source: str | None) -> bool:
-        """Link a blob from `source` into `name` if the actor may read it there; False to upload instead."""
-        if not source or not is_valid_name(source):
-            return False
-        if not self.may(context.identity, source, "pull") or not self.blobs.is_linked(source, digest):
-            return False
-        self.check(event("mount", context, repository=name, digest=digest, source_repository=source))
-        self.blobs.link(name, digest)
-        self.notify(event("mount", context, repository=name, digest=digest, source_repository=source))
-        return True
-
-
-def challenge_scope(name: str | None, action: str, mount_from: str | None = None) -> str | None:
-    """The scope a challenge names: space-separated scopes, as the token spec writes several.
-    `mount_from` is added (pull) only when it is a valid repository name: it comes from the query
-    and goes into a header."""
-    if name is None:
-        return "registry:catalog:*" if action == "catalog" else None
-    actions = {"pull": "pull", "push": "pull,push", "delete": "delete"}.get(action, "pull")
-    scope = f"repository:{name}:{actions}"
-    if mount_from and mount_from != name and is_valid_name(mount_from) and "\n" not in mount_from:
-        scope += f" repository:{mount_from}:pull"  # ("\n": is_valid_name's `$` lets one end a name)
-    return scope
-
-
-_CODES_BY_STATUS = {401: "UNAUTHORIZED", 403: "DENIED", 404: "NOT_FOUND", 405: "UNSUPPORTED",
-                    413: "PAYLOAD_TOO_LARGE", 416: "RANGE_INVALID", 429: "TOOMANYREQUESTS", 503: "UNAVAILABLE"}
-
-
-def _json_error(error: bottle.HTTPError) -> str:
-    """Bottle's own errors answer in the spec's JSON too (bottle would send an HTML page): an
-    unrouted path (404), a method the path does not take (405), an HTTPError a plugin's route
-    raised (`bottle.abort(403, "…")`: its text is the message)."""
-    status = error.status_code
-    if status == 405:
-        message = f"{bottle.request.method} is not supported on {bottle.request.path}"
-    elif status == 404:
-        message = f"nothing is served at {bottle.request.path}"
-    else:
-        message = error.body if isinstance(error.body, str) and error.body else error.status_line
-    bottle.response.content_type = "application/json; charset=utf-8"
-    bottle.response.set_header("Docker-Distribution-Api-Version", "registry/2.0")
-    return json.dumps({"errors": [{"code": _CODES_BY_STATUS.get(status, "UNKNOWN"), "message": message}]})
-
-
-def build_app(registry: Registry):
-    """The WSGI application of one worker process, for the roles in `config.role`: the bottle app
-    inside `ErrorsAsJson`, so that every failure, on any route, answers JSON, inside
-    `ObservedRequests` (request ids, metrics, the access log; registry_core/observability/)."""
-    from registry_core.observability.metrics import Metrics
-    from registry_core.observability.middleware import JsonAccessLog, ObservedRequests
-    from registry_core.observability.routes import build_observability_app
-    from registry_core.registry.routes import build_registry_app
-
-    role = registry.config.role
-    root = bottle.Bottle()
-    root.config["catchall"] = False  # what the routes do not answer goes to ErrorsAsJson
-    # Plugins' routes first: bottle tries routes in the order they were added, and the core's
-    # `/api/v1/repositories/<name:path>` would otherwise take `…/<name>/webhooks` as a name.
-    registry.hooks.register_routes(app=root, registry=registry)
-    if role in ("all", "registry"):
-        root.merge(build_registry_app(registry))
-    if role in ("all", "index") and registry.config.auth.enabled:
-        from registry_core.index.routes import build_index_app
-        from registry_core.ui.routes import build_ui_app
-        root.merge(build_index_app(registry))
-        root.merge(build_ui_app(registry))  # after the API's routes: it never takes a /v2/ or /api/ path
-    metrics = Metrics(registry)
-    root.merge(build_observability_app(registry, metrics))  # /healthz, /readyz, /metrics: in every role
-    if registry.hooks.implemented("filter_request"):
-        root.add_hook("before_request", lambda: registry.filter_request(bottle.request))
-    root.default_error_handler = _json_error
-    registry.hooks.startup(registry=registry)
-    access_log = JsonAccessLog() if registry.config.access_log == "json" else None
-    return ObservedRequests(ErrorsAsJson(root), metrics, access_log)
 
 
 # --- before serving --------------------------------------------------------------------------------

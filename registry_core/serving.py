@@ -124,7 +124,8 @@ def worker_app(options: ServeOptions, reported_tls=None):
     """The WSGI app of one worker, built after the fork, and warmed up before it is served.
     `reported_tls`: the master's table of the addresses whose TLS attempts were logged
     (registry_core/tls_probes.py), shared by the workers."""
-    from registry_core.app import Registry, build_app, warm_up
+    from registry_core.app import Registry, warm_up
+    from registry_core.web_app import build_app
 
     if reported_tls is not None:
         from registry_core import tls_probes

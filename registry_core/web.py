@@ -34,7 +34,7 @@ CHUNK = 120 * 1024  # under glibc's mmap threshold: see serving.BODY_RECV
 DRAIN_LIMIT = 8 << 20  # bytes of an unwanted body read (and dropped) before the connection is closed instead
 API_VERSION_HEADER = ("Docker-Distribution-Api-Version", "registry/2.0")
 REQUEST_ID_KEY = "registry_core.request_id"
-ACTOR_KEY = "registry_core.actor"  # the request's Actor (or None), once app.Registry.actor judged it
+ACTOR_KEY = "registry_core.actor"  # the request's Actor (or None), once web_access.RequestAccess.actor judged it
 _NUMBER = re.compile(r"[0-9]{1,18}")  # ASCII digits only (int() also takes "٣", " 3", "3_0"); 64 bits
 log = logging.getLogger("registry_core")
 
@@ -224,7 +224,7 @@ def request_context(request: bottle.BaseRequest, identity: Actor | None = None) 
 
 
 class ErrorsAsJson:
-    """WSGI middleware around the whole app (`registry_core.app.build_app`), the last resort for
+    """WSGI middleware around the whole app (`registry_core.web_app.build_app`), the last resort for
     what no route answered: a RegistryError raised outside the routes that answer it (a plugin's
     route or hook), a full disk anywhere (507 INSUFFICIENT_STORAGE; the services write content
     and metadata so that a failed write leaves nothing half-visible), and anything unexpected:

@@ -16,12 +16,13 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from registry_core.app import Registry, build_app
+from registry_core.app import Registry
 from registry_core.config import Config, MetricsConfig
 from registry_core.context import Context
 from registry_core.meta.store import MetaStore
 from registry_core.observability.metrics import Metrics
 from registry_core.observability.routes import is_loopback
+from registry_core.web_app import build_app
 from tests.support.oci import Client, digest, start_upload, unique_name
 from tests.support.server import RunningRegistry, free_port
 

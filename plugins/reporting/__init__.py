@@ -72,7 +72,7 @@ def startup(registry):
                     "only registry-role nodes report to an Index", registry.config.role)
     found = reporter(registry)
     if found is not None:
-        registry.visible_to_account = found.visible
+        registry.access.visible_to_account = found.visible
         found.worker.start()
 
 

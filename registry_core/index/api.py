@@ -163,7 +163,7 @@ class AccountsApi:
         return own_login(self.registry, what, "cannot manage accounts")
 
     def _is_admin(self, context: Context) -> bool:
-        return self.registry.may(context.identity, None, "admin")
+        return self.registry.access.may(context.identity, None, "admin")
 
     def _admin(self, what: str) -> Context:
         context = self._login(what)
@@ -207,7 +207,7 @@ class AccountsApi:
         return json_response({"users": [user_view(by_name[name]) for name in names]}, headers=headers)
 
     def create_user(self):
-        if not bottle.request.environ.get("HTTP_AUTHORIZATION") and self.registry.may(None, None, "signup"):
+        if not bottle.request.environ.get("HTTP_AUTHORIZATION") and self.registry.access.may(None, None, "signup"):
             return self.sign_up()
         context = self._admin("add users")
         body = self._body(("name", "password", "email", "admin"), required=("name",))
@@ -383,7 +383,7 @@ class AccountsApi:
 
     def _repository_admin(self, name: str) -> Context:
         check_name(name)
-        return self.registry.authorize(bottle.request, name, "admin")
+        return self.registry.requests.authorize(bottle.request, name, "admin")
 
     def update_repository(self, name: str):
         context = self._repository_admin(name)
@@ -435,7 +435,7 @@ def collaborator_view(document: dict) -> dict:
 def own_login(registry, what: str, tokens_are: str) -> Context:
     """The context of a user who logged in with their own password; 401 for the anonymous, 403
     for access, robot and registry tokens (`tokens_are` says what they are for instead)."""
-    context = registry.authorize(bottle.request, None, "login")
+    context = registry.requests.authorize(bottle.request, None, "login")
     identity = context.identity
     if identity.kind != "user" or identity.scopes is not None:
         raise RegistryError("DENIED", f"{what} needs a user's own login (password): access tokens, "

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import base64
 
+from registry_core.access import TOKEN_ACTOR
 from registry_core.context import Actor
 from registry_core.errors import RegistryError
 from registry_core.hookspecs import hookimpl
 from registry_core.index.tokens import InvalidToken, token_allows
 from registry_core.names import is_account_name
 
-TOKEN_ACTOR = "jwt"
-
 
 def unauthorized(registry, request, message: str, error: str | None = None) -> RegistryError:
-    return RegistryError("UNAUTHORIZED", message, headers=registry.challenge(request, error=error))
+    return RegistryError("UNAUTHORIZED", message, headers=registry.requests.challenge(request, error=error))
 
 
 @hookimpl

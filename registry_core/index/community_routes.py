@@ -108,7 +108,7 @@ class CommunityApi:
     def _reader(self, name: str) -> Context:
         """The context of a caller who may pull `name`; raises 401/403 (alike for missing names)."""
         check_name(name)
-        return self.registry.authorize(bottle.request, name, "pull")
+        return self.registry.requests.authorize(bottle.request, name, "pull")
 
     def _member(self, what: str) -> Context:
         return own_login(self.registry, what, "are for pushing and pulling")
@@ -124,7 +124,7 @@ class CommunityApi:
                                 f"n={n} is over the limit of {MAX_PAGE_SIZE} results per page")
         page = whole_number(query.get("page"), "page", 1, minimum=1)
         return self.search_service.query(
-            text, lambda names: self.registry.visible_repositories(bottle.request, names), page, n)
+            text, lambda names: self.registry.requests.visible_repositories(bottle.request, names), page, n)
 
     def search(self):
         found = self._search()
@@ -166,9 +166,9 @@ class CommunityApi:
     def unstar(self, name: str):
         context = self._member("unstarring")
         check_name(name)
-        may_pull = self.registry.may(context.identity, name, "pull")
+        may_pull = self.registry.access.may(context.identity, name, "pull")
         if not may_pull and self.stars.get(name, context.actor) is None:
-            raise self.registry.denied(context.identity, name, "pull")
+            raise self.registry.requests.denied(bottle.request, context.identity, name, "pull")
         self.stars.unstar(context, name)
         answer = {"name": name, "starred": False}
         if may_pull:
@@ -177,14 +177,14 @@ class CommunityApi:
 
     def starred(self, user: str):
         context = self._member("listing stars")
-        admin = self.registry.may(context.identity, None, "admin")
+        admin = self.registry.access.may(context.identity, None, "admin")
         if user != context.actor and not admin:
             raise RegistryError("DENIED", f"{context.actor} may not list the stars of {user}: only their own")
         if admin and self.registry.accounts.user(user) is None:
             raise not_found(f"no user {user}")
         n, last = page_query()
         snapshot = self.meta.snapshot()
-        names = self.registry.visible_repositories(bottle.request, self.stars.starred_by(user, snapshot))
+        names = self.registry.requests.visible_repositories(bottle.request, self.stars.starred_by(user, snapshot))
         chosen, more = paginate(names, n if n is not None else DEFAULT_PAGE, last)
         starred = []
         for name in chosen:
@@ -214,9 +214,9 @@ class CommunityApi:
     def unbookmark(self, name: str):
         context = self._member("removing bookmarks")
         check_name(name)
-        if not self.registry.may(context.identity, name, "pull") and \
+        if not self.registry.access.may(context.identity, name, "pull") and \
                 not self.bookmark_service.has(context.actor, name):
-            raise self.registry.denied(context.identity, name, "pull")
+            raise self.registry.requests.denied(bottle.request, context.identity, name, "pull")
         self.bookmark_service.remove(context, name)
         return json_response({"name": name, "bookmarked": False})
 
@@ -227,7 +227,7 @@ class CommunityApi:
                                 "are private, only their owner lists them")
         n, last = page_query()
         by_name = {entry["name"]: entry for entry in self.bookmark_service.of(user)}
-        names = self.registry.visible_repositories(bottle.request, sorted(by_name))
+        names = self.registry.requests.visible_repositories(bottle.request, sorted(by_name))
         chosen, more = paginate(names, n if n is not None else DEFAULT_PAGE, last)
         headers = {"Link": next_link(f"{PREFIX}/users/{user}/bookmarks", n, chosen[-1])} if more and chosen else {}
         return json_response({"user": user, "repositories": [by_name[name] for name in chosen]}, headers=headers)
@@ -240,7 +240,7 @@ class CommunityApi:
         context = self._reader(name)
         self.repositories.require(name)
         page = repository_history.history(self.meta, name, bottle.request.query.get("before") or None,
-                                          admin=self.registry.may(context.identity, name, "admin"))
+                                          admin=self.registry.access.may(context.identity, name, "admin"))
         headers = {"Link": f'<{quote(f"{PREFIX}/repositories/{name}/history")}?before={page.next}>; rel="next"'} \
             if page.next else {}
         return json_response({"name": name, "entries": page.entries, "next": page.next}, headers=headers)
@@ -256,7 +256,7 @@ class CommunityApi:
     def set_readme(self, name: str):
         self._member("writing a README")
         check_name(name)
-        context = self.registry.authorize(bottle.request, name, "admin")
+        context = self.registry.requests.authorize(bottle.request, name, "admin")
         body = json_body(("body",), required=("body",))
         document = self.readmes.set(context, name, body["body"])
         return json_response(readme_view(name, document))
@@ -297,6 +297,6 @@ class CommunityApi:
     def delete_comment(self, name: str, comment_id: str):
         context = self._member("deleting comments")
         self._reader(name)
-        moderator = self.registry.may(context.identity, name, "admin")
+        moderator = self.registry.access.may(context.identity, name, "admin")
         self.comments.delete(context, name, comment_id, moderator)
         return bottle.HTTPResponse(status=204)

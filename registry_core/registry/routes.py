@@ -61,7 +61,7 @@ class Api:
 
     def _context(self, name: str | None, action: str):
         """Who is asking, after the access policy allowed `action` on repository `name`."""
-        return self.registry.authorize(bottle.request, name, action)
+        return self.registry.requests.authorize(bottle.request, name, action)
 
     def _url(self, path: str) -> str:
         return base_url(bottle.request, self.registry.config.public_url) + path
@@ -148,7 +148,7 @@ class Api:
         check_name(name)
         check_digest(digest)
         context = self._context(name, "delete")
-        self.registry.delete_blob(context, name, digest)
+        self.registry.blob_links.delete(context, name, digest)
         return bottle.HTTPResponse(b"", 202, {"Content-Length": "0"})
 
     # --- uploads (end-4a/4b, end-5, end-6, end-11, end-13) ------------------------------------
@@ -157,12 +157,12 @@ class Api:
         check_name(name)
         query = bottle.request.query
         mount_from = query.get("from") if query.get("mount") else None
-        context = self.registry.authorize(bottle.request, name, "push", mount_from)
+        context = self.registry.requests.authorize(bottle.request, name, "push", mount_from)
         self.registry.check(event("push", context, repository=name))
         if query.get("mount"):
             digest = check_digest(query.get("mount"))
             source = query.get("from")
-            if self.registry.mount(context, name, digest, source):
+            if self.registry.blob_links.mount(context, name, digest, source):
                 return self._blob_created(name, digest)
         if query.get("digest"):
             digest = check_digest(query.get("digest"))
@@ -250,7 +250,7 @@ class Api:
         self._context(None, "catalog")
         n, last = page_query()
         names, more = self.repositories.catalog(
-            n, last, lambda page: self.registry.visible_repositories(bottle.request, page))
+            n, last, lambda page: self.registry.requests.visible_repositories(bottle.request, page))
         headers = {}
         if more and names:
             headers["Link"] = next_link("/v2/_catalog", n, names[-1])

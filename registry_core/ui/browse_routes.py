@@ -55,7 +55,7 @@ class BrowseRoutes(Site):
             return self.not_found()
         before = bottle.request.query.get("before") or None
         page = repository_history.history(self.registry.meta, name, before,
-                                          admin=self.registry.may(actor, name, "admin"))
+                                          admin=self.registry.access.may(actor, name, "admin"))
         return self.page("history.html", name=name, history=page, first=before is None)
 
     def account(self, account: str):

@@ -67,5 +67,5 @@ class CommunityForms(Site):
         if actor is None:
             return self.redirect(f"/login?next=/r/{name}")
         self.pages.comments.delete(request_context(bottle.request, actor), name, comment_id,
-                                   moderator=self.registry.may(actor, name, "admin"))
+                                   moderator=self.registry.access.may(actor, name, "admin"))
         return self.redirect(f"/r/{name}#comments")

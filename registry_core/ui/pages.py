@@ -1,7 +1,7 @@
 """What each page of the web UI shows, for one visitor: the service behind the UI's routes (ui/routes.py).
 
 Visibility is decided exactly as the API decides it: `may(actor, name, "pull")` is
-`Registry.may`, the `permission_allowed` hook (the Index's access policy and any plugin's). A
+`Registry.access.may`, the `permission_allowed` hook (the Index's access policy and any plugin's). A
 repository the visitor may not pull is answered like a missing one (None here, the same 404 page
 there). Nothing here imports bottle; the routes hand in the actor and shape the answer.
 

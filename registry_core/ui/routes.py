@@ -45,7 +45,7 @@ from registry_core.ui.site import UiResponses
 
 def build_ui_app(registry) -> bottle.Bottle:
     """The UI's pages on a bottle app of their own (their bottle plugin applies to them only),
-    for `app.build_app` to merge into the root."""
+    for `web_app.build_app` to merge into the root."""
     app = bottle.Bottle()
     register_ui_routes(app, registry)
     return app

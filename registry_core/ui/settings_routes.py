@@ -22,7 +22,7 @@ class SettingsRoutes(Site):
         _, actor = self.visitor()
         if not self.pages.readable(actor, name):
             raise NotFound()
-        if actor is None or not self.registry.may(actor, name, "admin"):
+        if actor is None or not self.registry.access.may(actor, name, "admin"):
             raise RegistryError("DENIED", f"only the admins of {name} change its settings")
         return actor
 
@@ -70,7 +70,7 @@ class SettingsRoutes(Site):
         tag = form.getunicode("tag") or ""
         if not is_tag(tag):
             raise RegistryError("TAG_INVALID", "give the name of one of the repository's tags", status=400)
-        if not self.registry.may(actor, name, "delete"):
+        if not self.registry.access.may(actor, name, "delete"):
             raise RegistryError("DENIED", f"{actor.name} may not delete tags of {name}")
         self.registry.manifests.delete(name, tag, request_context(bottle.request, actor))
         return self.redirect(f"/r/{name}/settings")

@@ -106,7 +106,7 @@ class Site:
         self.registry = registry
         self.config = registry.config
         self.accounts = registry.accounts
-        self.pages = Pages(registry, registry.may)
+        self.pages = Pages(registry, registry.access.may)
         self.sessions = Sessions(load_or_create_key(keys_dir(registry.config)))
         self.secure_cookies = (registry.config.public_url or "").lower().startswith("https://")
         self.stylesheet_bytes = resources.files("registry_core.ui").joinpath("static/ui.css").read_bytes()
@@ -149,7 +149,7 @@ class Site:
         """Where the anonymous may not even list the catalog (`auth.anonymousPull: false`, a private
         registry's plugin), a visitor who has not logged in sees only the login page: every other
         page redirects there."""
-        if route.rule in OPEN_PAGES or self.visitor()[1] is not None or self.registry.may(None, None, "catalog"):
+        if route.rule in OPEN_PAGES or self.visitor()[1] is not None or self.registry.access.may(None, None, "catalog"):
             return None
         path = bottle.request.environ.get("PATH_INFO") or "/"
         if bottle.request.method != "GET":
@@ -159,7 +159,7 @@ class Site:
     def signup_open(self) -> bool:
         """Whether the anonymous may make an account: the access decision `signup` (a plugin's,
         such as the sponsor plugin's `signup: open`), the one `POST /api/v1/users` asks."""
-        return self.registry.may(None, None, "signup")
+        return self.registry.access.may(None, None, "signup")
 
     def _logged_in(self) -> Actor:
         _, actor = self.visitor()

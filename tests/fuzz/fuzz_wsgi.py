@@ -53,10 +53,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 with atheris.instrument_imports(include=["registry_core", "bottle"]):  # bottle: routing, request parsing
-    from registry_core.app import Registry, build_app
+    from registry_core.app import Registry
     from registry_core.index import passwords
     from registry_core.seed import sample_store_dir, seed
     from registry_core.serving import read_config
+    from registry_core.web_app import build_app
 
 HANG_SECONDS = 20
 # FUZZ_STATS=<file>: every 1000 requests, how many had each method, path shape and status
