@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import fnmatch
 
+from registry_core.access import TOKEN_ACTOR
 from registry_core.errors import RegistryError
 from registry_core.hookspecs import hookimpl
 from registry_core.plugins import per_registry
@@ -83,11 +84,11 @@ def permission_allowed(actor, action, repository, registry):
 
 def publishes_for(actor, vendor: str, registry) -> bool:
     """May `actor` publish in `vendor`'s namespace: an owner or maintainer of the organisation, one
-    of its robots, or a registry admin? A registry token (kind `jwt`) grants what it was issued
+    of its robots, or a registry admin? A registry token (kind TOKEN_ACTOR) grants what it was issued
     for, and the token service asked this same question when it issued it."""
     if actor is None:
         return False
-    if actor.kind == "jwt" or actor.admin:
+    if actor.kind == TOKEN_ACTOR or actor.admin:
         return True
     if actor.kind == "robot":
         return actor.extra.get("owner") == vendor

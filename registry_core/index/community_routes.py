@@ -45,6 +45,7 @@ from urllib.parse import quote
 
 import bottle
 
+from registry_core.access import TOKEN_ACTOR
 from registry_core.context import Context
 from registry_core.errors import RegistryError
 from registry_core.index.accounts import not_found
@@ -149,7 +150,7 @@ class CommunityApi:
         snapshot = self.meta.snapshot()
         document = self.repositories.require(name, snapshot)
         identity = context.identity
-        starred = identity is not None and identity.kind in ("user", "jwt") and \
+        starred = identity is not None and identity.kind in ("user", TOKEN_ACTOR) and \
             self.stars.get(name, identity.name, snapshot) is not None
         return json_response({"name": name, "visibility": document["visibility"],
                               "description": document.get("description", ""), "owner": document.get("owner"),
