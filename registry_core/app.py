@@ -27,7 +27,7 @@ from registry_core.registry.referrers import ReferrerService
 from registry_core.registry.repositories import RepositoryService
 from registry_core.registry.uploads import UploadService
 from registry_core.web import ACTOR_KEY as _ACTOR_KEY
-from registry_core.web import ErrorsAsJson, base_url, error_response, request_context
+from registry_core.web import ErrorsAsJson, base_url, refusal_response, request_context
 
 META_DIR = "meta.git"
 log = logging.getLogger("registry_core")
@@ -103,7 +103,7 @@ class Registry:
         """Run the `filter_request` hook; raises the response that rejects the request, if any."""
         answer = self.hooks.filter_request(request=request, registry=self)
         if isinstance(answer, RegistryError):
-            raise error_response(answer)
+            raise refusal_response(answer, request)
         if isinstance(answer, bottle.HTTPResponse):
             raise answer
 

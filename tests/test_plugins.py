@@ -232,6 +232,21 @@ def test_hook_ui_panels_is_told_who_is_visiting(plugged_index):
     assert "<p>home  for alice</p>" in browser.get(f"{plugged_index.url}/").text
 
 
+def test_hook_filter_request_refusing_a_ui_page_answers_a_browser_with_the_html_page_and_others_with_json(
+        plugged_index):
+    blocked = {"X-Everything-Block": "error"}
+    page = requests.get(f"{plugged_index.url}/search?q=x", headers={**blocked, "Accept": "text/html"})
+    assert page.status_code == 403 and page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "blocked by the everything plugin&#39;s request filter" in page.text
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    form = requests.post(f"{plugged_index.url}/login", headers=blocked, data={"username": "alice"})
+    assert form.status_code == 403 and form.headers["Content-Type"].startswith("text/html")
+    for path, accept in (("/search?q=x", "application/json"), ("/api/v1/search?q=x", "text/html"),
+                         ("/v2/", "text/html"), ("/no/such/page", "text/html")):
+        r = requests.get(f"{plugged_index.url}{path}", headers={**blocked, "Accept": accept})
+        assert r.status_code == 403 and error_codes(r) == ["DENIED"], path
+
+
 def test_misspelled_hook_implementation_stops_start_up(tmp_path):
     (tmp_path / "typo.py").write_text("from registry_core.hookspecs import hookimpl\n\n"
                                       "@hookimpl\ndef track_evnt(event):\n    pass\n")

@@ -41,6 +41,7 @@ from registry_core.ui.browse_routes import BrowseRoutes
 from registry_core.ui.community_forms import CommunityForms
 from registry_core.ui.settings_routes import SettingsRoutes
 from registry_core.ui.site import UiResponses
+from registry_core.web import ERROR_PAGE
 
 
 def build_ui_app(registry) -> bottle.Bottle:
@@ -55,6 +56,7 @@ def register_ui_routes(app: bottle.Bottle, registry) -> None:
     """Add the pages to `app`, as a plugin's `register_routes` would."""
     ui = WebUi(registry)
     app.install(UiResponses(ui.error_page, ui.login_gate))
+    app.config[ERROR_PAGE] = ui.refusal_page  # a request refused before routing (web.refusal_response)
     route = app.route
     route("/", "GET", ui.home, name="ui_home")
     route("/search", "GET", ui.search, name="ui_search")
