@@ -156,3 +156,13 @@ def ui_panels(page, repository, actor, registry):
     ``repository`` for ``repository``; ``None`` on home) to ``actor`` (``None``: anonymous): each
     a dict with ``title`` (text) and either ``text`` (escaped) or ``html`` (cleaned against the
     Markdown allow-list: no script, handler or style survives). ``None`` adds nothing."""
+
+
+@hookspec
+def ui_settings_sections(repository, actor, registry):
+    """Return a section (or a list of sections) for the web UI's settings page of ``repository``,
+    which its admins alone see: ``actor`` may ``admin`` it (the UI checked before asking). Each is
+    a ``registry_core.ui.sections.Section``: an ``id``, a ``title``, a Jinja2 ``template``
+    (rendered with every value escaped) with its ``values``, and ``actions``: the handlers of its
+    forms' POSTs to ``/r/<repository>/settings/<id>/<action>``, which the UI calls only after it
+    checked the form's CSRF token and that the visitor is an admin. ``None`` adds nothing."""

@@ -154,6 +154,25 @@ def error_response(error: RegistryError) -> bottle.HTTPResponse:
     return bottle.HTTPResponse(body, status=error.status, headers=headers)
 
 
+# A bottle app whose routes answer failures with pages of their own (the web UI) names, in its
+# config under this key, `render(error) -> HTTPResponse | None`: what a request refused before
+# routing gets from it (None: the spec's JSON after all). See `refusal_response`.
+ERROR_PAGE = "registry_core.error_page"
+
+
+def refusal_response(error: RegistryError, request: bottle.BaseRequest) -> bottle.HTTPResponse:
+    """The answer to a request a `filter_request` plugin refused (a rate limit, a firewall), which
+    no route has seen yet: what the app of the route it would have reached renders (`ERROR_PAGE`:
+    the web UI's HTML page, for a browser), else the spec's JSON error."""
+    try:
+        route, _ = request.app.router.match(request.environ)
+    except bottle.HTTPError:  # no route (404) or not this method (405): nobody renders pages here
+        return error_response(error)
+    render = route.config.get(ERROR_PAGE)
+    answer = render(error) if render is not None else None
+    return answer if answer is not None else error_response(error)
+
+
 def json_response(document, status: int = 200, content_type: str = "application/json; charset=utf-8",
                   headers: dict | None = None) -> bottle.HTTPResponse:
     all_headers = {"Content-Type": content_type}

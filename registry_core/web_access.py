@@ -13,7 +13,7 @@ import bottle
 from registry_core.access import Access
 from registry_core.context import Actor, Context, InvalidIdentity
 from registry_core.errors import RegistryError
-from registry_core.web import ACTOR_KEY, base_url, error_response, request_context
+from registry_core.web import ACTOR_KEY, base_url, refusal_response, request_context
 
 
 class RequestAccess:
@@ -35,7 +35,7 @@ class RequestAccess:
             return
         answer = self._filter_request(request)
         if isinstance(answer, RegistryError):
-            raise error_response(answer)
+            raise refusal_response(answer, request)
         if isinstance(answer, bottle.HTTPResponse):
             raise answer
 

@@ -232,6 +232,71 @@ def test_hook_ui_panels_is_told_who_is_visiting(plugged_index):
     assert "<p>home  for alice</p>" in browser.get(f"{plugged_index.url}/").text
 
 
+def ui_session(server, user: tuple[str, str]) -> tuple[requests.Session, str]:
+    """A browser-like session logged in to the web UI as `user`, and its CSRF token."""
+    browser = requests.Session()
+    csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get(f"{server.url}/login").text).group(1)
+    r = browser.post(f"{server.url}/login", data={"csrf": csrf, "username": user[0], "password": user[1]},
+                     allow_redirects=False)
+    assert r.status_code == 303, r.text
+    return browser, re.search(r'name="csrf" value="([^"]+)"', browser.get(f"{server.url}/").text).group(1)
+
+
+def section_notes(server) -> list[dict]:
+    return events(Path(server.store) / "everything-section.jsonl")
+
+
+def test_hook_ui_settings_sections_shows_admins_a_section_and_hands_it_their_checked_forms(plugged_index):
+    alice, bob = ("alice", "alice-demo"), ("bob", "bob-demo")
+    name = f"alice/sections-{unique_name().rsplit('/', 1)[-1]}"
+    session = requests.Session()
+    session.auth = alice
+    Client(plugged_index.url, session).push_image(name, "v1")
+    assert requests.patch(f"{plugged_index.url}/api/v1/repositories/{name}", auth=alice,
+                          json={"visibility": "public"}).status_code == 200
+    settings = f"{plugged_index.url}/r/{name}/settings"
+    browser, csrf = ui_session(plugged_index, alice)
+    page = browser.get(settings).text
+    assert '<h2 id="everything-heading">Everything &lt;i&gt;section&lt;/i&gt;</h2>' in page
+    assert "for alice: &lt;script&gt;alert(&#34;section&#34;)&lt;/script&gt;" in page  # values are text
+    assert "Everything shadowing" not in page and "Everything as a dict" not in page  # malformed: left out
+    assert f'<form action="/r/{name}/settings/everything/note" method="post">' in page
+
+    r = browser.post(f"{settings}/everything/note", data={"csrf": csrf, "text": "<b>noted</b>"})
+    assert r.status_code == 200 and '<p id="everything-said">&lt;b&gt;noted&lt;/b&gt;</p>' in r.text
+    r = browser.post(f"{settings}/everything/note", data={"csrf": csrf, "text": "refuse"})
+    assert r.status_code == 400 and '<p class="problem">the everything section refuses &lt;this&gt;</p>' in r.text
+    assert [note for note in section_notes(plugged_index) if note["repository"] == name] == [
+        {"repository": name, "actor": "alice", "author": "alice", "text": text} for text in ("<b>noted</b>", "refuse")]
+
+    before = section_notes(plugged_index)
+    for form in ({}, {"csrf": csrf + "x"}):  # the core checks the token before the plugin hears of the form
+        assert browser.post(f"{settings}/everything/note", data={**form, "text": "forged"}).status_code == 403
+    reader, reader_csrf = ui_session(plugged_index, bob)  # may pull it, is not its admin
+    shown = reader.get(settings)
+    assert shown.status_code == 403 and "Everything" not in shown.text.replace("Everything &lt;i&gt;panel", "")
+    r = reader.post(f"{settings}/everything/note", data={"csrf": reader_csrf, "text": "from bob"})
+    assert r.status_code == 403
+    r = browser.post(f"{settings}/everything/no-such-action", data={"csrf": csrf, "text": "x"})
+    assert r.status_code == 404
+    assert section_notes(plugged_index) == before
+
+
+def test_hook_filter_request_refusing_a_ui_page_answers_a_browser_with_the_html_page_and_others_with_json(
+        plugged_index):
+    blocked = {"X-Everything-Block": "error"}
+    page = requests.get(f"{plugged_index.url}/search?q=x", headers={**blocked, "Accept": "text/html"})
+    assert page.status_code == 403 and page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "blocked by the everything plugin&#39;s request filter" in page.text
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    form = requests.post(f"{plugged_index.url}/login", headers=blocked, data={"username": "alice"})
+    assert form.status_code == 403 and form.headers["Content-Type"].startswith("text/html")
+    for path, accept in (("/search?q=x", "application/json"), ("/api/v1/search?q=x", "text/html"),
+                         ("/v2/", "text/html"), ("/no/such/page", "text/html")):
+        r = requests.get(f"{plugged_index.url}{path}", headers={**blocked, "Accept": accept})
+        assert r.status_code == 403 and error_codes(r) == ["DENIED"], path
+
+
 def test_misspelled_hook_implementation_stops_start_up(tmp_path):
     (tmp_path / "typo.py").write_text("from registry_core.hookspecs import hookimpl\n\n"
                                       "@hookimpl\ndef track_evnt(event):\n    pass\n")

@@ -14,6 +14,7 @@ import pytest
 import requests
 import yaml
 
+from registry_core.ui.site import SECURITY_HEADERS
 from tests.support.oci import meta_commits, meta_tip
 from tests.support.server import RunningRegistry
 from tests.test_sponsor_plugin import session_from
@@ -124,6 +125,26 @@ def test_the_sign_up_form_shares_the_apis_limit_per_client_address(open_signup):
     assert r.status_code == 400  # the third of 3 an hour
     r = browser.post(f"{open_signup.url}/signup", data={**refused, "username": f"s{uuid.uuid4().hex[:10]}"})
     assert r.status_code == 429 and "signupLimit" in r.text and int(r.headers["Retry-After"]) > 0
+
+
+def test_past_the_sign_up_limit_a_browser_gets_the_ui_page_with_retry_after_and_a_script_the_json(open_signup):
+    address = fresh_address()
+    browser, csrf = signup_form(open_signup, address)
+    refused = {"csrf": csrf, "username": "Not Valid", "password": "a-long-password", "again": "a-long-password"}
+    for _ in range(3):
+        assert browser.post(f"{open_signup.url}/signup", data=refused).status_code == 400
+    tip = meta_tip(open_signup.store)
+    page = browser.post(f"{open_signup.url}/signup", data={**refused, "username": f"s{uuid.uuid4().hex[:10]}"},
+                        headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert page.status_code == 429 and page.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert int(page.headers["Retry-After"]) > 0
+    assert "<h1>Too Many Requests</h1>" in page.text and "too many sign-ups from this address" in page.text
+    assert page.headers["Content-Security-Policy"] == SECURITY_HEADERS["Content-Security-Policy"]
+    script = session_from(address).post(api(open_signup, "/users"), json={"name": "Not Valid", "password": "x" * 8},
+                                        headers={"Accept": "application/json"})
+    assert script.status_code == 429 and script.headers["Content-Type"].startswith("application/json")
+    assert script.json()["errors"][0]["code"] == "TOOMANYREQUESTS" and int(script.headers["Retry-After"]) > 0
+    assert meta_tip(open_signup.store) == tip
 
 
 # --- collaborators ----------------------------------------------------------------------------------

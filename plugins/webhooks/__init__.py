@@ -5,7 +5,8 @@ endpoints in `pluginConfig.webhooks` (settings.py); every event a hook wants is 
 durable outbox under `<store>/state/webhooks/` before the request is answered (service.py,
 outbox.py) and delivered, signed, in order per hook, with retries, by one worker per store
 (worker.py); secrets are sealed with a key outside git (sealing.py); targets on private networks
-are refused (targets.py). Payload formats: payloads.py; `registry webhook …`: commands.py.
+are refused (targets.py). Payload formats: payloads.py; `registry webhook …`: commands.py; the
+section of the web UI's repository settings page: ui.py.
 Written against docs/plugins.md only.
 """
 
@@ -49,3 +50,9 @@ def track_event(event, registry):
 def register_commands(cli):
     from .commands import register
     register(cli)
+
+
+@hookimpl
+def ui_settings_sections(repository, registry):
+    from .ui import WebhooksSection
+    return WebhooksSection(service(registry), repository).section()

@@ -13,8 +13,10 @@ community_forms.py (logged in, readers of the repository):
     POST /r/<name>/star, /unstar, /bookmark, /unbookmark
     POST /r/<name>/comments, /r/<name>/comments/<id>/edit, …/<id>/delete
 settings_routes.py (the repository's admins):
-    GET  /r/<name>/settings         visibility, description, README, collaborators, webhooks, delete a tag
+    GET  /r/<name>/settings         visibility, description, README, collaborators, delete a tag, and
+                                    the plugins' sections (ui/sections.py: the webhooks plugin's hooks)
     POST /r/<name>/settings, …/settings/delete-tag, …/settings/collaborators, …/collaborators/<user>/remove
+    POST /r/<name>/settings/<section>/<action>   a plugin section's form, checked here, handled by its plugin
 account_routes.py:
     GET  /settings/tokens           your access tokens (a new one's secret shown once) and password
     POST /settings/tokens, /settings/tokens/<id>/revoke, /settings/password (logged in)
@@ -41,6 +43,7 @@ from registry_core.ui.browse_routes import BrowseRoutes
 from registry_core.ui.community_forms import CommunityForms
 from registry_core.ui.settings_routes import SettingsRoutes
 from registry_core.ui.site import UiResponses
+from registry_core.web import ERROR_PAGE
 
 
 def build_ui_app(registry) -> bottle.Bottle:
@@ -55,6 +58,7 @@ def register_ui_routes(app: bottle.Bottle, registry) -> None:
     """Add the pages to `app`, as a plugin's `register_routes` would."""
     ui = WebUi(registry)
     app.install(UiResponses(ui.error_page, ui.login_gate))
+    app.config[ERROR_PAGE] = ui.refusal_page  # a request refused before routing (web.refusal_response)
     route = app.route
     route("/", "GET", ui.home, name="ui_home")
     route("/search", "GET", ui.search, name="ui_search")
@@ -78,6 +82,7 @@ def register_ui_routes(app: bottle.Bottle, registry) -> None:
     route("/r/<name:path>/settings/collaborators", "POST", ui.set_collaborator, name="ui_collaborators")
     route("/r/<name:path>/settings/collaborators/<user>/remove", "POST", ui.remove_collaborator,
           name="ui_remove_collaborator")
+    route("/r/<name:path>/settings/<section_id>/<action>", "POST", ui.section_action, name="ui_section_action")
     route("/r/<name:path>/star", "POST", ui.star, name="ui_star")
     route("/r/<name:path>/unstar", "POST", ui.unstar, name="ui_unstar")
     route("/r/<name:path>/bookmark", "POST", ui.bookmark, name="ui_bookmark")

@@ -1,6 +1,7 @@
 """A repository's settings page, for its admins: visibility, descriptions, README, collaborators,
-deleting a tag, and where its webhooks are managed. A reader who is not an admin gets the 403
-page; anyone who may not see the repository, the 404 page."""
+deleting a tag, and the plugins' sections (ui/sections.py: the webhooks plugin's hooks, say),
+whose forms this page's routes check and hand to their plugin. A reader who is not an admin gets
+the 403 page; anyone who may not see the repository, the 404 page."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from registry_core.errors import RegistryError
 from registry_core.index import collaborators as repository_access
 from registry_core.index.accounts import check_account_name
 from registry_core.names import canonical_name, is_tag
+from registry_core.ui.sections import ANCHOR, SectionForm, SectionRequest, Show, plugin_sections, render_section
 from registry_core.ui.site import MAX_DESCRIPTION, NotFound, Site, text_field
 from registry_core.web import base_url, request_context
 
@@ -32,12 +34,46 @@ class SettingsRoutes(Site):
         longer = self._named_like_a_page(name, "settings")
         if longer is not None:
             return self.repository(longer)
-        self._admin_of(name)
-        shown = self.pages.repository(self.visitor()[1], name)
+        return self._settings_page(name, self._admin_of(name))
+
+    def _settings_page(self, name: str, actor: Actor, status: int = 200, section_id: str | None = None,
+                       values: dict | None = None, problem: str | None = None):
+        """The settings page; the section `section_id` shown with `values` added to its own and
+        `problem` (what its action answered)."""
+        shown = self.pages.repository(actor, name)
         collaborators = sorted(repository_access.collaborators(self.registry.meta, name), key=lambda c: c["user"])
-        return self.page("repository_settings.html", repository=shown, message=None, collaborators=collaborators,
-                         roles=repository_access.ROLES, webhooks=self.registry.plugins.get_plugin("webhooks") is not None,
-                         site=base_url(bottle.request, self.config.public_url))
+        session, _ = self.visitor()
+        csrf, site = self.sessions.csrf_token(session), base_url(bottle.request, self.config.public_url)
+        sections = []
+        for section in plugin_sections(self.registry, name, actor):
+            mine = section.id == section_id
+            body = render_section(section, {**section.values, **(values or {})} if mine else section.values,
+                                  problem if mine else None, csrf=csrf, repository=name, site=site)
+            sections.append({"id": section.id, "title": section.title, "body": body})
+        return self.page("repository_settings.html", status, repository=shown, message=None,
+                         collaborators=collaborators, roles=repository_access.ROLES, sections=sections)
+
+    def section_action(self, name: str, section_id: str, action: str):
+        """A form of a plugin's section: checked (CSRF, then admin) before its handler is called."""
+        form, _ = self.checked_form()
+        actor = self._admin_of(name)
+        section = next((s for s in plugin_sections(self.registry, name, actor) if s.id == section_id), None)
+        handler = section.actions.get(action) if section is not None else None
+        if handler is None:
+            raise NotFound()
+        decoded = form.decode()
+        request = SectionRequest(name, actor, request_context(bottle.request, actor),
+                                 SectionForm({key: decoded.getall(key) for key in decoded.keys()}))
+        try:
+            answer = handler(request)
+        except RegistryError as error:
+            if not 400 <= error.status < 500 or error.status in (403, 404):
+                raise
+            return self._settings_page(name, actor, error.status, section_id, problem=error.message)
+        if isinstance(answer, Show):
+            return self._settings_page(name, actor, answer.status, section_id, answer.values)
+        anchor = answer if isinstance(answer, str) and ANCHOR.fullmatch(answer) else f"#{section_id}"
+        return self.redirect(f"/r/{name}/settings{anchor}")
 
     def save_repository_settings(self, name: str):
         form, _ = self.checked_form()

@@ -95,10 +95,24 @@ class UiResponses:
                 result = self.error_page(RegistryError("UNKNOWN", error.body if isinstance(error.body, str)
                                                        else None, status=error.status_code))
             if isinstance(result, bottle.HTTPResponse):
-                for header, value in SECURITY_HEADERS.items():
-                    result.set_header(header, value)
+                secured(result)
             return result
         return wrapper
+
+
+def secured(response: bottle.HTTPResponse) -> bottle.HTTPResponse:
+    """`response` with the security headers every answer of the UI carries."""
+    for header, value in SECURITY_HEADERS.items():
+        response.set_header(header, value)
+    return response
+
+
+def wants_a_page(environ: dict) -> bool:
+    """Whether the request comes from a browser: it accepts HTML, or it sends a form. (A script
+    that asks for JSON or sends no form gets the spec's JSON error, as from the API.)"""
+    form_type = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
+    return "text/html" in (environ.get("HTTP_ACCEPT") or "").lower() or \
+        form_type in ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 class Site:
@@ -194,6 +208,16 @@ class Site:
         except ValueError:
             title = "Error"
         return self.page("error.html", error.status, headers=error.headers, title=title, message=error.message)
+
+    def refusal_page(self, error: RegistryError) -> bottle.HTTPResponse | None:
+        """The page a browser gets when a `filter_request` plugin refuses a request for one of the
+        UI's pages before it reaches the page (the sponsor plugin's sign-up limit: 429 with
+        Retry-After; a firewall's 403): the error page with the refusal's status, message and
+        headers. None for other clients, who get the spec's JSON (web.refusal_response)."""
+        if not wants_a_page(bottle.request.environ):
+            return None
+        drain_body(bottle.request.environ)
+        return secured(self.error_page(error))
 
     def not_found(self) -> bottle.HTTPResponse:
         return self.page("error.html", 404, title="Not found",

@@ -179,3 +179,30 @@ def ui_panels(page, repository, actor):
     who = actor.name if actor else "anonymous"
     return [{"title": "Everything <i>panel</i>", "html": f"<p>{page} {repository or ''} for {who}</p>{PANEL_MARKUP}"},
             {"title": "Everything text", "text": "<b>plain text</b>"}]
+
+
+SECTION_TEMPLATE = """<p class="everything-who">for {{ section.who }}: {{ section.markup }}</p>
+{% if problem %}<p class="problem">{{ problem }}</p>{% endif %}
+{% if section.said %}<p id="everything-said">{{ section.said }}</p>{% endif %}
+<form action="{{ action }}/note" method="post"><input type="hidden" name="csrf" value="{{ csrf }}">
+<label for="everything-text">Text</label><input id="everything-text" name="text"><button>Note</button></form>"""
+
+
+@hookimpl
+def ui_settings_sections(repository, actor, registry):
+    """A section whose values carry markup (which must stay text) and whose action records who
+    sent what to `<store>/everything-section.jsonl`; and two sections the page must leave out."""
+    from registry_core.ui.sections import Section, Show
+
+    def note(request):
+        with open(f"{registry.config.store}/everything-section.jsonl", "a") as f:
+            f.write(json.dumps({"repository": request.repository, "actor": request.actor.name,
+                                "author": request.context.actor, "text": request.form.get("text")}) + "\n")
+        if request.form.get("text") == "refuse":
+            raise RegistryError("UNSUPPORTED", "the everything section refuses <this>", status=400)
+        return Show({"said": request.form.get("text")})
+    return [Section(id="everything", title="Everything <i>section</i>", template=SECTION_TEMPLATE,
+                    values={"who": actor.name, "markup": '<script>alert("section")</script>', "said": None},
+                    actions={"note": note}),
+            Section(id="collaborators", title="Everything shadowing the collaborators", template="<p>no</p>"),
+            {"id": "a-dict", "title": "Everything as a dict", "template": "<p>no</p>"}]

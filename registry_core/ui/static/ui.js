@@ -1,8 +1,17 @@
 // The web UI's one script (served from /static, so the Content-Security-Policy's script-src 'self'
 // allows it; no page has inline script). It adds a "Copy" button beside each readonly input
 // marked data-copy; without it (script off) the input's text can still be selected and copied.
+// It also opens the <details> the address's #fragment names (a webhook's delivery log after a ping).
 "use strict";
+function openTargetedDetails() {
+  var target = location.hash.length > 1 ? document.getElementById(location.hash.slice(1)) : null;
+  if (target && target.tagName === "DETAILS") {
+    target.open = true;
+  }
+}
+window.addEventListener("hashchange", openTargetedDetails);
 document.addEventListener("DOMContentLoaded", function () {
+  openTargetedDetails();
   document.querySelectorAll("input[data-copy]").forEach(function (input) {
     var button = document.createElement("button");
     button.type = "button";
