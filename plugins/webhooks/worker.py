@@ -1,8 +1,11 @@
-"""Delivering the outbox: one thread in each server process, and one process at a time per store.
+"""Delivering the outbox, one process at a time per store: the loop of the webhooks' delivery
+process (delivery.py), and the reporting plugin's delivery thread.
 
-The thread takes a non-blocking flock on `state/webhooks/worker.lock`; the process that holds it
-delivers, the others stand by and try again every `pollInterval` (the lock goes with a process
-that dies, even by SIGKILL, so another takes over). Each hook's queue is sent in order, by one
+Only the holder of a flock on the outbox's `worker.lock` delivers. A Worker given that lock
+already (`lock_file`: the delivery process inherits it from the server process that started it)
+delivers at once; one without it takes a non-blocking flock itself, and stands by while another
+process holds it, trying again every `pollInterval` (the lock goes with a process that dies, even
+by SIGKILL, so another takes over). Each hook's queue is sent in order, by one
 sender thread at a time: its oldest pending delivery first, the next only once that one is
 delivered or has failed for good; different hooks are sent to side by side. An
 attempt POSTs the recorded body with a timeout, follows no redirect, reads at most
@@ -82,16 +85,17 @@ class HookGone(Exception):
 
 class Worker:
     """The delivery thread of one process. `hook_for(record)` answers the current (url, secret)
-    of the record's hook, or raises HookGone."""
+    of the record's hook, or raises HookGone; `lock_file`, the open `worker.lock` when the
+    process holds its flock already."""
 
-    def __init__(self, outbox: Outbox, settings, hook_for, queue_delivery):
+    def __init__(self, outbox: Outbox, settings, hook_for, queue_delivery, lock_file=None):
         self.outbox = outbox
         self.settings = settings
         self.hook_for = hook_for
         self.queue_delivery = queue_delivery  # (event name, delivery, occurrence): outbox.split_events
         self.wake = threading.Event()
         self._stop = threading.Event()
-        self._lock_file = None
+        self._lock_file = lock_file  # the open worker.lock this process holds the flock through
         self._busy: set[str] = set()   # hooks being sent by a sender thread
         self._busy_lock = threading.Lock()
         self._senders = concurrent.futures.ThreadPoolExecutor(SENDERS, thread_name_prefix="webhooks-send")
