@@ -25,12 +25,10 @@ import hmac
 import http.client
 import logging
 import random
-import socket
-import ssl
 import threading
 import time
 
-from . import targets
+from . import sending, targets
 from .outbox import Outbox
 
 RESPONSE_LIMIT = 4096     # bytes of a receiver's answer read (and kept: RESPONSE_KEPT)
@@ -44,39 +42,11 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class _PinnedHTTP(http.client.HTTPConnection):
-    """An HTTP connection to an address already checked, whatever the host's DNS says now."""
-
-    def __init__(self, host, port, address, timeout):
-        super().__init__(host, port, timeout=timeout)
-        self._address = address
-
-    def connect(self):
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
-
-
-class _PinnedHTTPS(http.client.HTTPSConnection):
-    def __init__(self, host, port, address, timeout):
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self._address = address
-
-    def connect(self):
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
-
-
 def post(url: str, body: bytes, headers: dict, timeout: float, allow_private: bool) -> tuple[int, bytes]:
-    """POST `body` to `url` (checked again, after resolving); (status, start of the answer).
-    Raises targets.TargetRefused, or OSError/HTTPException for a failed exchange."""
-    target = targets.resolve(targets.parse(url), allow_private)
-    connection_class = _PinnedHTTPS if target.scheme == "https" else _PinnedHTTP
-    connection = connection_class(target.host, target.port, target.address, timeout)
-    try:
-        connection.request("POST", target.path, body=body, headers=headers)
-        response = connection.getresponse()
-        return response.status, response.read(RESPONSE_LIMIT)
-    finally:
-        connection.close()
+    """POST `body` to `url` (checked again, after resolving: sending.py); (status, at most
+    RESPONSE_LIMIT bytes of the answer). Raises targets.TargetRefused, or OSError/HTTPException
+    for a failed exchange."""
+    return sending.post(url, body, headers, timeout, allow_private, RESPONSE_LIMIT)
 
 
 class HookGone(Exception):
