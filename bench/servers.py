@@ -234,15 +234,22 @@ def distribution_version() -> str:
 
 
 def process_tree(root: int) -> list[int]:
+    """`root` and its descendants: the children of every thread (the webhooks' delivery process
+    is started by a thread of a worker, and listed under that thread only)."""
     pids, queue = [], [root]
     while queue:
         pid = queue.pop()
         pids.append(pid)
         try:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                queue.extend(int(child) for child in f.read().split())
+            threads = os.listdir(f"/proc/{pid}/task")
         except OSError:
-            pass
+            continue
+        for thread in threads:
+            try:
+                with open(f"/proc/{pid}/task/{thread}/children") as f:
+                    queue.extend(int(child) for child in f.read().split())
+            except OSError:
+                pass
     return pids
 
 

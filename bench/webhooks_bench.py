@@ -8,12 +8,16 @@ The server is ours with the default config (accounts on; pushes with Basic admin
 `plugins: [webhooks]` and `allowPrivateTargets: true` (the receiver is on 127.0.0.1). The three
 hooks (distribution, cloudevents and dockerhub payloads) post to one receiver process, which
 notes the arrival time of each event; only the distribution-format events count for the latency.
+Also printed: the CPU time the server's delivery process (plugins/webhooks/delivery.py) and the
+receiver used per event, from the first push to the last delivery: work done on the same cores as
+the pushes, in whichever block it falls.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -44,6 +48,33 @@ RECEIVER = textwrap.dedent('''
     ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Recorder).serve_forever()
 ''')
 AUTH = ("admin", "admin-demo")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of the processes `pids` (those still there)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
+def delivery_processes(server: OurRegistry) -> list[int]:
+    """The server's webhooks delivery process (its module, or its title, names it)."""
+    found = []
+    for pid in server.pids():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"webhooks" in f.read():
+                    found.append(pid)
+        except OSError:
+            pass
+    return found
 
 
 def push_tags(url: str, headers: dict, repository: str, image: Image, count: int, prefix: str) -> dict[str, float]:
@@ -85,6 +116,7 @@ def main() -> None:
                               json={"url": f"http://127.0.0.1:{port}/{kind}", "format": kind, "events": ["push"]})
             r.raise_for_status()
         seconds = {"admin/hooked": 0.0, "admin/plain": 0.0}
+        cpu_before = cpu_seconds(delivery_processes(server)), cpu_seconds([receiver.pid])
         acknowledged: dict[str, float] = {}
         for block in range(args.blocks):
             order = ["admin/hooked", "admin/plain"] if block % 2 == 0 else ["admin/plain", "admin/hooked"]
@@ -97,9 +129,11 @@ def main() -> None:
         deadline = time.time() + 60
         while time.time() < deadline:
             lines = record.read_text().splitlines() if record.exists() else []
-            if sum(1 for line in lines if json.loads(line)["format"] == "distribution") >= len(acknowledged):
+            if len(lines) >= 3 * len(acknowledged):  # every format's events, for the CPU figures
                 break
             time.sleep(0.5)
+        delivery_cpu = cpu_seconds(delivery_processes(server)) - cpu_before[0]
+        receiver_cpu = cpu_seconds([receiver.pid]) - cpu_before[1]
         latencies = []
         for line in record.read_text().splitlines():
             event = json.loads(line)
@@ -116,10 +150,13 @@ def main() -> None:
         print(json.dumps({"tags_per_s_three_hooks": round(hooked, 1), "tags_per_s_none": round(plain, 1),
                           "ratio": round(hooked / plain, 3), "events": len(latencies), "pushes": total,
                           "latency_p50_ms": round(statistics.median(latencies), 1) if latencies else None,
-                          "latency_p99_ms": round(p99, 1)}))
+                          "latency_p99_ms": round(p99, 1),
+                          "delivery_cpu_ms_per_event": round(delivery_cpu * 1000 / total, 2),
+                          "receiver_cpu_ms_per_event": round(receiver_cpu * 1000 / total, 2)}))
         print(f"tag pushes: {hooked:.0f}/s with three webhooks, {plain:.0f}/s without ({hooked / plain:.2f}x); "
               f"201 -> receiver: p50 {statistics.median(latencies):.0f} ms, p99 {p99:.0f} ms "
-              f"({len(latencies)} of {total} events)")
+              f"({len(latencies)} of {total} events); CPU per event: delivery process "
+              f"{delivery_cpu * 1000 / total:.2f} ms, receiver {receiver_cpu * 1000 / total:.2f} ms")
     finally:
         server.stop()
         receiver.kill()

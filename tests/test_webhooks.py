@@ -72,8 +72,8 @@ class Receiver:
 
 
 def write_config(directory: Path, allow_private: bool = True, max_age: str = "60s", timeout: str = "2s",
-                 endpoints=None) -> str:
-    section = {"allowPrivateTargets": allow_private, "timeout": timeout, "pollInterval": "0.2s",
+                 endpoints=None, poll: str = "0.2s") -> str:
+    section = {"allowPrivateTargets": allow_private, "timeout": timeout, "pollInterval": poll,
                "retry": {"initialInterval": "0.2s", "maxInterval": "1s", "maxAge": max_age}}
     if endpoints:
         section["endpoints"] = endpoints
@@ -567,3 +567,98 @@ def test_stars_comments_and_mirror_fills_are_events_a_hook_may_ask_for(server, r
     from registry_core.events import Event
     assert webhook_event(Event("mirror-fill", repository="library/alpine", media_type="application/vnd.oci.image.index.v1+json")) == "mirror-fill"
     assert webhook_event(Event("mirror-fill", repository="library/alpine", digest="sha256:" + "a" * 64)) is None  # a blob
+
+
+# --- the delivery process ------------------------------------------------------------------------
+
+def delivery_processes(server) -> list[int]:
+    """The processes the server's workers started (the delivery process: plugins/webhooks/delivery.py),
+    found through every thread of each worker (a process started by a thread is listed under it)."""
+    found = []
+    for worker in server.pids()[1:]:
+        for thread in os.listdir(f"/proc/{worker}/task") if os.path.exists(f"/proc/{worker}/task") else []:
+            try:
+                found += [int(pid) for pid in Path(f"/proc/{worker}/task/{thread}/children").read_text().split()]
+            except OSError:
+                pass  # the thread ended meanwhile
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_deliveries_are_sent_by_one_process_of_their_own_started_again_when_it_or_its_worker_is_killed(tmp_path):
+    receiver = Receiver(tmp_path).start()
+    server = RunningRegistry(tmp_path / "store", "--config", write_config(tmp_path), "--workers", "2")
+    try:
+        repository = f"alice/apart-{uuid.uuid4().hex[:6]}"
+        client = alice_client(server)
+        client.push_image(repository, "t0")
+        add_hook(server, repository, url=receiver.url, secret="apart-secret-0123456")
+        (first,) = wait_until(lambda: delivery_processes(server), "one worker starts the delivery process")
+        assert "webhooks" in Path(f"/proc/{first}/cmdline").read_text()  # its module, or its title once set
+
+        os.kill(first, signal.SIGKILL)  # its worker, which still holds the outbox's lock, starts another
+        client.push_image(repository, "t1")
+        receiver.wait_for(1, where='"t1"')
+        (second,) = delivery_processes(server)
+        assert second != first
+
+        (parent,) = [w for w in server.pids()[1:] if str(second) in " ".join(
+            Path(f"/proc/{w}/task/{t}/children").read_text() for t in os.listdir(f"/proc/{w}/task"))]
+        os.kill(parent, signal.SIGKILL)  # its delivery process stops with it; a worker starts a new one
+        wait_until(lambda: not alive(second), "the delivery process stops when its worker is gone")
+        client.push_image(repository, "t2")
+        receiver.wait_for(1, where='"t2"')
+        (third,) = wait_until(lambda: delivery_processes(server), "a worker starts another delivery process")
+        assert third not in (first, second)
+    finally:
+        server.stop()
+        receiver.stop()
+
+
+def test_a_redelivery_queued_by_the_command_line_wakes_the_delivery_process_at_once(tmp_path, monkeypatch,
+                                                                                     cli_isolation):
+    """With an hour between looks at the outbox, only the doorbell gets the redelivery sent."""
+    from click.testing import CliRunner
+
+    from registry_core import cli
+
+    receiver = Receiver(tmp_path).start()
+    config = write_config(tmp_path, poll="1h")
+    server = RunningRegistry(tmp_path / "store", "--config", config, "--workers", "2")
+    try:
+        repository = f"alice/rung-{uuid.uuid4().hex[:6]}"
+        alice_client(server).push_image(repository, "t0")
+        hook_id = add_hook(server, repository, url=receiver.url).json()["id"]
+        alice_client(server).push_image(repository, "t1")
+        (received,) = receiver.wait_for(1)
+        event_id = received["headers"]["X-Registry-Delivery"]
+        wait_until(lambda: deliveries(server, repository, hook_id)[0]["state"] == "delivered", "the delivery is logged")
+
+        monkeypatch.setenv("REGISTRY_CONFIG", config)
+        result = CliRunner().invoke(cli.main, ["webhook", "redeliver", repository, hook_id, event_id,
+                                               "--store", str(server.store)])
+        assert result.exit_code == 0, result.output
+        again = receiver.wait_for(2)
+        assert again[1]["headers"]["X-Registry-Delivery"] == event_id
+    finally:
+        server.stop()
+        receiver.stop()
+
+
+def test_a_doorbell_rung_with_no_one_listening_does_nothing(tmp_path):
+    from registry_core.builtin_plugins.webhooks.doorbell import Doorbell
+    bell = Doorbell(str(tmp_path))
+    bell.ring()  # no FIFO yet
+    (tmp_path / "doorbell").write_text("")
+    bell.ring()  # not a FIFO: never written to
+    assert (tmp_path / "doorbell").read_text() == ""
+    (tmp_path / "doorbell").unlink()
+    os.mkfifo(tmp_path / "doorbell")
+    bell.ring()  # a FIFO nobody reads
+    assert bell._fd is None

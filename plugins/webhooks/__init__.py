@@ -3,10 +3,11 @@
 Per-repository hooks managed by the repository's admins (routes.py, definitions.py), registry-wide
 endpoints in `pluginConfig.webhooks` (settings.py); every event a hook wants is recorded in a
 durable outbox under `<store>/state/webhooks/` before the request is answered (service.py,
-outbox.py) and delivered, signed, in order per hook, with retries, by one worker per store
-(worker.py); secrets are sealed with a key outside git (sealing.py); targets on private networks
-are refused (targets.py). Payload formats: payloads.py; `registry webhook …`: commands.py; the
-section of the web UI's repository settings page: ui.py.
+outbox.py) and delivered, signed, in order per hook, with retries (worker.py), by one process per
+store beside the server's workers (delivery.py), woken through a doorbell (doorbell.py); secrets
+are sealed with a key outside git (sealing.py); targets on private networks are refused
+(targets.py). Payload formats: payloads.py; `registry webhook …`: commands.py; the section of the
+web UI's repository settings page: ui.py.
 Written against docs/plugins.md only.
 """
 
@@ -16,14 +17,23 @@ from __future__ import annotations
 from registry_core.hookspecs import hookimpl
 from registry_core.plugins import per_registry
 
+from .delivery import DeliveryProcess
 from .routes import WebhooksApi
 from .service import Webhooks
 from .settings import SCHEMA
 
+
 @per_registry
 def service(registry) -> Webhooks:
     """The webhooks of `registry`."""
-    return Webhooks(registry)
+    return Webhooks.of(registry)
+
+
+@per_registry
+def delivery_process(registry) -> DeliveryProcess:
+    """What starts the store's delivery process from this server process when it is its turn."""
+    webhooks = service(registry)
+    return DeliveryProcess(webhooks.outbox, webhooks.settings, webhooks.spec)
 
 
 @hookimpl
@@ -38,7 +48,7 @@ def register_routes(app, registry):
 
 @hookimpl
 def startup(registry):
-    service(registry).worker.start()
+    delivery_process(registry).start()
 
 
 @hookimpl

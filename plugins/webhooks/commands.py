@@ -1,7 +1,7 @@
 """`registry webhook add|list|remove|deliveries|redeliver`: a store's hooks from the command line,
 like `registry repo` (no server needed; whoever can write the store administers it). Each change
-is a commit authored by the operating-system user, or by `--as NAME`. A running server's worker
-sends what these commands queue (a redelivery) at its next look at the outbox.
+is a commit authored by the operating-system user, or by `--as NAME`. A running server's delivery
+process sends what these commands queue (a redelivery) at once: they ring its doorbell.
 
 The command is there when the configuration (`$REGISTRY_CONFIG`, or ./registry.yaml) enables the
 plugin: `plugins: [webhooks]`.

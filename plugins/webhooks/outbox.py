@@ -4,6 +4,7 @@ delivers. Operational data, not git: the audit log (meta.git) shows who configur
 not every retry.
 
     state/webhooks/worker.lock                       flock: the one process that delivers
+    state/webhooks/doorbell                          FIFO: rung to wake it (doorbell.py)
     state/webhooks/events/<seq>.json                 events recorded by requests, not yet split
     state/webhooks/hooks/<hook>/queue/<seq>.json     pending deliveries, oldest first
     state/webhooks/hooks/<hook>/log/<seq>.json       delivered or failed (dead letter), the newest 1000

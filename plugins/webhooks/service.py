@@ -1,6 +1,10 @@
 """The webhooks of one store: hook definitions (meta.git), the outbox (state/), the delivery
-worker, and the step between them: an event the core reports becomes one pending delivery per
+process, and the step between them: an event the core reports becomes one pending delivery per
 hook that wants it, recorded before the request that caused it is answered.
+
+Built from a `spec` (`spec_of`: the store and the plugin's settings, plain JSON), in the server's
+processes from registry.yaml, and in the delivery process (delivery.py) from the spec its server
+process handed it, so that both read the same settings.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from registry_core.context import now_iso
 
 from . import payloads
 from .definitions import Definitions, wants
+from .doorbell import Doorbell
 from .outbox import Outbox
 from .sealing import Sealer, SecretUnavailable
 from .settings import Settings
-from .worker import HookGone, Worker
+from .worker import HookGone
 
 INSTANCE = socket.gethostname()
 
@@ -48,15 +53,28 @@ def request_details() -> tuple[dict, str | None]:
              "useragent": environ.get("HTTP_USER_AGENT")}, base_url(bottle.request))
 
 
+def spec_of(config) -> dict:
+    """What the webhooks of a store are built from (plain JSON: it is handed to the delivery
+    process): the store, how its meta.git is written, where the sealing key is, the plugin's
+    section of registry.yaml."""
+    return {"store": config.store, "durable": config.durable, "metaWriter": config.meta_writer,
+            "keysDir": config.auth.keys_dir or os.path.join(config.store, "keys"),
+            "settings": config.plugin_config.get("webhooks") or {}}
+
+
 class Webhooks:
-    def __init__(self, registry):
+    def __init__(self, spec: dict, meta, public_url: str | None = None):
+        self.spec = spec
+        self.settings = Settings.from_config(spec["settings"])
+        self.public_url = public_url
+        self.definitions = Definitions(meta, Sealer(spec["keysDir"]), self.settings.allow_private_targets)
+        self.outbox = Outbox(os.path.join(spec["store"], "state", "webhooks"), durable=spec["durable"])
+        self.doorbell = Doorbell(self.outbox.root)
+
+    @classmethod
+    def of(cls, registry) -> Webhooks:
         config = registry.config
-        self.settings = Settings.from_config(config.plugin_config.get("webhooks"))
-        self.public_url = config.public_url
-        keys_dir = config.auth.keys_dir or os.path.join(config.store, "keys")
-        self.definitions = Definitions(registry.meta, Sealer(keys_dir), self.settings.allow_private_targets)
-        self.outbox = Outbox(os.path.join(config.store, "state", "webhooks"), durable=config.durable)
-        self.worker = Worker(self.outbox, self.settings, self.hook_for, self.queue_delivery)
+        return cls(spec_of(config), registry.meta, config.public_url)
 
     # --- recording --------------------------------------------------------------------------------
 
@@ -84,7 +102,7 @@ class Webhooks:
             return 0
         self.outbox.record_event(self.occurrence(event, kind), [
             {"hook": key, "format": fmt, "repository": repository} for key, fmt, repository in wanted])
-        self.worker.wake.set()
+        self.doorbell.ring()
         return len(wanted)
 
     def queue_delivery(self, name: str, delivery: dict, occurrence: dict) -> None:
@@ -115,9 +133,9 @@ class Webhooks:
                           if record["id"] not in shown]
 
     def ping(self, hook: dict, event) -> dict:
-        """Queue a `ping` delivery to `hook` (its format, its secret) and wake the worker."""
+        """Queue a `ping` delivery to `hook` (its format, its secret) and wake the delivery process."""
         record = self.enqueue(hook["id"], hook["format"], hook["repository"], self.occurrence(event, "ping"))
-        self.worker.wake.set()
+        self.doorbell.ring()
         return record
 
     def redeliver(self, key: str, event_id: str) -> dict | None:
@@ -134,7 +152,7 @@ class Webhooks:
             now = time.time()
             record.update(state="pending", nextAttemptAt=now, deadline=now + self.settings.max_age)
             self.outbox.requeue(key, name, record)
-            self.worker.wake.set()
+            self.doorbell.ring()
         return record
 
     # --- delivering -------------------------------------------------------------------------------

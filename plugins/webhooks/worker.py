@@ -1,8 +1,11 @@
-"""Delivering the outbox: one thread in each server process, and one process at a time per store.
+"""Delivering the outbox, one process at a time per store: the loop of the webhooks' delivery
+process (delivery.py), and the reporting plugin's delivery thread.
 
-The thread takes a non-blocking flock on `state/webhooks/worker.lock`; the process that holds it
-delivers, the others stand by and try again every `pollInterval` (the lock goes with a process
-that dies, even by SIGKILL, so another takes over). Each hook's queue is sent in order, by one
+Only the holder of a flock on the outbox's `worker.lock` delivers. A Worker given that lock
+already (`lock_file`: the delivery process inherits it from the server process that started it)
+delivers at once; one without it takes a non-blocking flock itself, and stands by while another
+process holds it, trying again every `pollInterval` (the lock goes with a process that dies, even
+by SIGKILL, so another takes over). Each hook's queue is sent in order, by one
 sender thread at a time: its oldest pending delivery first, the next only once that one is
 delivered or has failed for good; different hooks are sent to side by side. An
 attempt POSTs the recorded body with a timeout, follows no redirect, reads at most
@@ -22,12 +25,10 @@ import hmac
 import http.client
 import logging
 import random
-import socket
-import ssl
 import threading
 import time
 
-from . import targets
+from . import sending, targets
 from .outbox import Outbox
 
 RESPONSE_LIMIT = 4096     # bytes of a receiver's answer read (and kept: RESPONSE_KEPT)
@@ -41,39 +42,11 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class _PinnedHTTP(http.client.HTTPConnection):
-    """An HTTP connection to an address already checked, whatever the host's DNS says now."""
-
-    def __init__(self, host, port, address, timeout):
-        super().__init__(host, port, timeout=timeout)
-        self._address = address
-
-    def connect(self):
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
-
-
-class _PinnedHTTPS(http.client.HTTPSConnection):
-    def __init__(self, host, port, address, timeout):
-        super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self._address = address
-
-    def connect(self):
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
-
-
 def post(url: str, body: bytes, headers: dict, timeout: float, allow_private: bool) -> tuple[int, bytes]:
-    """POST `body` to `url` (checked again, after resolving); (status, start of the answer).
-    Raises targets.TargetRefused, or OSError/HTTPException for a failed exchange."""
-    target = targets.resolve(targets.parse(url), allow_private)
-    connection_class = _PinnedHTTPS if target.scheme == "https" else _PinnedHTTP
-    connection = connection_class(target.host, target.port, target.address, timeout)
-    try:
-        connection.request("POST", target.path, body=body, headers=headers)
-        response = connection.getresponse()
-        return response.status, response.read(RESPONSE_LIMIT)
-    finally:
-        connection.close()
+    """POST `body` to `url` (checked again, after resolving: sending.py); (status, at most
+    RESPONSE_LIMIT bytes of the answer). Raises targets.TargetRefused, or OSError/HTTPException
+    for a failed exchange."""
+    return sending.post(url, body, headers, timeout, allow_private, RESPONSE_LIMIT)
 
 
 class HookGone(Exception):
@@ -82,16 +55,17 @@ class HookGone(Exception):
 
 class Worker:
     """The delivery thread of one process. `hook_for(record)` answers the current (url, secret)
-    of the record's hook, or raises HookGone."""
+    of the record's hook, or raises HookGone; `lock_file`, the open `worker.lock` when the
+    process holds its flock already."""
 
-    def __init__(self, outbox: Outbox, settings, hook_for, queue_delivery):
+    def __init__(self, outbox: Outbox, settings, hook_for, queue_delivery, lock_file=None):
         self.outbox = outbox
         self.settings = settings
         self.hook_for = hook_for
         self.queue_delivery = queue_delivery  # (event name, delivery, occurrence): outbox.split_events
         self.wake = threading.Event()
         self._stop = threading.Event()
-        self._lock_file = None
+        self._lock_file = lock_file  # the open worker.lock this process holds the flock through
         self._busy: set[str] = set()   # hooks being sent by a sender thread
         self._busy_lock = threading.Lock()
         self._senders = concurrent.futures.ThreadPoolExecutor(SENDERS, thread_name_prefix="webhooks-send")
