@@ -21,7 +21,7 @@ from registry_core.events import Event, event
 from registry_core.meta.store import MetaStore
 from registry_core.plugins import Hooks, make_plugin_manager, validate_plugin_config
 from registry_core.registry.blob_links import BlobLinks
-from registry_core.registry.blobs import BlobService
+from registry_core.registry.blobs import BlobService, links_removed_path
 from registry_core.registry.manifests import ManifestService
 from registry_core.registry.pullthrough import PullThrough
 from registry_core.registry.referrers import ReferrerService
@@ -44,7 +44,7 @@ class Registry:
         self.driver = self._open_driver()
         self.meta = MetaStore(os.path.join(config.store, META_DIR), durable=config.durable,
                               writer=config.meta_writer)
-        self.blobs = BlobService(self.driver)
+        self.blobs = BlobService(self.driver, links_removed_path(config.store))
         self.uploads = UploadService(self.driver, self.blobs)
         self.repositories = RepositoryService(self.meta, config.default_visibility)
         self.manifests = ManifestService(self.meta, self.blobs, self.repositories, notify=self.notify,

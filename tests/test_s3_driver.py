@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from registry_core.errors import RegistryError
-from registry_core.registry.blobs import BlobService
+from registry_core.registry.blobs import BlobService, LinkCache, links_removed_path, note_links_removed
 from registry_core.registry.uploads import UploadService
 from registry_core.storage.driver import StorageUnavailable
 from registry_core.storage.memory import MemoryDriver
@@ -219,6 +219,117 @@ def test_an_upload_completes_on_a_driver_without_local_files():
     worker.start()
     worker.join(60)
     assert outcome == [11]
+
+
+# --- blob reads: what a blob GET asks S3 ----------------------------------------------------------
+
+BLOB = os.urandom(READ_AHEAD_MIN + 12345)
+BLOB_DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
+
+
+def s3_calls(driver) -> list[str]:
+    """The S3 operations `driver` sends from now on, in order (botocore's own events)."""
+    calls = []
+    driver.client.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    return calls
+
+
+@pytest.fixture
+def stored(driver):
+    """The S3 driver with one blob linked into library/a (written as a push writes them)."""
+    blobs = BlobService(driver)
+    driver.put_content(f"blobs/sha256/{BLOB_DIGEST[7:9]}/{BLOB_DIGEST[7:]}", BLOB)
+    blobs.link("library/a", BLOB_DIGEST)
+    return driver
+
+
+def read_all(opened) -> tuple[bytes, int]:
+    stream, size = opened
+    with stream:
+        return stream.read(), size
+
+
+def test_a_blob_get_asks_for_its_link_and_its_bytes_and_learns_the_size_from_the_get(stored):
+    calls = s3_calls(stored)
+    assert read_all(BlobService(stored).open("library/a", BLOB_DIGEST)) == (BLOB, len(BLOB))
+    assert sorted(calls) == ["GetObject", "HeadObject"]  # the link; no HEAD of the blob for its size
+
+
+def test_a_blob_get_of_an_unlinked_or_missing_blob_is_blob_unknown(stored):
+    blobs = BlobService(stored)
+    with pytest.raises(RegistryError) as unlinked:
+        blobs.open("library/b", BLOB_DIGEST)
+    assert unlinked.value.code == "BLOB_UNKNOWN"
+    missing = "sha256:" + hashlib.sha256(b"never stored").hexdigest()
+    blobs.link("library/a", missing)
+    with pytest.raises(RegistryError) as gone:
+        blobs.open("library/a", missing)
+    assert gone.value.code == "BLOB_UNKNOWN"
+
+
+def test_a_link_seen_once_is_not_asked_for_again(stored, tmp_path):
+    blobs = BlobService(stored, links_removed_path(str(tmp_path)))
+    assert read_all(blobs.open("library/a", BLOB_DIGEST))[1] == len(BLOB)
+    calls = s3_calls(stored)
+    assert read_all(blobs.open("library/a", BLOB_DIGEST)) == (BLOB, len(BLOB))
+    assert calls == ["GetObject"]
+
+
+def test_a_head_of_a_known_link_asks_only_for_the_blob_size(stored, tmp_path):
+    blobs = BlobService(stored, links_removed_path(str(tmp_path)))
+    assert blobs.size("library/a", BLOB_DIGEST) == len(BLOB)
+    calls = s3_calls(stored)
+    assert blobs.size("library/a", BLOB_DIGEST) == len(BLOB)
+    assert calls == ["HeadObject"]
+
+
+def test_a_link_removed_by_another_process_is_asked_for_again_at_once(stored, tmp_path):
+    reader = BlobService(stored, links_removed_path(str(tmp_path)))
+    other_process = BlobService(stored, links_removed_path(str(tmp_path)))
+    assert read_all(reader.open("library/a", BLOB_DIGEST))[1] == len(BLOB)
+    other_process.unlink("library/a", BLOB_DIGEST)
+    for ask in (reader.open, reader.size):
+        with pytest.raises(RegistryError) as unknown:
+            ask("library/a", BLOB_DIGEST)
+        assert unknown.value.code == "BLOB_UNKNOWN"
+
+
+def test_a_link_written_in_this_process_is_known_without_asking(stored, tmp_path):
+    blobs = BlobService(stored, links_removed_path(str(tmp_path)))
+    blobs.link("library/c", BLOB_DIGEST)   # as a push or a mount writes it
+    calls = s3_calls(stored)
+    assert read_all(blobs.open("library/c", BLOB_DIGEST))[0] == BLOB
+    assert calls == ["GetObject"]
+
+
+def test_a_known_link_whose_blob_is_gone_is_blob_unknown_and_forgotten(stored, tmp_path):
+    blobs = BlobService(stored, links_removed_path(str(tmp_path)))
+    read_all(blobs.open("library/a", BLOB_DIGEST))
+    stored.delete(f"blobs/sha256/{BLOB_DIGEST[7:9]}/{BLOB_DIGEST[7:]}")   # as garbage collection does
+    for _ in range(2):
+        with pytest.raises(RegistryError) as unknown:
+            blobs.open("library/a", BLOB_DIGEST)
+        assert unknown.value.code == "BLOB_UNKNOWN"
+    assert not blobs._known.knows("library/a", BLOB_DIGEST)[0]
+
+
+def test_the_link_cache_keeps_at_most_its_entries_the_least_recently_used_going_first(tmp_path):
+    cache = LinkCache(links_removed_path(str(tmp_path)), entries=2)
+    for name in ("a", "b"):
+        cache.remember(name, BLOB_DIGEST, cache.stamp())
+    assert cache.knows("a", BLOB_DIGEST)[0]        # a is now the most recently used
+    cache.remember("c", BLOB_DIGEST, cache.stamp())
+    assert [cache.knows(name, BLOB_DIGEST)[0] for name in ("a", "b", "c")] == [True, False, True]
+
+
+def test_a_link_found_before_a_removal_is_not_remembered_after_it(tmp_path):
+    """A link check that raced a removal: what it found must not outlive the removal."""
+    stamp_path = links_removed_path(str(tmp_path))
+    cache = LinkCache(stamp_path)
+    stamp = cache.knows("a", BLOB_DIGEST)[1]       # read before asking S3 for the link
+    note_links_removed(stamp_path)                 # the link is removed meanwhile
+    cache.remember("a", BLOB_DIGEST, stamp)        # the answer arrives: "linked"
+    assert not cache.knows("a", BLOB_DIGEST)[0]
 
 
 # --- one clear line when the bucket cannot be used -----------------------------------------------

@@ -148,6 +148,58 @@ def test_a_wrong_digest_is_refused_and_nothing_is_stored_at_either_digest(s3_sto
     assert s3_store.has_blob(digest(data))
 
 
+def test_blob_get_head_and_ranges_answer_the_blob_and_its_length(s3_registry):
+    data = os.urandom(4 * MIB + 12345)    # large enough to be read ahead
+    name = unique_name("s3")
+    blob = Client(s3_registry.url).push_blob(name, data)
+    url = f"{s3_registry.url}/v2/{name}/blobs/{blob}"
+    r = requests.get(url)
+    assert r.status_code == 200 and r.content == data and r.headers["Content-Length"] == str(len(data))
+    r = requests.head(url)
+    assert r.status_code == 200 and r.headers["Content-Length"] == str(len(data)) and r.content == b""
+    r = requests.get(url, headers={"Range": "bytes=-10"})
+    assert r.status_code == 206 and r.content == data[-10:]
+    assert r.headers["Content-Range"] == f"bytes {len(data) - 10}-{len(data) - 1}/{len(data)}"
+
+
+def pulled_by_every_worker(url: str, times: int = 8, method: str = "GET") -> list[int]:
+    """The statuses of `times` requests, each on a new connection (so both workers answer some)."""
+    return [requests.request(method, url).status_code for _ in range(times)]
+
+
+def test_a_deleted_blob_is_unknown_to_every_worker_at_once(s3_registry):
+    """Workers remember the links they have seen (registry/blobs.py LinkCache): a DELETE in one
+    must reach the others before it is answered."""
+    name = unique_name("s3")
+    client = Client(s3_registry.url)
+    blob = client.push_blob(name, os.urandom(1000))
+    url = f"{s3_registry.url}/v2/{name}/blobs/{blob}"
+    assert pulled_by_every_worker(url) == [200] * 8
+    assert pulled_by_every_worker(url, method="HEAD") == [200] * 8
+    assert client.delete(f"/v2/{name}/blobs/{blob}").status_code == 202
+    assert pulled_by_every_worker(url) == [404] * 8
+    assert pulled_by_every_worker(url, method="HEAD") == [404] * 8
+
+
+@pytest.mark.usefixtures("aws_credentials")
+def test_a_link_garbage_collection_removes_is_unknown_to_every_worker_at_once(moto_server, s3_bucket, tmp_path):
+    store = S3Store(tmp_path, moto_server, s3_bucket)
+    with store.serve() as server:
+        client = Client(server.url)
+        _, manifest, _ = client.push_image("s3/kept", "v1")
+        layer = manifest["layers"][0]["digest"]
+        client.push_blob("s3/loose", client.get(f"/v2/s3/kept/blobs/{layer}").content)  # no manifest needs it here
+        loose = f"{server.url}/v2/s3/loose/blobs/{layer}"
+        assert pulled_by_every_worker(loose) == [200] * 8
+
+        result = run_cli(store, "garbage-collect", "--grace", "0")
+        assert result.exit_code == 0, result.output
+        removed = {(item["kind"], item.get("repository")) for item in json.loads(result.output)["removed"]}
+        assert ("link", "s3/loose") in removed and store.has_blob(layer)
+        assert pulled_by_every_worker(loose) == [404] * 8
+        assert pulled_by_every_worker(f"{server.url}/v2/s3/kept/blobs/{layer}") == [200] * 8
+
+
 def test_with_redirect_blob_gets_answer_307_to_a_presigned_url(moto_server, s3_bucket, tmp_path):
     store = S3Store(tmp_path, moto_server, s3_bucket, redirect=True)
     with store.serve() as server:

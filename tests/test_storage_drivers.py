@@ -131,6 +131,19 @@ def test_reader_from_the_start_and_from_an_offset(driver):
         assert f.read() == b""
 
 
+def test_sized_reader_gives_the_whole_file_and_its_size(driver):
+    driver.put_content("some/blob", DATA)
+    driver.put_content("zero", b"")
+    for path, content in (("some/blob", DATA), ("zero", b"")):
+        stream, size = driver.sized_reader(path)
+        with stream:
+            assert (stream.read(), size) == (content, len(content))
+    driver.put_content("a-file", b"x")
+    for missing in ("missing", "a-file/below"):
+        with pytest.raises(PathNotFound):
+            driver.sized_reader(missing)
+
+
 def test_size_and_exists(driver):
     assert not driver.exists("some/blob")
     driver.put_content("some/blob", DATA)

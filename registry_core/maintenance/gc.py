@@ -62,6 +62,7 @@ from registry_core.meta.packing import PackResult, pack_metadata
 from registry_core.meta.store import MetaStore, Snapshot, Transaction, load_blob
 from registry_core.maintenance import inventory
 from registry_core.maintenance.inventory import RepositoryGraph
+from registry_core.registry.blobs import links_removed_path, note_links_removed
 from registry_core.storage import paths
 from registry_core.storage.driver import StorageDriver
 
@@ -444,6 +445,8 @@ class GarbageCollector:
                 continue
             if not self.options.dry_run:
                 self.driver.delete(link.path)
+                if self.report.store:  # processes that remember links forget them (registry/blobs.py)
+                    note_links_removed(links_removed_path(self.report.store))
             self.report.removed.append(Removal("link", link.path, repository=link.repository,
                                                digest=link.digest, reason=reason))
 

@@ -109,11 +109,17 @@ class Api:
         check_name(name)
         check_digest(digest)
         context = self._context(name, "pull")
+        requested = bottle.request.environ.get("HTTP_RANGE")
+        whole = bottle.request.method == "GET" and not requested
+        redirect = self.blobs.redirect_url(digest) if whole else None
+        # A whole GET served from here opens the blob at once: the read tells its size, so the
+        # store is asked for the link and the bytes only (no HEAD of the blob for its size).
+        opens = whole and redirect is None
         try:
-            size = self.blobs.size(name, digest)
+            stream, size = self.blobs.open(name, digest) if opens else (None, self.blobs.size(name, digest))
         except RegistryError:
             pull_through = self.registry.pull_through
-            if bottle.request.method == "GET" and not bottle.request.environ.get("HTTP_RANGE"):
+            if whole:
                 streamed = pull_through.stream_blob(name, digest, context)
                 if streamed is not None:  # sent while it is stored: see registry/pullthrough.py
                     return bottle.HTTPResponse(streamed, 200, {
@@ -121,12 +127,11 @@ class Api:
                         "Content-Length": str(streamed.size), "ETag": f'"{digest}"'})
             elif not pull_through.blob(name, digest, context):
                 raise
-            size = self.blobs.size(name, digest)
+            stream, size = self.blobs.open(name, digest) if opens else (None, self.blobs.size(name, digest))
         headers = {"Docker-Content-Digest": digest, "Content-Type": BLOB_CONTENT_TYPE,
                    "Accept-Ranges": "bytes", "ETag": f'"{digest}"',
                    "Cache-Control": "max-age=31536000"}
         start, end, status = 0, size - 1, 200
-        requested = bottle.request.environ.get("HTTP_RANGE")
         if requested:
             start, end = parse_range(requested, size)
             status = 206
@@ -135,13 +140,17 @@ class Api:
         headers["Content-Length"] = str(length)
         if bottle.request.method == "HEAD":
             return bottle.HTTPResponse(b"", status, headers)
-        redirect = None if requested else self.blobs.redirect_url(digest)
         if redirect is not None:  # the storage serves it (S3 `redirect: true`): a presigned URL
             self.registry.blob_pulled(context, name, digest, size)
             return bottle.HTTPResponse(b"", 307, {"Location": redirect, "Docker-Content-Digest": digest,
                                                   "Content-Length": "0"})
-        stream = self.blobs.reader(digest, start)  # (`size` above checked the repository's link)
-        self.registry.blob_pulled(context, name, digest, size)
+        if stream is None:  # a range: read from its start (`size` above checked the repository's link)
+            stream = self.blobs.reader(digest, start)
+        try:
+            self.registry.blob_pulled(context, name, digest, size)
+        except BaseException:
+            stream.close()
+            raise
         return bottle.HTTPResponse(limited(stream, length, bottle.request.environ), status, headers)
 
     def delete_blob(self, name: str, digest: str):

@@ -7,8 +7,11 @@ Every driver must pass tests/test_storage_drivers.py.
 
 Optional methods, looked up with getattr: `modified(path) -> float | None` (when a file was last
 written, for garbage collection's ages; else the local file's mtime), `redirect_url(path) -> str |
-None` (a URL the client may GET the blob from instead, answered with 307; S3's presigned URLs) and
-`close()`. A factory that cannot reach its storage raises StorageUnavailable with one line.
+None` (a URL the client may GET the blob from instead, answered with 307; S3's presigned URLs),
+`sized_reader(path) -> (BinaryIO, int)` (`reader(path)` and the file's size, learnt from the one
+read where the store tells both: an S3 GET's Content-Length, so a blob GET asks S3 once instead of
+a HEAD then a GET; else the registry asks `size` then `reader`) and `close()`. A factory that
+cannot reach its storage raises StorageUnavailable with one line.
 """
 
 from __future__ import annotations

@@ -69,6 +69,10 @@ class FilesystemDriver:
             f.seek(offset)
         return f
 
+    def sized_reader(self, path: str) -> tuple[BinaryIO, int]:
+        f = self.reader(path)
+        return f, os.fstat(f.fileno()).st_size
+
     def append(self, path: str, chunks: Iterator[bytes]) -> int:
         """Append; when the disk is full (ENOSPC, EDQUOT) the file is cut back to its size before
         this call, so an upload stays at the offset its client last saw, whole chunks only."""

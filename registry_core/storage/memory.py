@@ -41,6 +41,10 @@ class MemoryDriver:
         stream.seek(offset)
         return stream
 
+    def sized_reader(self, path: str) -> tuple[BinaryIO, int]:
+        content = self.get_content(path)
+        return io.BytesIO(content), len(content)
+
     def append(self, path: str, chunks: Iterator[bytes]) -> int:
         """Append; the chunks are joined first, so a failing stream appends nothing."""
         added = b"".join(chunks)

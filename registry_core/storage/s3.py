@@ -35,7 +35,8 @@ Blob GETs can be redirected (307) to a presigned URL with `redirect: true`; off 
 clients that cannot reach the bucket's endpoint still pull through the registry. A whole object of
 `READ_AHEAD_MIN` bytes or more is read ahead by a thread of its own (`ReadAhead`), a few chunks
 before the caller asks: a blob GET then receives the next bytes from S3 while it sends the last ones
-to its client, instead of taking turns.
+to its client, instead of taking turns. `sized_reader` gives the object's size with its stream, from
+the GET's Content-Length, so a blob GET sends no HEAD for the size.
 """
 
 from __future__ import annotations
@@ -96,19 +97,36 @@ class S3Driver:
         """The object's bytes from `offset` on, streamed from one GET (with a Range after 0). A
         whole object of READ_AHEAD_MIN bytes or more is read ahead (ReadAhead); a ranged read,
         which its caller may stop after a few bytes, is read only as asked."""
+        return self._get(path, offset)[0]
+
+    def sized_reader(self, path: str) -> tuple[BinaryIO, int]:
+        """The whole object and its size, both from one GET (its Content-Length): no HEAD, unless
+        a service answers without a Content-Length."""
+        stream, length = self._get(path, 0)
+        if length is None:
+            try:
+                length = self.size(path)
+            except BaseException:
+                stream.close()
+                raise
+        return stream, length
+
+    def _get(self, path: str, offset: int) -> tuple[BinaryIO, int | None]:
+        """The GET behind `reader`, and the length of what it returns (None if not told)."""
         for attempt in (1, 2):
             arguments = {"Bucket": self.bucket, "Key": self._key(path)}
             if offset:
                 arguments["Range"] = f"bytes={offset}-"
             try:
                 answer = self.client.get_object(**arguments)
-                if not offset and answer.get("ContentLength", 0) >= READ_AHEAD_MIN:
-                    return ReadAhead(answer["Body"])
-                return answer["Body"]
+                length = answer.get("ContentLength")
+                if not offset and (length or 0) >= READ_AHEAD_MIN:
+                    return ReadAhead(answer["Body"]), length
+                return answer["Body"], length
             except self._client_error() as e:
                 code = e.response.get("Error", {}).get("Code")
                 if code == "InvalidRange":  # at or after the end
-                    return io.BytesIO(b"")
+                    return io.BytesIO(b""), 0
                 if code not in _MISSING:
                     raise
                 if attempt == 2 or not self._seal(path):
