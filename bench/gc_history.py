@@ -8,8 +8,9 @@ manifest document and the tag document pointing at it, in one of REPOSITORIES re
 the paths meta/paths.py gives, authored by one of a few users. The history is written with `git
 fast-import` (minutes faster than the registry's own commits), then spread over small packs of
 whole objects as the pack writer leaves them (`git repack` is not run). Then runs `registry
-garbage-collect --grace 0` and reports its wall time, the peak resident memory of it and its
-children (git's repack and prune), meta.git's size before and after, and bytes per commit.
+garbage-collect --grace 0` and reports its wall time, the peak resident memory of the largest
+of it and its children (git's repack and prune) and of the whole process tree at once
+(sampled), meta.git's size before and after, and bytes per commit.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from registry_core.meta import documents, paths  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from servers import MemorySampler  # noqa: E402
 
 REGISTRY = str(ROOT / ".venv" / "bin" / "registry")
 LAYER = "sha256:" + "ab" * 32
@@ -105,20 +109,26 @@ def main() -> None:
         meta = store / "meta.git"
         before = du(meta)
         started = time.perf_counter()
-        done = subprocess.run([REGISTRY, "garbage-collect", "--grace", "0", "--store", str(store), "--json"],
-                              capture_output=True, text=True)
+        job = subprocess.Popen([REGISTRY, "garbage-collect", "--grace", "0", "--store", str(store), "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        sampler = MemorySampler(job.pid, interval=0.1)
+        sampler.start()
+        stdout, stderr = job.communicate()
+        sampler.stop()
         seconds = time.perf_counter() - started
-        if done.returncode != 0:
-            raise SystemExit(f"garbage-collect failed: {done.stdout}{done.stderr}")
+        if job.returncode != 0:
+            raise SystemExit(f"garbage-collect failed: {stdout}{stderr}")
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         after = du(meta)
-        report = json.loads(done.stdout)
+        report = json.loads(stdout)
         summary = {"commits": args.commits, "seconds": round(seconds, 1), "peak_rss_mib": round(peak / 2**20),
+                   "peak_tree_rss_mib": round(sampler.peak_rss / 2**20),
                    "meta_mib_before": round(before / 2**20, 1), "meta_mib_after": round(after / 2**20, 1),
                    "bytes_per_commit_after": round(after / args.commits), "freed": report["bytesFreed"]}
         print(json.dumps(summary))
         print(f"garbage-collect of {args.commits:,} commits: {seconds:.1f} s, peak RSS {peak / 2**20:.0f} MiB "
-              f"(largest of it and its children), meta.git {before / 2**20:.1f} -> {after / 2**20:.1f} MiB "
+              f"(largest of it and its children; {sampler.peak_rss / 2**20:.0f} MiB the whole tree at once, "
+              f"sampled every 0.1 s), meta.git {before / 2**20:.1f} -> {after / 2**20:.1f} MiB "
               f"({after / args.commits:.0f} bytes a commit)")
     finally:
         if args.keep is None:

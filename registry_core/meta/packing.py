@@ -40,9 +40,9 @@ _OLD_BOOKKEEPING = ("retired.list", "retired", "merge.lock", "last-merge")
 # thread's delta window grow without limit. Small windows and caches trade a little time for
 # memory; what they cannot bound is git's list of the objects themselves (about 330 bytes an
 # object; figures for 100,000 commits in bench/profiles/notes.md, "garbage-collect").
-BOUNDED_MEMORY = ("-c", "core.packedGitLimit=64m", "-c", "core.packedGitWindowSize=16m",
-                  "-c", "core.deltaBaseCacheLimit=16m", "-c", "pack.windowMemory=16m",
-                  "-c", "pack.deltaCacheSize=8m", "-c", "pack.threads=2")
+BOUNDED_MEMORY = ("-c", "core.packedGitLimit=32m", "-c", "core.packedGitWindowSize=8m",
+                  "-c", "core.deltaBaseCacheLimit=8m", "-c", "pack.windowMemory=8m",
+                  "-c", "pack.deltaCacheSize=4m", "-c", "pack.threads=2")
 
 
 # Where git looks for a tree's delta base. It sorts trees by a hash of their path's last 16

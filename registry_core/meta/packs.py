@@ -170,10 +170,13 @@ class TreeCache:
             entries = self.put(raw, TreeEntries.parse(data))
         return entries
 
+    def clear(self) -> None:
+        self._trees.clear()
+        self._entries = 0
+
     def put(self, raw: bytes, entries: TreeEntries) -> TreeEntries:
         if self._entries + len(entries) > self.entry_limit:
-            self._trees.clear()
-            self._entries = 0
+            self.clear()
         self._trees[raw] = entries
         self._entries += len(entries)
         return entries
