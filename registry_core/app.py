@@ -27,8 +27,8 @@ from registry_core.registry.pullthrough import PullThrough
 from registry_core.registry.referrers import ReferrerService
 from registry_core.registry.repositories import RepositoryService
 from registry_core.registry.uploads import UploadService
+from registry_core.meta.paths import META_DIR
 
-META_DIR = "meta.git"
 log = logging.getLogger("registry_core")
 
 

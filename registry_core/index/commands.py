@@ -24,8 +24,8 @@ from registry_core.index.api import (TOKEN_ID_RE, check_password, token_days, to
 from registry_core.index.collaborators import ROLES
 from registry_core.index.passwords import generate_password
 from registry_core.meta.store import MetaStore
+from registry_core.meta.paths import META_DIR
 
-META_DIR = "meta.git"
 
 
 class Store:

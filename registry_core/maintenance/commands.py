@@ -25,8 +25,8 @@ from registry_core.maintenance.restore import TagRestorer, parse_target
 from registry_core.names import check_tag
 from registry_core.registry.blobs import BlobService
 from registry_core.maintenance.gc import GC_OBJECT_CACHE_BYTES, HOUR, GarbageCollectionRefused, GarbageCollector, Options
+from registry_core.meta.paths import META_DIR
 
-META_DIR = "meta.git"
 
 
 class MaintainedStore:

@@ -26,7 +26,6 @@ from registry_core.storage.driver import PathNotFound, StorageDriver
 
 # FilesystemDriver.put_content writes here first; a crash between write and rename leaves it behind.
 TEMPORARY_PREFIX = ".tmp-"
-LINKS_FOLDER = "_blobs"
 # Folders that make a folder of repositories/ a repository (one of them is enough).
 _REPOSITORY_MARKERS = {meta_paths.REPOSITORY_DOC, "_manifests", "_tags", "_referrers"}
 
@@ -95,9 +94,9 @@ def link_files(driver: StorageDriver) -> Iterator[StoredFile]:
 
 def _links(driver: StorageDriver, folder: str, repository: str) -> Iterator[StoredFile]:
     names = driver.list(folder)
-    if repository and LINKS_FOLDER in names:
-        for algorithm in driver.list(f"{folder}/{LINKS_FOLDER}"):
-            links = f"{folder}/{LINKS_FOLDER}/{algorithm}"
+    if repository and paths.LINK_FOLDER in names:
+        for algorithm in driver.list(f"{folder}/{paths.LINK_FOLDER}"):
+            links = f"{folder}/{paths.LINK_FOLDER}/{algorithm}"
             for name in driver.list(links):
                 if is_temporary(name):
                     yield StoredFile(f"{links}/{name}", repository=repository, temporary=True)

@@ -33,6 +33,7 @@ import hashlib
 
 from registry_core.names import split_digest
 
+META_DIR = "meta.git"  # the folder of a store (its root) that holds this repository
 REPOSITORIES = "repositories"
 REPOSITORY_DOC = "_repository.yaml"
 

@@ -123,10 +123,6 @@ def one_line(text: str, limit: int = 100) -> str:
     return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
-def signature(context: Context) -> pygit2.Signature:
-    return pygit2.Signature(*author(context))
-
-
 def trailers(context: Context) -> str:
     lines = [f"Actor: {context.actor}"]
     if context.client_addr:

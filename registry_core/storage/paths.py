@@ -19,6 +19,7 @@ from registry_core.names import split_digest
 BLOBS = "blobs"
 UPLOADS = "uploads"
 LINKS = "links"
+LINK_FOLDER = "_blobs"  # in links/<repository>/: a name no repository component can have
 
 
 def blob_path(digest: str) -> str:
@@ -28,7 +29,7 @@ def blob_path(digest: str) -> str:
 
 def link_path(repository: str, digest: str) -> str:
     algorithm, encoded = split_digest(digest)
-    return f"{LINKS}/{repository}/_blobs/{algorithm}/{encoded}"
+    return f"{LINKS}/{repository}/{LINK_FOLDER}/{algorithm}/{encoded}"
 
 
 def upload_dir(upload_id: str) -> str:
