@@ -5,11 +5,13 @@ Each round: 64 keep-alive connections GET a manifest by tag (wrk) while 8 pusher
 a distinct image manifest each time (a new config blob, then the manifest under a new tag, as CI
 pipelines do) into one repository. After each round: manifest GETs and pushes per second, errors,
 the server's whole process tree's resident memory (VmRSS summed), its open descriptors and
-memory mappings, and meta.git's size. At the end every acknowledged push is read back by tag and
+memory mappings, and meta.git's size. With `--probe SECONDS`: GETs alone (no pushers) before
+the first round and after each, to tell a GET that got slower as the store grew from pushers that
+took a larger share of the two cores. At the end every acknowledged push is read back by tag and
 must answer its digest.
 
     .venv/bin/python bench/soak.py [--rounds 3] [--seconds 60] [--readers 64] [--pushers 8]
-                                   [--writer packs|libgit2] [--out bench/SOAK.md]
+                                   [--writer packs|libgit2] [--probe 10] [--out bench/SOAK.md]
 
 Pass: zero errors, the last round's GET and push rates within 20 % of the first's, the process
 tree under 300 MiB at the end, every acknowledged push readable.
@@ -115,6 +117,7 @@ def run(args) -> dict:
         push_image(server.url, {}, REPOSITORY, image, READ_TAG)
         layers = layer_descriptors(image)
         url = f"{server.url}/v2/{REPOSITORY}/manifests/{READ_TAG}"
+        before = wrk(url, {"Accept": OCI_MANIFEST}, args.readers, args.probe, workdir) if args.probe else None
         for number in range(1, args.rounds + 1):
             deadline = time.time() + args.seconds
             results = multiprocessing.Queue()
@@ -129,10 +132,12 @@ def run(args) -> dict:
             pushed = [item for done, _ in outcomes for item in done]
             errors = [error for _, failed in outcomes for error in failed]
             acknowledged += pushed
+            probe = wrk(url, {"Accept": OCI_MANIFEST}, args.readers, args.probe, workdir) if args.probe else None
             pids = process_tree(server.process.pid)
             rss, pss = tree_memory(server.process.pid)
             fds, maps = descriptors(pids)
             rounds.append({"round": number, "get_rps": reads["rps"], "get_p99_ms": reads["p99_ms"],
+                           "get_alone_rps": probe["rps"] if probe else None,
                            "get_errors": reads["errors"], "pushes": len(pushed), "push_rps": len(pushed) / args.seconds,
                            "push_errors": len(errors), "first_errors": errors[:3], "rss_mib": rss / 2**20,
                            "pss_mib": pss / 2**20, "by_process": breakdown(pids), "processes": len(pids), "fds": fds, "maps": maps,
@@ -152,6 +157,8 @@ def run(args) -> dict:
     summary = {"writer": args.writer, "rounds": rounds, "acknowledged": len(acknowledged),
                "unreadable": len(unreadable), "get_last_over_first": last["get_rps"] / first["get_rps"],
                "push_last_over_first": last["push_rps"] / first["push_rps"] if first["push_rps"] else None,
+               "get_alone_before_rps": before["rps"] if before else None,
+               "get_alone_last_over_before": last["get_alone_rps"] / before["rps"] if before else None,
                "rss_end_mib": last["rss_mib"],
                "errors": sum(r["get_errors"] + r["push_errors"] for r in rounds)}
     summary["pass"] = (summary["errors"] == 0 and summary["unreadable"] == 0 and summary["rss_end_mib"] < 300
@@ -162,16 +169,20 @@ def run(args) -> dict:
 def markdown(summary: dict, args) -> str:
     lines = [f"## Soak: {args.readers} readers, {args.pushers} pushers, {args.rounds} × {args.seconds:g} s "
              f"(writer: {summary['writer']})", "",
-             "| round | manifest GET/s | GET p99 ms | pushes/s | errors | RSS MiB (tree) | processes | fds | maps | meta.git MiB |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| round | manifest GET/s | GET p99 ms | pushes/s | GET/s alone after | errors | RSS MiB (tree) | processes | fds | maps | meta.git MiB |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in summary["rounds"]:
-        lines.append(f"| {r['round']} | {r['get_rps']:,.0f} | {r['get_p99_ms']:.1f} | {r['push_rps']:.1f} | "
+        alone = f"{r['get_alone_rps']:,.0f}" if r.get("get_alone_rps") else "-"
+        lines.append(f"| {r['round']} | {r['get_rps']:,.0f} | {r['get_p99_ms']:.1f} | {r['push_rps']:.1f} | {alone} | "
                      f"{r['get_errors'] + r['push_errors']} | {r['rss_mib']:.0f} | {r['processes']} | {r['fds']} | "
                      f"{r['maps']} | {r['meta_mib']:.1f} |")
     lines += ["", f"Last round over first: GETs {summary['get_last_over_first']:.2f}, pushes "
                   f"{summary['push_last_over_first']:.2f}. Acknowledged pushes {summary['acknowledged']:,}, "
                   f"unreadable {summary['unreadable']}. Errors {summary['errors']}. "
-                  f"**{'PASS' if summary['pass'] else 'FAIL'}** (targets: no errors, ≥ 0.8, < 300 MiB, all readable).", ""]
+                  + (f"GETs alone: {summary['get_alone_before_rps']:,.0f}/s before the first round, "
+                     f"{summary['get_alone_last_over_before']:.2f} of that after the last. "
+                     if summary.get("get_alone_before_rps") else "")
+                  + f"**{'PASS' if summary['pass'] else 'FAIL'}** (targets: no errors, ≥ 0.8, < 300 MiB, all readable).", ""]
     return "\n".join(lines)
 
 
@@ -182,6 +193,9 @@ def main() -> None:
     parser.add_argument("--readers", type=int, default=64)
     parser.add_argument("--pushers", type=int, default=8)
     parser.add_argument("--writer", choices=("packs", "libgit2"), default="packs")
+    parser.add_argument("--probe", type=float, default=0, metavar="SECONDS",
+                        help="after each round, GETs alone for this long: whether a GET got slower as the store "
+                             "grew, or the pushers took a larger share of the cores")
     parser.add_argument("--out", type=Path, help="append the table to this Markdown file")
     args = parser.parse_args()
     summary = run(args)
