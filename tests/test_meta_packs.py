@@ -91,6 +91,13 @@ def test_tiers_fill_up_before_they_are_merged():
     assert packs.packs_to_merge(sizes, 8) == [f"m{i}" for i in range(8)]
 
 
+@pytest.fixture(autouse=True)
+def eight_packs_a_tier(monkeypatch):
+    """These tests count merges at 8 packs a tier (small enough to fill tiers quickly); the
+    tiers work the same at the registry's MERGE_FACTOR."""
+    monkeypatch.setattr(packs, "MERGE_FACTOR", 8)
+
+
 def commit_tags(store: MetaStore, count: int, start: int = 0) -> None:
     for i in range(start, start + count):
         store.transact(lambda txn, i=i: txn.put(f"repositories/r/_tags/{i % 16:02x}/t{i}.yaml", {

@@ -13,8 +13,13 @@ only look at packs that have an index), then the branch moves (store.py). A writ
 leaves a pack no commit names, which `registry garbage-collect` removes.
 
 Small packs would slow every lookup that misses (libgit2 searches each index in turn), so after a
-commit `MergePolicy` may merge small packs into one by size tiers (8 packs of a tier make one of
-the next, copying their entries as stored): about 7 × log8(objects) packs at any time. The merged
+commit `MergePolicy` may merge small packs into one by size tiers (MERGE_FACTOR packs of a tier
+make one of the next, copying their entries as stored): at most 31 packs a tier, three tiers
+below MERGE_LIMIT for a commit's few objects. Each merge copies what it merges, and the copies
+stay on disk until garbage-collect; fewer, larger steps copy each object fewer times: at 10,000
+manifests in one repository a push grew meta.git by 21.9 KiB on average with 8 packs a tier, 17.7
+with 16, 14.4 with 32, while a lookup that misses every cache searches more indexes (about 6 %
+slower with 55 packs than with 17; bench/profiles/notes.md, "Merging in larger steps"). The merged
 packs are moved out of objects/pack/ at once (retire_packs); a libgit2 reader that still lists
 one treats the missing file as "not in this pack", goes on to the next and rescans the folder
 (libgit2's odb_pack.c: pack_entry_find), and our readers look again when an object still seems
@@ -59,6 +64,7 @@ MERGE_LOCK = "lock"             # merges/lock: flocked, one merge (or garbage-co
 GIT_PACK_EXTRAS = (".keep", ".mtimes", ".bitmap", ".rev", ".promisor")
 log = logging.getLogger("registry_core")
 EXIT_WAIT = 10.0                # seconds a process exiting waits for a merge under way
+MERGE_FACTOR = 32               # packs of a size tier merged into one of the next (see the top)
 MERGE_LIMIT = 64 << 20          # bytes: packs bigger in all are merged by garbage-collect, not by commits
 LOOKS_FOR_MISSING = 3           # a missing object is looked for this many times (read_again_if_missing)
 
@@ -450,8 +456,8 @@ class MergePolicy:
     Packs with deltas (written by `registry garbage-collect`) are never merged here; the process
     remembers their names so as not to read them again."""
 
-    def __init__(self, factor: int = 8, every: int = 4, background: bool = True):
-        self.factor = factor
+    def __init__(self, factor: int | None = None, every: int = 4, background: bool = True):
+        self.factor = factor or MERGE_FACTOR
         self.every = every      # commits of this process between looks at objects/pack/
         self.background = background
         self.deltified: set[str] = set()
