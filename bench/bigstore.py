@@ -89,7 +89,7 @@ def build_ours(store: Path, shape: Shape, image: Image, auth: bool, visibility: 
     from registry_core.context import Context, now_iso
     from registry_core.meta import documents
     from registry_core.meta import paths as meta_paths
-    from registry_core.meta.store import BRANCH, COMMITTER, signature
+    from registry_core.meta.store import BRANCH, COMMITTER, author
     from registry_core.registry.manifests import graph_node
     from registry_core.registry.mediatypes import parse_manifest
 
@@ -150,7 +150,7 @@ def build_ours(store: Path, shape: Shape, image: Image, auth: bool, visibility: 
     root.insert(meta_paths.REPOSITORIES, repositories.write(), tree_mode)
     message = (f"Bulk import for the benchmark: {shape.repositories} repositories, {shape.tags} tags\n\n"
                f"Actor: {context.actor}\n")
-    repo.create_commit(BRANCH, signature(context), pygit2.Signature(*COMMITTER), message, root.write(),
+    repo.create_commit(BRANCH, pygit2.Signature(*author(context)), pygit2.Signature(*COMMITTER), message, root.write(),
                        [tip.id])
     imported = time.perf_counter() - started
     views = write_views(store, auth)

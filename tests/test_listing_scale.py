@@ -18,7 +18,7 @@ from registry_core.index.search import Search
 from registry_core.meta import documents
 from registry_core.meta import paths as meta_paths
 from registry_core.meta.diffs import SavedViews, diff_trees, outside_underscore_folders
-from registry_core.meta.store import BRANCH, COMMITTER, MetaStore, signature
+from registry_core.meta.store import BRANCH, COMMITTER, MetaStore, author
 from registry_core.registry import repositories as repositories_module
 from registry_core.registry.repositories import RepositoryService
 from tests.test_community import ALICE, make_repository, search, word
@@ -62,7 +62,7 @@ def bulk_store(root, names, description=lambda name: f"the {name} image") -> Met
     tip = repo.get(repo.lookup_reference(BRANCH).target)
     root_tree = repo.TreeBuilder(tip.tree)
     root_tree.insert(meta_paths.REPOSITORIES, write(nested), pygit2.GIT_FILEMODE_TREE)
-    repo.create_commit(BRANCH, signature(TEST), pygit2.Signature(*COMMITTER), "Bulk import\n", root_tree.write(),
+    repo.create_commit(BRANCH, pygit2.Signature(*author(TEST)), pygit2.Signature(*COMMITTER), "Bulk import\n", root_tree.write(),
                        [tip.id])
     return meta
 
