@@ -162,9 +162,9 @@ class Worker:
         """Each recorded event's deliveries (`prepare`), oldest event first, into memory (see the
         module's docstring) or the hooks' queues. A hook sent from memory already gets it at the
         end of its list; one that no thread sends and whose queue is empty gets a list in
-        `started` (its thread is started after the split). An
-        event is held (`_unsettled`) while it is split and while any of its deliveries is in
-        memory: one whose split fails is not split again by this process, and not lost."""
+        `started` (its thread is started after the split). An event is held (`_unsettled`) while
+        it is split and while any of its deliveries is in memory: one whose split fails is not
+        split again by this process, and not lost."""
         recovering = not self._recovered  # events a stopped process left: some may be queued or logged
         hooks = {}  # (url, secret) or HookGone of each hook, looked up once this round
         for name in self.outbox.recorded():
@@ -244,6 +244,8 @@ class Worker:
                     sent = self._send_from_memory(key, memory)
                     if sent is None:
                         released = True  # all sent, nothing queued; another thread may hold the hook now
+                        if self.outbox.names(key, "queue"):
+                            self.wake.set()  # a ping or a redelivery queued meanwhile (its ring came while busy)
                         return
                     if not sent:
                         look_again = True
