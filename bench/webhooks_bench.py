@@ -10,7 +10,9 @@ hooks (distribution, cloudevents and dockerhub payloads) post to one receiver pr
 notes the arrival time of each event; only the distribution-format events count for the latency.
 Also printed: the CPU time the server's delivery process (plugins/webhooks/delivery.py) and the
 receiver used per event, from the first push to the last delivery: work done on the same cores as
-the pushes, in whichever block it falls.
+the pushes, in whichever block it falls; and, per push, the CPU time each part used during the
+blocks of either repository (`cpu_ms_per_push`: the server's other processes, the delivery
+process, the receiver, this client), which shows what of it falls in the hooked blocks.
 """
 
 from __future__ import annotations
@@ -116,14 +118,21 @@ def main() -> None:
                               json={"url": f"http://127.0.0.1:{port}/{kind}", "format": kind, "events": ["push"]})
             r.raise_for_status()
         seconds = {"admin/hooked": 0.0, "admin/plain": 0.0}
+        deliverers = delivery_processes(server)
+        parts = {"server": [pid for pid in server.pids() if pid not in deliverers], "delivery": deliverers,
+                 "receiver": [receiver.pid], "client": [os.getpid()]}
+        block_cpu = {repository: dict.fromkeys(parts, 0.0) for repository in seconds}
         cpu_before = cpu_seconds(delivery_processes(server)), cpu_seconds([receiver.pid])
         acknowledged: dict[str, float] = {}
         for block in range(args.blocks):
             order = ["admin/hooked", "admin/plain"] if block % 2 == 0 else ["admin/plain", "admin/hooked"]
             for repository in order:
+                cpu = {part: cpu_seconds(pids) for part, pids in parts.items()}
                 started = time.perf_counter()
                 times = push_tags(server.url, headers, repository, image, args.block, f"b{block}-")
                 seconds[repository] += time.perf_counter() - started
+                for part, pids in parts.items():
+                    block_cpu[repository][part] += cpu_seconds(pids) - cpu[part]
                 if repository == "admin/hooked":
                     acknowledged.update(times)
         deadline = time.time() + 60
@@ -152,7 +161,11 @@ def main() -> None:
                           "latency_p50_ms": round(statistics.median(latencies), 1) if latencies else None,
                           "latency_p99_ms": round(p99, 1),
                           "delivery_cpu_ms_per_event": round(delivery_cpu * 1000 / total, 2),
-                          "receiver_cpu_ms_per_event": round(receiver_cpu * 1000 / total, 2)}))
+                          "receiver_cpu_ms_per_event": round(receiver_cpu * 1000 / total, 2),
+                          "cpu_ms_per_push": {repository.split("/")[1]: {part: round(used * 1000 / total, 2)
+                                                                          for part, used in cpu.items()}
+                                              for repository, cpu in block_cpu.items()},
+                          "load_average": os.getloadavg()[0]}))
         print(f"tag pushes: {hooked:.0f}/s with three webhooks, {plain:.0f}/s without ({hooked / plain:.2f}x); "
               f"201 -> receiver: p50 {statistics.median(latencies):.0f} ms, p99 {p99:.0f} ms "
               f"({len(latencies)} of {total} events); CPU per event: delivery process "

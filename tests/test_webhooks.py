@@ -662,3 +662,53 @@ def test_a_doorbell_rung_with_no_one_listening_does_nothing(tmp_path):
     os.mkfifo(tmp_path / "doorbell")
     bell.ring()  # a FIFO nobody reads
     assert bell._fd is None
+
+
+def test_a_delivery_sent_straight_from_its_event_is_written_only_to_the_log_in_order_per_hook(tmp_path):
+    """A hook with nothing queued is sent its deliveries from memory: no queue file is written,
+    each is logged, and the event's file goes once every hook that wants it has it."""
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    from registry_core.builtin_plugins.webhooks.settings import Settings
+    from registry_core.builtin_plugins.webhooks.worker import Worker
+
+    receiver = Receiver(tmp_path).start()
+    try:
+        outbox = Outbox(str(tmp_path / "outbox"))
+        hooks = {"0123456789ab": receiver.url + "/first", "ba9876543210": receiver.url + "/second"}
+
+        def prepare(name, delivery, occurrence):
+            return delivery["hook"], {"id": occurrence["id"], "hook": delivery["hook"], "event": "push",
+                                      "contentType": "application/json", "body": json.dumps(occurrence),
+                                      "attempts": [], "nextAttemptAt": 0, "deadline": time.time() + 60}
+
+        worker = Worker(outbox, Settings.from_config({"allowPrivateTargets": True}),
+                        hook_for=lambda record: (hooks[record["hook"]], "straight-secret-0123"),
+                        queue_delivery=None, prepare=prepare)
+        ids = [f"{n:032x}" for n in range(1, 4)]
+        for event_id in ids:
+            outbox.record_event({"id": event_id}, [{"hook": key} for key in hooks])
+        worker.deliver_due()
+        received = receiver.wait_for(6)
+        wait_until(lambda: not os.listdir(tmp_path / "outbox" / "events"), "every event's file goes")
+    finally:
+        receiver.stop()
+    for key, url in hooks.items():
+        path = url.removeprefix(receiver.url)
+        assert [json.loads(r["body"])["id"] for r in received if r["path"] == path] == ids  # in order
+        assert [record["state"] for record in outbox.deliveries(key)] == ["delivered"] * 3
+        assert not (tmp_path / "outbox" / "hooks" / key / "queue").exists()  # never written
+
+
+def test_the_file_of_a_removed_event_is_reused_for_the_next_event_recorded(tmp_path):
+    """Making a file costs far more than writing one that exists, when files are removed all the
+    time: an event's file, once delivered, is kept aside and written again for a new event."""
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    delivering, recording = Outbox(str(tmp_path)), Outbox(str(tmp_path))  # as two processes
+    first = recording.record_event({"id": "a" * 32, "note": "x" * 500}, [{"hook": "0123456789ab"}])
+    inode = os.stat(tmp_path / "events" / first).st_ino
+    delivering.remove_event(first)
+    assert delivering.recorded() == []
+    second = recording.record_event({"id": "b" * 32}, [{"hook": "0123456789ab"}])
+    assert os.stat(tmp_path / "events" / second).st_ino == inode
+    assert delivering.read_event(second) == {"occurrence": {"id": "b" * 32}, "deliveries": [{"hook": "0123456789ab"}]}
+    assert os.listdir(tmp_path / "spares") == []

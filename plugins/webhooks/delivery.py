@@ -133,7 +133,8 @@ def main() -> None:
     meta = MetaStore(os.path.join(spec["store"], "meta.git"), create=False, durable=spec["durable"],
                      writer=spec["metaWriter"])
     webhooks = Webhooks(spec, meta)
-    worker = Worker(webhooks.outbox, webhooks.settings, webhooks.hook_for, webhooks.queue_delivery, lock_file=lock_file)
+    worker = Worker(webhooks.outbox, webhooks.settings, webhooks.hook_for, webhooks.queue_delivery,
+                    lock_file=lock_file, prepare=webhooks.prepare)
     worker.start()
     webhooks.doorbell.listen(worker.wake, until=parent)
     worker.stop()

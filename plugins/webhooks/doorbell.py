@@ -3,6 +3,11 @@
 the command line) writes one byte to it; the delivery process, which listens, looks at the outbox
 at once instead of at its next `pollInterval`.
 
+Rings are gathered: after waking the delivery process the listener waits GATHER before it reads
+the pipe again, so that under a stream of pushes one wake (one round of the delivery process's
+main loop, one sender thread per hook) carries every event recorded meanwhile, rather than one
+each; the first event after a quiet spell is looked at at once.
+
 A ring is a hint, never the record: the outbox files are written first, and the delivery process
 still looks every `pollInterval`, so a ring lost (no listener yet, the pipe full, a process on
 another node sharing the store, where a FIFO does not reach) only delays a delivery. Ringing
@@ -15,9 +20,11 @@ import os
 import select
 import stat
 import threading
+import time
 
 BELL = "doorbell"
 _RING = b"\0"
+GATHER = 0.05  # seconds between two wakes by the bell, at least
 
 
 class Doorbell:
@@ -59,6 +66,8 @@ class Doorbell:
                     wake.set()
                 if until in ready and not os.read(until, 4096):
                     return
+                if reader in ready:
+                    time.sleep(GATHER)  # the rings meanwhile wait in the pipe: one wake for all
         finally:
             os.close(reader)
             os.close(keeper)

@@ -6,14 +6,19 @@ not every retry.
     state/webhooks/worker.lock                       flock: the one process that delivers
     state/webhooks/doorbell                          FIFO: rung to wake it (doorbell.py)
     state/webhooks/events/<seq>.json                 events recorded by requests, not yet split
+    state/webhooks/spares/<seq>.json                 removed events, whose files new events are written to
     state/webhooks/hooks/<hook>/queue/<seq>.json     pending deliveries, oldest first
     state/webhooks/hooks/<hook>/log/<seq>.json       delivered or failed (dead letter), the newest 1000
+    state/webhooks/hooks/<hook>/log/<seq>.json.spare pruned from the log; its file is reused by a new record
 
 A request writes one file per event, naming the hooks that want it (`record_event`); the
-delivering process splits it into one pending delivery per hook, with the body in that hook's
-format, and then removes it (`split_events`), so the request path pays for one small file however
-many hooks there are. A split interrupted by a crash is done again: the deliveries get the same
-names, so each is queued once (one already delivered may be sent again: at least once).
+delivering process turns it into one delivery per hook, with the body in that hook's format, and
+removes the event's file once every one of them is in its hook's queue or log: a hook with nothing
+queued is sent its delivery straight from memory (worker.py), a busy one gets it queued
+(`enqueue`). So the request path pays for one small file however many hooks there are, and a
+delivery sent at once is written once, to the log. Work interrupted by a crash is done again from
+the event's file: the deliveries get the same names, so each is queued once (one already
+delivered may be sent again: at least once).
 
 `<hook>` is a repository hook's id, or `registry-<name>` for an endpoint of registry.yaml;
 `<seq>` is `<nanoseconds>-<event id>`, so names sort in the order the events happened and a
@@ -27,8 +32,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
-import secrets
+import threading
 import time
 
 EVENT_ID = re.compile(r"[0-9a-f]{32}")
@@ -38,6 +44,9 @@ log = logging.getLogger("registry_core.webhooks")
 
 LOG_KEPT = 1000  # delivered and failed deliveries kept per hook, the newest
 LOG_SLACK = 100  # the log is pruned back to LOG_KEPT once it holds this many more (one listing per 100)
+SPARE = ".spare"  # a pruned log record, renamed, whose file the next records are written to
+SPARES_KEPT = 256  # files of removed events kept in spares/ for new ones, at most
+SPARES_COUNT = 64  # removals of events between two counts of spares/
 
 
 class Outbox:
@@ -50,6 +59,12 @@ class Outbox:
         self.events = os.path.join(root, "events")
         self._made: set[str] = set()  # folders known to exist (a write makes its folder once)
         self._logged: dict[str, int] = {}  # per hook: deliveries in its log, as this process last counted
+        self._spares: dict[str, list[str]] = {}  # per hook: pruned log files to write new records to
+        self.spares = os.path.join(root, "spares")
+        self._spare_events: list[str] = []  # files of removed events to write new ones to (_event_spares)
+        self._spares_seen = None  # spares/ when it was last listed (inode, modification time)
+        self._spares_counted = SPARES_COUNT  # removals since spares/ was counted (remove_event)
+        self._spares_room = 0
 
     def lock_path(self) -> str:
         os.makedirs(self.root, exist_ok=True)
@@ -61,53 +76,117 @@ class Outbox:
 
     # --- writing --------------------------------------------------------------------------------
 
-    def _write(self, path: str, record: dict) -> None:
+    def _write(self, path: str, record: dict, spares: list | None = None) -> None:
+        """Write `record` whole to `path`: to a file of another name, renamed. That file is one of
+        `spares` (files of removed records, taken by renaming them: another process may try to
+        take the same one) when there is one, else a new one: making a file costs more than the
+        rest of a write together when many were removed lately (ext4 looks for a free inode past
+        the recently deleted ones: bench/profiles/notes.md, "Webhooks: less work per event")."""
         folder = os.path.dirname(path)
         if folder not in self._made:
             os.makedirs(folder, exist_ok=True)
             self._made.add(folder)
-        temporary = f"{path}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-        with open(temporary, "w") as f:
-            json.dump(record, f, separators=(",", ":"))
+        data = json.dumps(record, separators=(",", ":")).encode()  # (json.dump encodes in Python, not C)
+        temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"  # no other writer's name now
+        reused = False
+        while spares and not reused:
+            try:
+                os.rename(spares.pop(), temporary)
+                reused = True
+            except (IndexError, FileNotFoundError):
+                pass  # taken meanwhile
+        # A reused file is written over and then cut to length (truncating it first, to write
+        # it again, costs twice as much).
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (0 if reused else os.O_TRUNC), 0o666)
+        try:
+            os.write(fd, data)  # (a regular file takes it whole)
+            if reused:
+                os.ftruncate(fd, len(data))
             if self.durable:
-                f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(temporary, path)
 
     def record_event(self, occurrence: dict, deliveries: list[dict]) -> str:
         """Record an event for the hooks that want it (`deliveries`: hook, format, repository);
         its name (the sequence) is returned."""
         name = f"{time.time_ns():020d}-{occurrence['id']}.json"
-        self._write(os.path.join(self.events, name), {"occurrence": occurrence, "deliveries": deliveries})
+        self._write(os.path.join(self.events, name), {"occurrence": occurrence, "deliveries": deliveries},
+                    self._event_spares())
         return name
+
+    def _event_spares(self) -> list[str]:
+        """Files of removed events this process may write its next events to: the folder
+        `spares/` as last listed (in random order: other processes take from it too), listed
+        again when none is left and the folder changed since (a stat, not a listing, while it
+        stays empty)."""
+        if not self._spare_events:
+            try:
+                status = os.stat(self.spares)
+                changed = (status.st_ino, status.st_mtime_ns)
+            except FileNotFoundError:
+                changed = None
+            if changed is not None and changed != self._spares_seen:
+                self._spares_seen = changed
+                found = os.listdir(self.spares)
+                random.shuffle(found)
+                self._spare_events = [os.path.join(self.spares, name) for name in found]
+        return self._spare_events
 
     def split_events(self, queue_delivery) -> int:
         """Turn each recorded event into its deliveries, oldest first: `queue_delivery(name,
         delivery, occurrence)` queues one; the event's file goes once all of them are queued.
         How many events were split."""
-        try:
-            names = sorted(name for name in os.listdir(self.events) if name.endswith(".json"))
-        except FileNotFoundError:
-            return 0
+        names = self.recorded()
         for name in names:
-            path = os.path.join(self.events, name)
-            event = self._read_path(path)
+            event = self.read_event(name)
             if event is None:
                 continue
             for delivery in event["deliveries"]:
                 queue_delivery(name, delivery, event["occurrence"])
-            os.unlink(path)
+            self.remove_event(name)
         return len(names)
 
-    def unsplit(self, key: str) -> list[tuple[str, dict, dict]]:
-        """(name, delivery, occurrence) of each recorded event not split yet that hook `key`
-        wants, oldest first: deliveries the hook's queue does not show yet."""
+    def recorded(self) -> list[str]:
+        """The names of the recorded events, oldest first."""
         try:
-            names = sorted(name for name in os.listdir(self.events) if name.endswith(".json"))
+            return sorted(name for name in os.listdir(self.events) if name.endswith(".json"))
         except FileNotFoundError:
             return []
+
+    def read_event(self, name: str) -> dict | None:
+        """A recorded event ({occurrence, deliveries}), or None when it is gone."""
+        return self._read_path(os.path.join(self.events, name))
+
+    def remove_event(self, name: str) -> None:
+        """Remove a recorded event once each of its deliveries is queued or logged: moved to
+        `spares/` for the requests to write new events to, while it holds fewer than SPARES_KEPT
+        (counted every SPARES_COUNT removals), else deleted."""
+        path = os.path.join(self.events, name)
+        if self._spares_counted >= SPARES_COUNT:
+            self._spares_counted = 0
+            try:
+                self._spares_room = SPARES_KEPT - len(os.listdir(self.spares))
+            except FileNotFoundError:
+                os.makedirs(self.spares, exist_ok=True)
+                self._spares_room = SPARES_KEPT
+        self._spares_counted += 1
+        try:
+            if self._spares_room > 0:
+                self._spares_room -= 1
+                os.replace(path, os.path.join(self.spares, name))
+            else:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+    def unsplit(self, key: str) -> list[tuple[str, dict, dict]]:
+        """(name, delivery, occurrence) of each recorded event still there that hook `key` wants,
+        oldest first: those not split yet, and those some of whose deliveries are being sent (this
+        hook's may be in its queue or log already: the same name)."""
         found = []
-        for name in names:
+        for name in self.recorded():
             try:
                 with open(os.path.join(self.events, name)) as f:
                     event = json.load(f)
@@ -129,11 +208,16 @@ class Outbox:
         self._write(os.path.join(self._folder(key, "queue"), name), record)
 
     def finish(self, key: str, name: str, record: dict) -> None:
-        """Move a delivery out of the queue into the log: delivered, or failed. The log keeps
-        the newest `log_kept` of them: it is listed and pruned back to that once it holds
-        `log_slack` more, so a delivery does not list the whole log."""
-        self._write(os.path.join(self._folder(key, "log"), name), record)
-        os.unlink(os.path.join(self._folder(key, "queue"), name))
+        """Move a delivery out of the queue (if it was queued: one sent straight from its event
+        was not) into the log: delivered, or failed. The log keeps the newest `log_kept` of them:
+        it is listed and pruned back to that once it holds `log_slack` more, so a delivery does
+        not list the whole log."""
+        folder = self._folder(key, "log")
+        self._write(os.path.join(folder, name), record, self._spares.get(key))
+        try:
+            os.unlink(os.path.join(self._folder(key, "queue"), name))
+        except FileNotFoundError:
+            pass
         logged = self._logged.get(key)
         if logged is None:
             logged = len(self.names(key, "log"))
@@ -141,9 +225,12 @@ class Outbox:
             logged += 1
         if logged >= self.log_kept + self.log_slack:
             names = self.names(key, "log")
+            spares = self._spares[key] = [os.path.join(folder, spare) for spare in os.listdir(folder)
+                                          if spare.endswith(SPARE)]  # (some a stopped process left)
             for old in names[:-self.log_kept]:
-                try:
-                    os.unlink(os.path.join(self._folder(key, "log"), old))
+                try:  # kept aside for the next records (SPARE: no name of the log)
+                    os.replace(os.path.join(folder, old), os.path.join(folder, old + SPARE))
+                    spares.append(os.path.join(folder, old + SPARE))
                 except FileNotFoundError:
                     pass
             logged = min(len(names), self.log_kept)
@@ -183,15 +270,22 @@ class Outbox:
         write is a rename) is renamed `<name>.unreadable`, so it holds up no queue."""
         return self._read_path(os.path.join(self._folder(key, where), name))
 
+    def logged(self, key: str, name: str) -> bool:
+        """Is the hook's delivery `name` in its log (delivered, or failed for good)?"""
+        return os.path.exists(os.path.join(self._folder(key, "log"), name))
+
     def _read_path(self, path: str) -> dict | None:
         try:
-            with open(path) as f:
-                return json.load(f)
+            with open(path, "rb") as f:
+                return json.loads(f.read())
         except FileNotFoundError:
             return None
         except ValueError:
+            try:
+                os.replace(path, f"{path}.unreadable")
+            except FileNotFoundError:
+                return None  # pruned while it was read (its file is being reused)
             log.error("webhooks: %s is not a delivery record; moved aside to %s.unreadable", path, path)
-            os.replace(path, f"{path}.unreadable")
             return None
 
     def find(self, key: str, event_id: str) -> tuple[str, str, dict] | None:
@@ -203,7 +297,7 @@ class Outbox:
             for name in self.names(key, where):
                 if name.endswith(suffix):
                     record = self.read(key, where, name)
-                    if record is not None:
+                    if record is not None and record.get("id") == event_id:  # (not a file pruned and reused meanwhile)
                         return where, name, record
         return None
 

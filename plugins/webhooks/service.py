@@ -107,7 +107,13 @@ class Webhooks:
 
     def queue_delivery(self, name: str, delivery: dict, occurrence: dict) -> None:
         """Queue one hook's delivery of a recorded event (outbox.split_events), under the event's name."""
-        self.enqueue(delivery["hook"], delivery["format"], delivery["repository"], occurrence, name)
+        self.outbox.enqueue(*self.prepare(name, delivery, occurrence), name)
+
+    def prepare(self, name: str, delivery: dict, occurrence: dict) -> tuple[str, dict]:
+        """(hook, pending delivery) of one hook's delivery of a recorded event, for the Worker to
+        send or queue under the event's name."""
+        key = delivery["hook"]
+        return key, self.delivery_record(key, delivery["format"], delivery["repository"], occurrence)
 
     def enqueue(self, key: str, fmt: str, repository: str | None, occurrence: dict, name: str | None = None) -> dict:
         record = self.delivery_record(key, fmt, repository, occurrence)
@@ -124,11 +130,13 @@ class Webhooks:
                   "attempts": []}
 
     def deliveries(self, key: str, limit: int = 100) -> list[dict]:
-        """The hook's deliveries, newest first: those of events not split into the queues yet
-        (pending), then the queue and the log."""
+        """The hook's deliveries, newest first: those of recorded events not in the hook's queue
+        or log (pending: not split yet, or being sent from memory), then the queue and the log."""
+        unsplit = self.outbox.unsplit(key)
+        known = set(self.outbox.names(key, "queue")) | set(self.outbox.names(key, "log")) if unsplit else set()
         unsplit = [self.delivery_record(key, delivery["format"], delivery["repository"], occurrence)
-                   for _, delivery, occurrence in reversed(self.outbox.unsplit(key))][:limit]
-        shown = {record["id"] for record in unsplit}  # (one split meanwhile is in both)
+                   for name, delivery, occurrence in reversed(unsplit) if name not in known][:limit]
+        shown = {record["id"] for record in unsplit}  # (one queued or logged meanwhile is in both)
         return unsplit + [record for record in self.outbox.deliveries(key, limit=limit - len(unsplit))
                           if record["id"] not in shown]
 

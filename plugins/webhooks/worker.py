@@ -14,10 +14,21 @@ RESPONSE_LIMIT bytes of the answer; a 2xx answer delivers. Otherwise the next at
 (jitter), until `maxAge` after the event: then the delivery fails (the dead letter that redeliver
 picks up). A delivery is recorded after it is sent, so a crash in between sends it again, under
 the same id: at least once.
+
+A Worker given `prepare` (the webhooks' delivery process) keeps a recorded event's deliveries in
+memory rather than in the hooks' queues when it can: a hook whose queue is empty gets a sender
+thread that sends from a list in memory, to which the main loop adds the hook's later events
+while the thread runs; nothing is written for such a delivery but its log record. The event's
+file stays until each of its deliveries is logged or queued, so a crash sends them again from it.
+Once a delivery in memory is not delivered (it is queued for its next attempt), or the list is
+long (MEMORY_KEPT), the rest of the list goes to the queue, in order, and so does every later
+event of that hook, until its queue is empty again. A Worker without `prepare` (the reporting
+plugin's) queues every delivery.
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import fcntl
 import hashlib
@@ -35,6 +46,7 @@ RESPONSE_LIMIT = 4096     # bytes of a receiver's answer read (and kept: RESPONS
 RESPONSE_KEPT = 256
 USER_AGENT = "registry-core-webhooks/1"
 SENDERS = 8              # hooks sent to at once by the delivering process
+MEMORY_KEPT = 1000       # deliveries a hook's sender thread holds in memory, at most; more are queued
 log = logging.getLogger("registry_core.webhooks")
 
 
@@ -55,19 +67,27 @@ class HookGone(Exception):
 
 class Worker:
     """The delivery thread of one process. `hook_for(record)` answers the current (url, secret)
-    of the record's hook, or raises HookGone; `lock_file`, the open `worker.lock` when the
-    process holds its flock already."""
+    of the record's hook, or raises HookGone; `queue_delivery(event name, delivery, occurrence)`
+    queues one hook's delivery of a recorded event; `prepare(event name, delivery, occurrence)`,
+    when given, answers (hook, pending delivery) for one instead, so that it can be sent from
+    memory; `lock_file`, the open `worker.lock` when the process holds its flock already."""
 
-    def __init__(self, outbox: Outbox, settings, hook_for, queue_delivery, lock_file=None):
+    def __init__(self, outbox: Outbox, settings, hook_for, queue_delivery, lock_file=None, prepare=None):
         self.outbox = outbox
         self.settings = settings
         self.hook_for = hook_for
         self.queue_delivery = queue_delivery  # (event name, delivery, occurrence): outbox.split_events
+        self.prepare = prepare
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._lock_file = lock_file  # the open worker.lock this process holds the flock through
         self._busy: set[str] = set()   # hooks being sent by a sender thread
-        self._busy_lock = threading.Lock()
+        self._memory: dict[str, collections.deque] = {}  # busy hooks sent from memory: (name, record, hook) to send
+        self._queued_while_busy: set[str] = set()  # busy hooks given a queued delivery
+        self._writing: set[str] = set()  # hooks the main loop is writing a queued delivery for
+        self._unsettled: dict[str, int] = {}  # event name: its deliveries in memory, not yet logged or queued (+1 while split)
+        self._busy_lock = threading.Lock()  # guards the five above
+        self._recovered = False  # the events found at the start have been split
         self._senders = concurrent.futures.ThreadPoolExecutor(SENDERS, thread_name_prefix="webhooks-send")
         self.thread = threading.Thread(target=self._run, name="webhooks-delivery", daemon=True)
 
@@ -92,26 +112,41 @@ class Worker:
     def _run(self) -> None:
         while not self._stop.is_set():
             wait = self.settings.poll_interval
+            self.wake.clear()  # before looking: a wake from now on is another round
             try:
                 if self._holds_lock():
                     wait = self.deliver_due()
             except Exception:
                 log.exception("webhook delivery failed; trying again in %ss", self.settings.poll_interval)
             self.wake.wait(wait)
-            self.wake.clear()
 
     def deliver_due(self) -> float:
-        """Start sending each hook's queue whose oldest delivery is due (one thread per hook, at
-        most SENDERS at once, so a slow receiver holds up only its own hook); the seconds until
-        something may be due again."""
+        """Start sending each hook's queue whose oldest delivery is due, and the recorded events'
+        deliveries (one thread per hook, at most SENDERS at once, so a slow receiver holds up only
+        its own hook); the seconds until something may be due again."""
         wait = self.settings.poll_interval
-        self.outbox.split_events(self.queue_delivery)
+        if self.prepare is None:
+            self.outbox.split_events(self.queue_delivery)
+        queued = {}  # the queues of the hooks no thread sends
         for key in self.outbox.keys():
             with self._busy_lock:
                 if key in self._busy:
                     continue
-            names = self.outbox.names(key, "queue")
-            record = self.outbox.read(key, "queue", names[0]) if names else None
+            queued[key] = self.outbox.names(key, "queue")
+        if self.prepare is not None:
+            started: dict[str, collections.deque] = {}
+            try:
+                self._split_events(queued, started)
+            finally:
+                for key, memory in started.items():
+                    self._senders.submit(self._drain, key, memory)
+        for key, names in queued.items():
+            if not names:
+                continue
+            with self._busy_lock:
+                if key in self._busy:
+                    continue
+            record = self.outbox.read(key, "queue", names[0])
             if record is None:
                 continue
             due_in = record["nextAttemptAt"] - time.time()
@@ -123,13 +158,102 @@ class Worker:
             self._senders.submit(self._drain, key)
         return max(wait, 0.01)
 
-    def _drain(self, key: str) -> None:
-        """Send the hook's due deliveries in order, until one is not delivered or none is due."""
+    def _split_events(self, queued: dict, started: dict) -> None:
+        """Each recorded event's deliveries (`prepare`), oldest event first, into memory (see the
+        module's docstring) or the hooks' queues. A hook sent from memory already gets it at the
+        end of its list; one that no thread sends and whose queue is empty gets a list in
+        `started` (its thread is started after the split). An event is held (`_unsettled`) while
+        it is split and while any of its deliveries is in memory: one whose split fails is not
+        split again by this process, and not lost."""
+        recovering = not self._recovered  # events a stopped process left: some may be queued or logged
+        hooks = {}  # (url, secret) or HookGone of each hook, looked up once this round
+        for name in self.outbox.recorded():
+            with self._busy_lock:
+                if name in self._unsettled:
+                    continue  # its deliveries are in memory
+                self._unsettled[name] = 1  # held while it is split
+            event = self.outbox.read_event(name)
+            if event is None:
+                with self._busy_lock:
+                    del self._unsettled[name]
+                continue
+            for delivery in event["deliveries"]:
+                key, record = self.prepare(name, delivery, event["occurrence"])
+                if recovering and (name in queued.get(key, ()) or self.outbox.logged(key, name)):
+                    continue
+                if key not in hooks:
+                    hooks[key] = self._look_up(record)
+                with self._busy_lock:
+                    idle = key not in self._busy
+                if idle and key not in queued:  # no thread sends it since the listing (only this one starts one)
+                    queued[key] = self.outbox.names(key, "queue")
+                with self._busy_lock:
+                    memory = self._memory.get(key)
+                    if memory is None and key not in self._busy and not queued.get(key):
+                        self._busy.add(key)
+                        memory = self._memory[key] = started[key] = collections.deque()
+                    if memory is not None and len(memory) < MEMORY_KEPT:
+                        memory.append((name, record, hooks[key]))
+                        self._unsettled[name] += 1
+                        continue
+                    self._memory.pop(key, None)  # from now on, queued behind what it holds
+                    self._writing.add(key)
+                try:
+                    self.outbox.enqueue(key, record, name)
+                finally:
+                    with self._busy_lock:
+                        self._writing.discard(key)
+                        if key in self._busy:
+                            self._queued_while_busy.add(key)  # its thread looks at the queue again
+                        elif key in queued:
+                            queued[key].append(name)
+                        else:
+                            self.wake.set()  # its thread ended since the listing: another round sends it
+            self._settle(name)
+        self._recovered = True
+
+    def _look_up(self, record: dict):
+        """hook_for(record), or the HookGone it raised."""
+        try:
+            return self.hook_for(record)
+        except HookGone as e:
+            return e
+
+    def _settle(self, name: str) -> None:
+        """Event `name` is split, or one of its deliveries in memory is logged or queued; the
+        event's file goes with the last of these."""
+        with self._busy_lock:
+            left = self._unsettled.get(name)
+            if left is None:
+                return
+            if left > 1:
+                self._unsettled[name] = left - 1
+                return
+        self.outbox.remove_event(name)
+        with self._busy_lock:
+            del self._unsettled[name]
+
+    def _drain(self, key: str, memory: collections.deque | None = None) -> None:
+        """Send the hook's deliveries in `memory` (the main loop may add to it meanwhile) and its
+        due queued ones, in order, until one is not delivered or none is left or due. Once its
+        queue is sent, the hook is sent from memory again (the main loop adds to a new list)."""
+        look_again = released = False
         try:
             while not self._stop.is_set():
+                if memory is not None:
+                    sent = self._send_from_memory(key, memory)
+                    if sent is None:
+                        released = True  # all sent, nothing queued; another thread may hold the hook now
+                        if self.outbox.names(key, "queue"):
+                            self.wake.set()  # a ping or a redelivery queued meanwhile (its ring came while busy)
+                        return
+                    if not sent:
+                        look_again = True
+                        return
+                    memory = None  # later deliveries were queued: send the queue
+                with self._busy_lock:
+                    self._queued_while_busy.discard(key)
                 names = self.outbox.names(key, "queue")  # one listing for the deliveries queued now
-                if not names:
-                    return
                 for name in names:
                     if self._stop.is_set():
                         return
@@ -137,25 +261,81 @@ class Worker:
                     if record is None:
                         continue  # gone, or moved aside
                     if record["nextAttemptAt"] > time.time() or not self.attempt(key, name, record):
+                        look_again = True
                         return  # not due, or not delivered: this hook's later events wait for it
+                if self.prepare is None:
+                    if not names:
+                        return
+                    continue
+                with self._busy_lock:
+                    if key in self._writing or key in self._queued_while_busy:
+                        continue  # queued since the listing: look again
+                    memory = self._memory[key] = collections.deque()  # the queue is empty
         except Exception:
             log.exception("webhook delivery of %s failed", key)
+            look_again = True
         finally:
-            with self._busy_lock:
-                self._busy.discard(key)
+            if not released:
+                self._release(key, memory, look_again)
+
+    def _release(self, key: str, memory: collections.deque | None, look_again: bool) -> None:
+        """The end of a sender thread: what is left in its `memory` is queued, in order, before
+        anything newer; the hook is idle; the main loop looks again when it must."""
+        left = []
+        with self._busy_lock:
+            if memory is not None:
+                if self._memory.get(key) is memory:
+                    del self._memory[key]
+                left = list(memory)
+                memory.clear()
+        try:
+            for name, record, _ in left:
+                self.outbox.enqueue(key, record, name)
+                self._settle(name)
+        except Exception:
+            log.exception("webhook deliveries of %s stay in their events' files", key)
+        with self._busy_lock:
+            self._busy.discard(key)
+            if key in self._queued_while_busy:
+                self._queued_while_busy.discard(key)
+                look_again = True
+        if look_again:
             self.wake.set()  # the main loop works out when this hook is due again
 
-    def attempt(self, key: str, name: str, record: dict) -> bool:
-        """One attempt at a delivery, recorded; True when it is done (delivered or failed for good)."""
+    def _send_from_memory(self, key: str, memory: collections.deque) -> bool | None:
+        """Send `memory`'s deliveries in order until it is empty: None when the hook is idle then
+        (nothing was queued; this thread no longer holds it), True when later deliveries were queued
+        instead (the list was full), False when one was not delivered (it is queued for its
+        next attempt; the rest of the list is queued behind it by the caller)."""
+        while not self._stop.is_set():
+            with self._busy_lock:
+                if not memory:
+                    if self._memory.get(key) is memory:  # all sent: the hook is idle from now on
+                        del self._memory[key]
+                        self._busy.discard(key)
+                        return None
+                    return True
+                name, record, hook = memory[0]
+            delivered = self.attempt(key, name, record, hook)  # logged, or queued for its next attempt
+            with self._busy_lock:
+                memory.popleft()
+            self._settle(name)
+            if not delivered:
+                return False
+        return False
+
+    def attempt(self, key: str, name: str, record: dict, hook=None) -> bool:
+        """One attempt at a delivery, recorded; True when it is done (delivered or failed for good).
+        `hook`: hook_for(record) or its HookGone, when looked up already (this round)."""
         started, now = time.monotonic(), time.time()
         entry = {"at": now}
         final = False
-        try:
-            url, secret = self.hook_for(record)
-        except HookGone as e:
-            entry["error"] = str(e)
+        hook = hook or self._look_up(record)
+        if isinstance(hook, HookGone):
+            entry["error"] = str(hook)
             final = True
         else:
+            url, secret = hook
             body = record["body"].encode()
             headers = {"Content-Type": record["contentType"], "User-Agent": USER_AGENT,
                        "X-Registry-Event": record["event"], "X-Registry-Delivery": record["id"],
