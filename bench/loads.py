@@ -305,16 +305,23 @@ def push_chunked(base: str, headers: dict, repository: str, payload: Payload, ta
 # --- blob pull -------------------------------------------------------------------------------------
 
 
-def pull_curl(base: str, headers: dict, repository: str, digest: str, size: int) -> float:
-    """GET the blob with curl into /dev/null; seconds taken (curl's time_total)."""
-    argv = [CURL, "-sS", "--noproxy", "*", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}"]
+def pull_curl(base: str, headers: dict, repository: str, digest: str, size: int, redirected: bool = False) -> float:
+    """GET the blob with curl into /dev/null; seconds taken (curl's time_total). `redirected`:
+    the registry must answer with a redirect, which curl follows (-L; the time includes both
+    requests)."""
+    argv = [CURL, "-sS", "--noproxy", "*", "-o", "/dev/null", "-w",
+            "%{http_code} %{size_download} %{time_total} %{num_redirects}"]
+    if redirected:
+        argv.append("-L")
     for key, value in headers.items():
         argv += ["-H", f"{key}: {value}"]
     argv.append(f"{base}/v2/{repository}/blobs/{digest}")
     out = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-    status, downloaded, seconds = out.stdout.split()
+    status, downloaded, seconds, redirects = out.stdout.split()
     if status != "200" or int(downloaded) != size:
         raise LoadError(f"curl GET blob: status {status}, {downloaded} of {size} bytes; {out.stderr}")
+    if redirected and int(redirects) < 1:
+        raise LoadError("curl GET blob: expected a redirect to the storage, the registry sent the bytes itself")
     return float(seconds)
 
 

@@ -2,7 +2,7 @@
 Distribution 2.8's s3 storage driver, both on the same moto server.
 
     .venv/bin/python bench/s3_bench.py [--quick] [--runs N] [--blobs 4] [--blob-mib 64]
-                                       [--chunk-mib 8] [--patience SECONDS] [--keep]
+                                       [--chunk-mib 8] [--patience SECONDS] [--keep] [--no-redirect]
 
 A `moto_server` (from the venv, as the test suite starts it: tests/support/s3.py MotoServer) runs
 on a free port of 127.0.0.1; each run makes two new buckets, one a registry, and empties the last
@@ -20,7 +20,17 @@ run's. On it, both open (no auth), both on 127.0.0.1:
 The loads are compare.py's (bench/loads.py), blob by blob, the two servers taking turns (who goes
 first alternates): `--blobs` blobs of `--blob-mib` MiB of incompressible bytes pushed monolithic
 (POST + PUT ?digest=), as many pushed chunked (PATCHes of `--chunk-mib` MiB, then PUT ?digest=),
-then the monolithic ones pulled (curl into /dev/null). Rates are all bytes over all seconds of a
+then the monolithic ones pulled (curl into /dev/null).
+
+Pulls by redirect, reported apart (unless --no-redirect): a second server of each kind on the same
+bucket, configured to answer a blob GET with a 307 to a presigned URL of the object (ours
+`redirect: true`; Distribution's default, its `redirect` section left out), pulls the same blobs
+with `curl -L`. That is a different path, not the stream-through one above: the registry sends a
+few hundred bytes and moto sends the blob to curl itself, so the figure is mostly moto's, plus the
+registry's time to sign the URL (and to check the link). It is there because Distribution
+redirects by default: users who compare both servers as shipped see this path for Distribution
+and the stream-through one for ours (whose `redirect` is off by default, for clients that cannot
+reach the bucket). Its ratio has no target. Rates are all bytes over all seconds of a
 kind, per run; the figures are medians over the runs. Also: the requests each server sends to S3
 per blob and load (counted by method in moto's log; the last run's), the RSS of each server's
 process tree after start-up and its peak while it pushes and pulls (sampled every 50 ms), and
@@ -64,8 +74,10 @@ REPOSITORY = "bench/s3"
 SERVERS = ("ours", "reference")
 LABELS = {"ours": "ours (s3 driver)", "reference": "Distribution 2.8 (s3 driver)"}
 KINDS = ("push_mono", "push_chunked", "pull")
+REDIRECT = "pull_redirect"   # reported apart from KINDS: another path (see the module's docstring)
 KIND_LABELS = {"push_mono": "blob push, monolithic POST+PUT", "push_chunked": "blob push, chunked PATCHes",
-               "pull": "blob pull, GET (curl)"}
+               "pull": "blob pull, GET streamed through the registry (curl)",
+               REDIRECT: "blob pull, GET answered by a 307 to a presigned URL, bytes from moto (curl -L)"}
 
 
 def log(message: str) -> None:
@@ -91,16 +103,17 @@ class MotoLog:
         return collections.Counter(m.group(1) for m in map(self.LINE.search, text.splitlines()) if m)
 
 
-def our_server(workdir: Path, name: str, endpoint: str, bucket: str) -> OurRegistry:
+def our_server(workdir: Path, name: str, endpoint: str, bucket: str, redirect: bool = False) -> OurRegistry:
     server = OurRegistry(workdir / name, workdir / "logs" / f"{name}.log", auth=False, config_dir=workdir)
     server.config = workdir / f"{name}.yaml"
     server.config.write_text("auth:\n  enabled: false\nstorage:\n  driver: s3\n  options:\n"
-                             f"    bucket: {bucket}\n    endpoint: {endpoint}\n    region: us-east-1\n")
+                             f"    bucket: {bucket}\n    endpoint: {endpoint}\n    region: us-east-1\n"
+                             + ("    redirect: true\n" if redirect else ""))
     server.label = LABELS["ours"]
     return server
 
 
-def distribution_s3_config(port: int, endpoint: str, bucket: str) -> str:
+def distribution_s3_config(port: int, endpoint: str, bucket: str, redirect: bool = False) -> str:
     return distribution_config(None, port, storage=(
         "  s3:\n"
         f"    accesskey: {CREDENTIALS['AWS_ACCESS_KEY_ID']}\n"
@@ -111,8 +124,7 @@ def distribution_s3_config(port: int, endpoint: str, bucket: str) -> str:
         "    forcepathstyle: true\n"
         "    secure: false\n"
         "    v4auth: true\n"
-        "  redirect:\n"
-        "    disable: true\n"))
+        + ("" if redirect else "  redirect:\n    disable: true\n")))
 
 
 class DistributionOnS3(Distribution):
@@ -126,9 +138,9 @@ class DistributionOnS3(Distribution):
         return env
 
 
-def distribution_server(workdir: Path, name: str, endpoint: str, bucket: str) -> Distribution:
+def distribution_server(workdir: Path, name: str, endpoint: str, bucket: str, redirect: bool = False) -> Distribution:
     server = DistributionOnS3(workdir / name, workdir / "logs" / f"{name}.log", workdir)
-    server.config.write_text(distribution_s3_config(server.port, endpoint, bucket))
+    server.config.write_text(distribution_s3_config(server.port, endpoint, bucket, redirect))
     return server
 
 
@@ -152,29 +164,34 @@ class Bench:
 
     def run(self, number: int) -> None:
         args = self.args
-        servers = {}
+        servers, redirecting = {}, {}
         buckets = {kind: self.moto.new_bucket() for kind in SERVERS}
+        loads_run = KINDS + (() if args.no_redirect else (REDIRECT,))
         try:
             for kind in SERVERS:
-                name = f"run{number}-{kind}"
-                servers[kind] = (our_server if kind == "ours" else distribution_server)(
-                    self.workdir, name, self.moto.endpoint, buckets[kind])
+                make = our_server if kind == "ours" else distribution_server
+                servers[kind] = make(self.workdir, f"run{number}-{kind}", self.moto.endpoint, buckets[kind])
                 servers[kind].start()
-            seconds = {(kind, load): 0.0 for kind in SERVERS for load in KINDS}
-            requests = {(kind, load): collections.Counter() for kind in SERVERS for load in KINDS}
+                if not args.no_redirect:  # the same bucket, blob GETs answered by a redirect
+                    redirecting[kind] = make(self.workdir, f"run{number}-{kind}-redirect", self.moto.endpoint,
+                                             buckets[kind], redirect=True)
+                    redirecting[kind].start()
+            seconds = {(kind, load): 0.0 for kind in SERVERS for load in loads_run}
+            requests = {(kind, load): collections.Counter() for kind in SERVERS for load in loads_run}
             idle = {kind: tree_memory(servers[kind].process.pid)[0] for kind in SERVERS}
             blobs = {kind: {load: [self.payload.blob(f"{number}-{kind}-{load}-{i}") for i in range(args.blobs)]
                             for load in ("push_mono", "push_chunked")} for kind in SERVERS}
-            for load in KINDS:
+            for load in loads_run:
                 self.quiet()
                 for i in range(args.blobs):
                     for kind in SERVERS[i % 2:] + SERVERS[:i % 2]:
-                        server = servers[kind]
+                        server = redirecting[kind] if load == REDIRECT else servers[kind]
                         mark = self.moto_log.mark()
                         with server.sampler.section(load), self.moto_memory.section(load):
-                            if load == "pull":
+                            if load in ("pull", REDIRECT):
                                 tail, digest = blobs[kind]["push_mono"][i]
-                                taken = loads.pull_curl(server.url, {}, REPOSITORY, digest, self.payload.size)
+                                taken = loads.pull_curl(server.url, {}, REPOSITORY, digest, self.payload.size,
+                                                        redirected=load == REDIRECT)
                             else:
                                 tail, digest = blobs[kind][load][i]
                                 taken = (loads.push_monolithic(server.url, {}, REPOSITORY, self.payload, tail, digest)
@@ -186,19 +203,19 @@ class Bench:
                 rates = {kind: args.blobs * self.payload.size / MiB / seconds[kind, load] for kind in SERVERS}
                 log(f"  run {number + 1}: {KIND_LABELS[load]}: " + ", ".join(
                     f"{LABELS[kind]} {rates[kind]:.1f} MiB/s" for kind in SERVERS))
-            figures = {kind: {load: args.blobs * self.payload.size / MiB / seconds[kind, load] for load in KINDS}
+            figures = {kind: {load: args.blobs * self.payload.size / MiB / seconds[kind, load] for load in loads_run}
                        for kind in SERVERS}
             for kind in SERVERS:
                 figures[kind]["peak_rss_mib"] = max(servers[kind].sampler.sections[load][0] for load in KINDS) / MiB
                 figures[kind]["rss_after_start_mib"] = idle[kind] / MiB
                 figures[kind]["s3_requests_per_blob"] = {
                     load: {method: round(n / args.blobs, 2) for method, n in sorted(requests[kind, load].items())}
-                    for load in KINDS}
+                    for load in loads_run}
                 figures[kind]["keys_in_bucket"] = len(self.moto.keys(buckets[kind]))
             figures["moto_peak_rss_mib"] = self.moto_memory.peak_rss / MiB
             self.runs.append(figures)
         finally:
-            for server in servers.values():
+            for server in (*servers.values(), *redirecting.values()):
                 server.stop()
             for bucket in buckets.values():
                 self.empty(bucket)
@@ -224,15 +241,20 @@ class Bench:
 
 
 def summarize(runs: list[dict], args) -> dict:
+    measured = KINDS + ((REDIRECT,) if REDIRECT in runs[0]["ours"] else ())
     out = {"blobs": args.blobs, "blob_mib": args.blob_mib, "chunk_mib": args.chunk_mib, "runs": len(runs),
            "distribution": distribution_version()}
     for kind in SERVERS:
         out[kind] = {"label": LABELS[kind]}
-        for key in (*KINDS, "peak_rss_mib", "rss_after_start_mib"):
+        for key in (*measured, "peak_rss_mib", "rss_after_start_mib"):
             out[kind][key] = statistics.median(r[kind][key] for r in runs)
         out[kind]["s3_requests_per_blob"] = runs[-1][kind]["s3_requests_per_blob"]
-        out[kind]["per_run"] = {load: [round(r[kind][load], 1) for r in runs] for load in KINDS}
-    out["ratio"] = {load: statistics.median(r["ours"][load] / r["reference"][load] for r in runs) for load in KINDS}
+        out[kind]["per_run"] = {load: [round(r[kind][load], 1) for r in runs] for load in measured}
+    out["ratio"] = {load: statistics.median(r["ours"][load] / r["reference"][load] for r in runs) for load in measured}
+    if REDIRECT in measured:
+        out["redirect_note"] = ("pull_redirect is another path than pull: both registries answer a 307 to a "
+                                "presigned URL (ours with redirect: true, Distribution by default) and moto "
+                                "sends the bytes; no target")
     out["moto_peak_rss_mib"] = max(r["moto_peak_rss_mib"] for r in runs)
     out["targets"] = {f"{load}_ours_at_least_reference": out["ratio"][load] >= 1.0 for load in KINDS}
     return out
@@ -246,7 +268,11 @@ def table(out: dict) -> str:
         met = out["targets"][f"{load}_ours_at_least_reference"]
         rows.append([f"{label}, {size} [MiB/s]", fmt(out["ours"][load], 1), fmt(out["reference"][load], 1),
                      f"{out['ratio'][load]:.3f}", "≥ 1", "yes" if met else "NO"])
-    for load in KINDS:
+    if REDIRECT in out["ratio"]:
+        rows.append([f"{KIND_LABELS[REDIRECT]}, {size} [MiB/s] (another path: see below)",
+                     fmt(out["ours"][REDIRECT], 1), fmt(out["reference"][REDIRECT], 1),
+                     f"{out['ratio'][REDIRECT]:.3f}", "none", ""])
+    for load in out["ratio"]:
         per_blob = [", ".join(f"{n:g} {method}" for method, n in out[kind]["s3_requests_per_blob"][load].items())
                     for kind in SERVERS]
         rows.append([f"requests to S3 per blob, {KIND_LABELS[load]} (last run)", *per_blob, "", "", ""])
@@ -255,8 +281,13 @@ def table(out: dict) -> str:
                  "", "", ""])
     rows.append(["peak RSS of the server's process tree, pushing and pulling [MiB]",
                  fmt(out["ours"]["peak_rss_mib"], 0), fmt(out["reference"]["peak_rss_mib"], 0), "", "", ""])
-    return render_table(rows, ["figure", LABELS["ours"], LABELS["reference"], "ours/reference", "target", "met?"],
+    text = render_table(rows, ["figure", LABELS["ours"], LABELS["reference"], "ours/reference", "target", "met?"],
                         markdown=True)
+    if REDIRECT in out["ratio"]:
+        text += ("\n\nThe redirect row is not the stream-through pull: a second server of each kind on the same "
+                 "bucket answers the GET with a 307 to a presigned URL (ours `redirect: true`, off by default; "
+                 "Distribution's default) and curl fetches the blob from moto itself.")
+    return text
 
 
 def main() -> None:
@@ -269,6 +300,8 @@ def main() -> None:
     parser.add_argument("--patience", type=float, default=30, help="seconds to wait for a quiet machine")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
+    parser.add_argument("--no-redirect", action="store_true",
+                        help="skip the pulls by redirect to presigned URLs (reported apart)")
     args = parser.parse_args()
     args.runs = args.runs or (1 if args.quick else 3)
     if moto_executable() is None:

@@ -149,7 +149,7 @@ def test_a_wrong_digest_is_refused_and_nothing_is_stored_at_either_digest(s3_sto
 
 
 def test_blob_get_head_and_ranges_answer_the_blob_and_its_length(s3_registry):
-    data = os.urandom(4 * MIB + 12345)    # large enough to be read ahead
+    data = os.urandom(4 * MIB + 12345)    # several reads of routes.limited
     name = unique_name("s3")
     blob = Client(s3_registry.url).push_blob(name, data)
     url = f"{s3_registry.url}/v2/{name}/blobs/{blob}"

@@ -32,19 +32,18 @@ data back from S3 once to hash it (hashlib's state cannot be saved). When a requ
 short, the bytes received so far are kept, as the filesystem driver keeps what it appended.
 
 Blob GETs can be redirected (307) to a presigned URL with `redirect: true`; off by default, so
-clients that cannot reach the bucket's endpoint still pull through the registry. A whole object of
-`READ_AHEAD_MIN` bytes or more is read ahead by a thread of its own (`ReadAhead`), a few chunks
-before the caller asks: a blob GET then receives the next bytes from S3 while it sends the last ones
-to its client, instead of taking turns. `sized_reader` gives the object's size with its stream, from
-the GET's Content-Length, so a blob GET sends no HEAD for the size.
+clients that cannot reach the bucket's endpoint still pull through the registry. A GET's body is
+read straight from the http.client response under botocore and urllib3 (`ObjectBody`), on the
+caller's thread: the kernel's receive buffer, which grows to several MiB, holds what S3 sends
+while the caller sends the last bytes to its client. `sized_reader` gives the object's size with
+its stream, from the GET's Content-Length, so a blob GET sends no HEAD for the size.
 """
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
-import queue
-import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Iterator
@@ -58,9 +57,6 @@ MIN_PART_SIZE = 5 * MIB          # S3's minimum for every part of a multipart up
 MAX_COPY_PART = 5 * 1024 * MIB   # S3's maximum for one UploadPartCopy
 APPEND_MARK = ".append-"
 REDIRECT_SECONDS = 20 * 60
-READ_AHEAD_MIN = 4 * MIB         # whole objects this large are read ahead (ReadAhead); smaller ones on demand
-READ_AHEAD_CHUNK = MIB           # bytes the read-ahead thread asks S3 for at a time
-READ_AHEAD_DEPTH = 2             # chunks it keeps ready for the caller
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 
 
@@ -94,9 +90,8 @@ class S3Driver:
         self._discard_append(path)
 
     def reader(self, path: str, offset: int = 0) -> BinaryIO:
-        """The object's bytes from `offset` on, streamed from one GET (with a Range after 0). A
-        whole object of READ_AHEAD_MIN bytes or more is read ahead (ReadAhead); a ranged read,
-        which its caller may stop after a few bytes, is read only as asked."""
+        """The object's bytes from `offset` on, streamed from one GET (with a Range after 0) and
+        read only as the caller asks (ObjectBody)."""
         return self._get(path, offset)[0]
 
     def sized_reader(self, path: str) -> tuple[BinaryIO, int]:
@@ -120,9 +115,7 @@ class S3Driver:
             try:
                 answer = self.client.get_object(**arguments)
                 length = answer.get("ContentLength")
-                if not offset and (length or 0) >= READ_AHEAD_MIN:
-                    return ReadAhead(answer["Body"]), length
-                return answer["Body"], length
+                return (answer["Body"] if length is None else ObjectBody(answer["Body"], length)), length
             except self._client_error() as e:
                 code = e.response.get("Error", {}).get("Code")
                 if code == "InvalidRange":  # at or after the end
@@ -401,66 +394,56 @@ class S3Driver:
         getattr(self.client, "close", lambda: None)()
 
 
-class ReadAhead:
-    """A GET's body, read READ_AHEAD_DEPTH chunks ahead of the caller by a thread of its own, so
-    that receiving from S3 and what the caller does with the bytes (send them to a client, hash
-    them) overlap. The same bytes as the body, in order; an error of the body is raised by the
-    `read` that reaches it. `close()` returns at once: the thread stops after the chunk it is
-    receiving and closes the body. A reader dropped unclosed (a response abandoned before its body
-    was iterated) stops its thread too: the thread holds the queue, not the reader."""
+class ObjectBody:
+    """A GET's body read straight from the http.client response under botocore's StreamingBody
+    and urllib3's HTTPResponse (each `read` is then one BufferedReader.read, which receives into
+    the bytes it returns), with the same end: fewer bytes than the Content-Length raise
+    botocore's IncompleteReadError, and a body read to its end gives its connection back to
+    urllib3's pool. Bodies of other shapes (another HTTP client, a stub) are read as they are."""
 
-    def __init__(self, body, chunk: int = READ_AHEAD_CHUNK, depth: int = READ_AHEAD_DEPTH):
-        self._ready: queue.Queue = queue.Queue(maxsize=depth)
-        self._stopped = threading.Event()
-        self._left = b""
+    def __init__(self, body, length: int):
+        raw = getattr(body, "_raw_stream", None)
+        inner = getattr(raw, "_fp", None)
+        self._body = body
+        self._pooled = raw
+        self._direct = inner if isinstance(inner, http.client.HTTPResponse) and not inner.chunked else None
+        self._expected = length
+        self._received = 0
         self._ended = False
-        self._thread = threading.Thread(target=_read_ahead, args=(body, chunk, self._ready, self._stopped),
-                                        name="s3-read-ahead", daemon=True)
-        self._thread.start()
-
-    def _next(self) -> bytes:
-        if self._ended:
-            return b""
-        item = self._ready.get()
-        if isinstance(item, BaseException):
-            self._ended = True
-            raise item
-        if not item:
-            self._ended = True
-        return item
 
     def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            parts = [self._left]
-            self._left = b""
-            while chunk := self._next():
-                parts.append(chunk)
-            return b"".join(parts)
-        parts, wanted = [], size
-        while wanted > 0:
-            if not self._left:
-                self._left = self._next()
-                if not self._left:
-                    break
-            piece, self._left = self._left[:wanted], self._left[wanted:]
-            parts.append(piece)
-            wanted -= len(piece)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        amount = None if size is None or size < 0 else size
+        if self._direct is None:
+            return self._body.read(amount)
+        if self._ended:
+            return b""
+        try:
+            data = self._direct.read(amount)
+        except http.client.IncompleteRead as e:  # a read of the whole rest that stopped short
+            self._received += len(e.partial)
+            self._end()
+            raise
+        except (OSError, http.client.HTTPException) as e:
+            raise _stream_error(e) from e
+        self._received += len(data)
+        if self._direct.isclosed():  # the whole body, or the connection ended early
+            self._end()
+        return data
+
+    def _end(self) -> None:
+        self._ended = True
+        if self._received != self._expected:
+            from botocore.exceptions import IncompleteReadError
+            raise IncompleteReadError(actual_bytes=self._received, expected_bytes=self._expected)
+        self._pooled.release_conn()
 
     def readable(self) -> bool:
         return True
 
     def close(self) -> None:
-        self._stopped.set()
-        self._ended = True
-        while True:  # let a thread waiting to hand over a chunk see the stop
-            try:
-                self._ready.get_nowait()
-            except queue.Empty:
-                break
-
-    def __del__(self) -> None:
-        self._stopped.set()
+        if self._direct is not None and not self._ended and self._received == self._expected:
+            self.read(0)  # an empty body, never read: it is over, its connection can serve again
+        self._body.close()
 
     def __enter__(self):
         return self
@@ -469,29 +452,9 @@ class ReadAhead:
         self.close()
 
 
-def _read_ahead(body, chunk: int, ready: queue.Queue, stopped: threading.Event) -> None:
-    """ReadAhead's thread: the body's chunks (then b"" at its end, or its error) into `ready`
-    until the reader stops; the body closed in any case."""
-    def hand_over(item) -> bool:
-        while not stopped.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    try:
-        while not stopped.is_set():
-            try:
-                data = body.read(chunk)
-            except BaseException as e:  # the reader's next read raises it
-                hand_over(e)
-                return
-            if not hand_over(data) or not data:
-                return
-    finally:
-        body.close()
+def _stream_error(error: Exception) -> Exception:
+    from botocore.exceptions import ResponseStreamingError
+    return ResponseStreamingError(error=error)
 
 
 def open_s3_driver(options: dict, check: bool = True) -> S3Driver:
