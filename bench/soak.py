@@ -7,11 +7,14 @@ pipelines do) into one repository. After each round: manifest GETs and pushes pe
 the server's whole process tree's resident memory (VmRSS summed), its open descriptors and
 memory mappings, and meta.git's size. With `--probe SECONDS`: GETs alone (no pushers) before
 the first round and after each, to tell a GET that got slower as the store grew from pushers that
-took a larger share of the two cores. At the end every acknowledged push is read back by tag and
+took a larger share of the two cores. `--push-rate` paces the pushers (CI pipelines push at
+their own pace): unpaced, the 8 pushers and 64 readers split the two cores differently from
+round to round (60-150 pushes a second). At the end every acknowledged push is read back by tag and
 must answer its digest.
 
     .venv/bin/python bench/soak.py [--rounds 3] [--seconds 60] [--readers 64] [--pushers 8]
-                                   [--writer packs|libgit2] [--probe 10] [--out bench/SOAK.md]
+                                   [--writer packs|libgit2] [--probe 10] [--push-rate 60]
+                                   [--out bench/SOAK.md]
 
 Pass: zero errors, the last round's GET and push rates within 20 % of the first's, the process
 tree under 300 MiB at the end, every acknowledged push readable.
@@ -43,12 +46,16 @@ def layer_descriptors(image: Image) -> list[dict]:
     return [{"mediaType": OCI_LAYER, "digest": digest_of(blob), "size": len(blob)} for blob in image.blobs[1:]]
 
 
-def pusher(base: str, number: int, deadline: float, layers: list[dict], results) -> None:
-    """Push distinct manifests until `deadline`; report (tag, digest) of each acknowledged push and
-    the errors."""
+def pusher(base: str, number: int, deadline: float, layers: list[dict], results, rate: float = 0) -> None:
+    """Push distinct manifests until `deadline` (at most `rate` a second when given); report
+    (tag, digest) of each acknowledged push and the errors."""
     client = Client(base, {})
     pushed, errors, sequence = [], [], 0
+    started = time.time()
     while time.time() < deadline:
+        if rate and sequence >= rate * (time.time() - started):
+            time.sleep(min(1 / rate, max(deadline - time.time(), 0)))
+            continue
         sequence += 1
         tag = f"p{number}-{os.getpid()}-{sequence}"
         config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": {"push": tag}},
@@ -121,7 +128,8 @@ def run(args) -> dict:
         for number in range(1, args.rounds + 1):
             deadline = time.time() + args.seconds
             results = multiprocessing.Queue()
-            pushers = [multiprocessing.Process(target=pusher, args=(server.url, i, deadline, layers, results))
+            pushers = [multiprocessing.Process(target=pusher, args=(server.url, i, deadline, layers, results,
+                                                                    args.push_rate / args.pushers))
                        for i in range(args.pushers)]
             for process in pushers:
                 process.start()
@@ -193,6 +201,9 @@ def main() -> None:
     parser.add_argument("--readers", type=int, default=64)
     parser.add_argument("--pushers", type=int, default=8)
     parser.add_argument("--writer", choices=("packs", "libgit2"), default="packs")
+    parser.add_argument("--push-rate", type=float, default=0, metavar="PER_SECOND",
+                        help="pace the pushers to this many pushes a second in all (default: as fast as they "
+                             "can, when readers and pushers split the cores differently round to round)")
     parser.add_argument("--probe", type=float, default=0, metavar="SECONDS",
                         help="after each round, GETs alone for this long: whether a GET got slower as the store "
                              "grew, or the pushers took a larger share of the cores")
