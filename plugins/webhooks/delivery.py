@@ -27,7 +27,6 @@ least once: worker.py).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -74,7 +73,7 @@ class DeliveryProcess:
         while not self._stop.is_set():
             try:
                 if lock_file is None:
-                    lock_file = self._take_lock()
+                    lock_file = self.outbox.try_lock()
                 if lock_file is None:
                     self._stop.wait(self.settings.poll_interval)
                     continue
@@ -92,15 +91,6 @@ class DeliveryProcess:
                 self._stop.wait(pause)
                 pause = min(pause * 2, RESTART_PAUSE_MAX)
 
-    def _take_lock(self):
-        """The outbox's lock file, flocked by this process; None while another process holds it."""
-        handle = open(self.outbox.lock_path(), "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
-            return None
-        return handle
 
     def _deliver(self, lock_file) -> int:
         """Run a delivery process holding `lock_file`'s flock until it exits; its exit status."""

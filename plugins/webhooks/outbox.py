@@ -29,6 +29,7 @@ events; a redeliver moves a record from `log/` back to `queue/`.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -69,6 +70,17 @@ class Outbox:
     def lock_path(self) -> str:
         os.makedirs(self.root, exist_ok=True)
         return os.path.join(self.root, "worker.lock")
+
+    def try_lock(self):
+        """The open `worker.lock`, flocked by this process (held while the file stays open, and by
+        a child that inherits it); None while another process holds it."""
+        handle = open(self.lock_path(), "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            return None
+        return handle
 
     def _folder(self, key: str, where: str) -> str:
         assert HOOK_KEY.fullmatch(key) and where in ("queue", "log")

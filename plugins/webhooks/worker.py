@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import fcntl
 import hashlib
 import hmac
 import http.client
@@ -100,14 +99,8 @@ class Worker:
 
     def _holds_lock(self) -> bool:
         if self._lock_file is None:
-            handle = open(self.outbox.lock_path(), "a+")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                return False
-            self._lock_file = handle
-        return True
+            self._lock_file = self.outbox.try_lock()
+        return self._lock_file is not None
 
     def _run(self) -> None:
         while not self._stop.is_set():
