@@ -433,6 +433,7 @@ class GarbageCollector:
 
     def sweep_links(self, removed_blobs: set[str]) -> None:
         kept = self.report.kept
+        removed = False
         for link in inventory.link_files(self.driver):
             if link.temporary or link.digest is None:
                 continue
@@ -451,10 +452,11 @@ class GarbageCollector:
                 continue
             if not self.options.dry_run:
                 self.driver.delete(link.path)
-                if self.report.store:  # processes that remember links forget them (registry/blobs.py)
-                    note_links_removed(links_removed_path(self.report.store))
+                removed = True
             self.report.removed.append(Removal("link", link.path, repository=link.repository,
                                                digest=link.digest, reason=reason))
+        if removed and self.report.store:  # processes that remember links forget them (registry/blobs.py)
+            note_links_removed(links_removed_path(self.report.store))
 
 
 def plural(count: int, singular: str, many: str | None = None) -> str:

@@ -2,8 +2,9 @@
 
 On a store with no local files (S3), where asking for a link is a round trip, a blob GET asks for
 the link while the blob's own GET is on its way, and a process remembers the links it has seen
-(`LinkCache`) until any link of the store is removed: every removal (a blob DELETE, garbage
-collection) rewrites the file `state/links-removed` once the link is gone, and a lookup that finds
+(`LinkCache`) until any link of the store is removed: every removal rewrites the file
+`state/links-removed` once the link is gone (a blob DELETE at once, garbage collection once its
+sweep of links is done), and a lookup that finds
 that file changed forgets everything, in every process and node that shares the store's files (as
 they notice meta.git's commits by its ref file). A blob is content-addressed and never changes, and
 one that is gone fails its GET whatever the cache said. A link deleted in the bucket by other means
