@@ -419,24 +419,30 @@ def push_tags(base: str, headers: dict, repository: str, image: Image, count: in
         client.close()
 
 
+def push_build(client: Client, repository: str, tag: str, layers: list[dict]) -> str:
+    """Push one distinct manifest as a CI pipeline makes it: a new config blob (POST + PUT, the
+    tag in its labels), then the manifest naming it and `layers` under `tag`; the manifest's digest."""
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": {"build": tag}},
+                         "rootfs": {"type": "layers", "diff_ids": []}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": layers,
+                           "config": {"mediaType": OCI_CONFIG, "digest": digest_of(config),
+                                      "size": len(config)}}).encode()
+    response, _ = client.request("POST", f"/v2/{repository}/blobs/uploads/", expect=(202,))
+    client.request("PUT", with_query(client.path_of(response.getheader("Location")), digest=digest_of(config)),
+                   body=config, headers={"Content-Type": "application/octet-stream"}, expect=(201,))
+    client.request("PUT", f"/v2/{repository}/manifests/{tag}", body=manifest,
+                   headers={"Content-Type": OCI_MANIFEST}, expect=(201,))
+    return digest_of(manifest)
+
+
 def push_distinct(base: str, headers: dict, repository: str, image: Image, count: int, prefix: str = "d") -> float:
-    """Push `count` distinct manifests, as CI pipelines make them (a new config blob, POST + PUT,
-    then the manifest naming it and the image's layers, under a new tag), one connection; pushes/s."""
+    """Push `count` distinct manifests (push_build) with the image's layers, one connection; pushes/s."""
     layers = json.loads(image.manifest)["layers"]
     client = Client(base, headers)
     try:
         started = time.perf_counter()
         for i in range(count):
-            config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": {"build": f"{prefix}{i}"}},
-                                 "rootfs": {"type": "layers", "diff_ids": []}}).encode()
-            manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": layers,
-                                   "config": {"mediaType": OCI_CONFIG, "digest": digest_of(config),
-                                              "size": len(config)}}).encode()
-            response, _ = client.request("POST", f"/v2/{repository}/blobs/uploads/", expect=(202,))
-            client.request("PUT", with_query(client.path_of(response.getheader("Location")), digest=digest_of(config)),
-                           body=config, headers={"Content-Type": "application/octet-stream"}, expect=(201,))
-            client.request("PUT", f"/v2/{repository}/manifests/{prefix}{i:05d}", body=manifest,
-                           headers={"Content-Type": OCI_MANIFEST}, expect=(201,))
+            push_build(client, repository, f"{prefix}{i:05d}", layers)
         return count / (time.perf_counter() - started)
     finally:
         client.close()

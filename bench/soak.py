@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loads import OCI_CONFIG, OCI_MANIFEST, OCI_LAYER, Client, Image, digest_of, push_image, with_query, wrk  # noqa: E402
+from loads import OCI_LAYER, OCI_MANIFEST, Client, Image, digest_of, push_build, push_image, wrk  # noqa: E402
 from servers import OurRegistry, process_tree, tree_memory  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
@@ -58,18 +58,8 @@ def pusher(base: str, number: int, deadline: float, layers: list[dict], results,
             continue
         sequence += 1
         tag = f"p{number}-{os.getpid()}-{sequence}"
-        config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": {"push": tag}},
-                             "rootfs": {"type": "layers", "diff_ids": []}}).encode()
-        manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                               "config": {"mediaType": OCI_CONFIG, "digest": digest_of(config), "size": len(config)},
-                               "layers": layers}).encode()
         try:
-            response, _ = client.request("POST", f"/v2/{REPOSITORY}/blobs/uploads/", expect=(202,))
-            client.request("PUT", with_query(client.path_of(response.getheader("Location")), digest=digest_of(config)),
-                           body=config, headers={"Content-Type": "application/octet-stream"}, expect=(201,))
-            client.request("PUT", f"/v2/{REPOSITORY}/manifests/{tag}", body=manifest,
-                           headers={"Content-Type": OCI_MANIFEST}, expect=(201,))
-            pushed.append((tag, digest_of(manifest)))
+            pushed.append((tag, push_build(client, REPOSITORY, tag, layers)))
         except Exception as error:  # noqa: BLE001 - every failure is a figure of the soak
             errors.append(f"{tag}: {error}")
             client.close()
