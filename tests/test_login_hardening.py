@@ -13,13 +13,13 @@ import uuid
 import pytest
 import requests
 from argon2 import PasswordHasher
-from requests.adapters import HTTPAdapter
 
 from registry_core.context import Context
 from registry_core.errors import RegistryError
 from registry_core.index.accounts import Accounts
 from registry_core.index.ratelimit import LoginLimiter
 from registry_core.meta.store import MetaStore
+from tests.support.server import FromAddress
 
 PASSWORD = "hardening-password-1"
 ADMIN = Context(actor="admin")
@@ -131,18 +131,6 @@ def test_a_success_clears_the_attempts_of_its_address(meta, tmp_path, checks):
 
 
 # --- 3. a lockout stops guessing from the failing address, and only there ------------------------
-
-class FromAddress(HTTPAdapter):
-    """Requests sent from another loopback address (still to 127.0.0.1)."""
-
-    def __init__(self, address: str):
-        self.address = address
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self.address, 0)
-        super().init_poolmanager(*args, **kwargs)
-
 
 def session_from(address: str) -> requests.Session:
     session = requests.Session()

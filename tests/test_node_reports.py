@@ -21,21 +21,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from registry_core.builtin_plugins.reporting import signing
 from registry_core.index import keys
 from tests.support.oci import Client
-from tests.support.server import REGISTRY, RunningRegistry
+from tests.support.server import REGISTRY, RunningRegistry, wait_until
 
 NODE = "node-1"
 ALICE, BOB, ADMIN = ("alice", "alice-demo"), ("bob", "bob-demo"), ("admin", "admin-demo")
-DEADLINE = 30.0
-
-
-def wait_until(condition, what: str, timeout: float = DEADLINE):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 def node_key(store: Path, tmp: Path) -> str:

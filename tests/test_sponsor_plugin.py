@@ -18,30 +18,17 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
-from requests.adapters import HTTPAdapter
 
 from registry_core.builtin_plugins.sponsor.settings import parse_limit, parse_size
 from registry_core.meta.documents import DocumentInvalid
 from registry_core.plugins import make_plugin_manager, validate_plugin_config
 from tests.support.oci import OCI_MANIFEST, Client, descriptor, digest, error_codes
-from tests.support.server import REGISTRY, RunningRegistry
+from tests.support.server import REGISTRY, FromAddress, RunningRegistry
 
 ALICE = ("alice", "alice-demo")
 ACCEPT = {"Accept": "application/vnd.oci.image.index.v1+json, " + OCI_MANIFEST}
 HELLO = "/v2/library/hello/manifests/latest"
 QUOTA = 64 * 1024
-
-
-class FromAddress(HTTPAdapter):
-    """Connections from a chosen local address (in 127.0.0.0/8) to the server on 127.0.0.1."""
-
-    def __init__(self, address: str):
-        self.address = address
-        super().__init__()
-
-    def init_poolmanager(self, *args, **kwargs):
-        kwargs["source_address"] = (self.address, 0)
-        super().init_poolmanager(*args, **kwargs)
 
 
 def session_from(address: str, auth=None) -> requests.Session:

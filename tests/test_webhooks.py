@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from tests.support.oci import Client
-from tests.support.server import RunningRegistry, free_port
+from tests.support.server import RunningRegistry, free_port, wait_until
 from tests.support.skopeo import Skopeo
 
 RECEIVER = Path(__file__).resolve().parent / "support" / "webhook_receiver.py"
@@ -99,16 +99,6 @@ def deliveries(server, repository: str, hook_id: str) -> list[dict]:
     r = session.get(f"{session.base}/{repository}/webhooks/{hook_id}/deliveries")
     assert r.status_code == 200, r.text
     return r.json()["deliveries"]
-
-
-def wait_until(condition, what: str):
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        answer = condition()
-        if answer:
-            return answer
-        time.sleep(0.1)
-    pytest.fail(f"not within {WAIT}s: {what}")
 
 
 def verifies(received: dict, secret: str) -> bool:

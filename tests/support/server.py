@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import requests
+from requests.adapters import HTTPAdapter
 
 REGISTRY = str(Path(sys.executable).with_name("registry"))
 
@@ -106,3 +107,27 @@ class RunningRegistry:
             pass  # nothing of it is left
         self.process.wait()
         self._log.close()
+
+
+def wait_until(condition, what: str, timeout: float = 30.0):
+    """`condition()`'s first true answer, asked every 0.1 s; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = condition()
+        if answer:
+            return answer
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+class FromAddress(HTTPAdapter):
+    """Connections from a chosen local address in 127.0.0.0/8 to the server on 127.0.0.1: a client
+    of its own, for limits kept per client address (`session.mount("http://", FromAddress(a))`)."""
+
+    def __init__(self, address: str):
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
