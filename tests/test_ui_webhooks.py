@@ -91,6 +91,7 @@ def test_an_admin_adds_a_webhook_pings_it_reads_its_log_redelivers_deactivates_a
     log = page.locator(f"#webhook-{hook['id']}-log")
 
     def delivered_row():
+        page.wait_for_load_state()  # a reload while the last navigation still commits: "not attached"
         page.reload()
         rows = log.locator("tbody tr")
         return rows if rows.count() and rows.first.locator(".delivery-state").inner_text() == "delivered" else None
