@@ -14,7 +14,7 @@ import os
 import click
 
 from registry_core.context import Context
-from registry_core.meta.store import MetaStore, limit_object_cache
+from registry_core.meta.store import MetaStore, limit_caches
 from registry_core.maintenance.fsck import Checker
 from registry_core.storage.driver import StorageUnavailable
 from registry_core.command_line import load_config, plugin_manager, repository_name, store_command
@@ -24,7 +24,8 @@ from registry_core.maintenance.history import parse_date
 from registry_core.maintenance.restore import TagRestorer, parse_target
 from registry_core.names import check_tag
 from registry_core.registry.blobs import BlobService
-from registry_core.maintenance.gc import GC_OBJECT_CACHE_BYTES, HOUR, GarbageCollectionRefused, GarbageCollector, Options
+from registry_core.maintenance.gc import HOUR, GarbageCollectionRefused, GarbageCollector, Options
+from registry_core.maintenance.marking import MARK_OBJECT_CACHE_BYTES, MarkFailed
 from registry_core.meta.paths import META_DIR
 
 
@@ -84,10 +85,10 @@ def garbage_collect(store: MaintainedStore, dry_run, delete_untagged, upload_age
     """
     options = Options(dry_run=dry_run, delete_untagged=delete_untagged, upload_age=upload_age * HOUR,
                       grace=grace * 60)
-    limit_object_cache(GC_OBJECT_CACHE_BYTES)  # the mark reads each tree once
+    limit_caches(MARK_OBJECT_CACHE_BYTES)  # the mark reads each tree once
     try:
         report = GarbageCollector(store.driver, store.meta, store.context, options, store=store.root).run()
-    except GarbageCollectionRefused as e:
+    except (GarbageCollectionRefused, MarkFailed) as e:
         raise click.ClickException(str(e)) from None
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))

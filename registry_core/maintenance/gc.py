@@ -60,16 +60,13 @@ from registry_core.meta import paths as meta_paths
 from registry_core.meta.documents import DocumentInvalid
 from registry_core.meta.packing import PackResult, pack_metadata
 from registry_core.meta.store import MetaStore, Snapshot, Transaction, load_blob
-from registry_core.maintenance import inventory
+from registry_core.maintenance import inventory, marking
 from registry_core.maintenance.inventory import RepositoryGraph
 from registry_core.registry.blobs import links_removed_path, note_links_removed
 from registry_core.storage import paths
 from registry_core.storage.driver import StorageDriver
 
 HOUR = 3600.0
-# libgit2's object cache while garbage-collect runs (meta/store.py limit_object_cache): 4 MiB as
-# libgit2 counts, about 38 MiB of parsed trees; the server's 32 MiB would hold ~180 MiB.
-GC_OBJECT_CACHE_BYTES = 4 << 20
 # A manifest document in its bucket (meta/paths.py `fan_out`) or at an older place of `_manifests/`.
 _MANIFEST_PATH = re.compile(rf"{meta_paths.REPOSITORIES}/(?P<name>.+)/_manifests/"
                             r"(?P<algorithm>[a-z0-9]+)/(?:[0-9a-f]+/)*(?P<encoded>[a-f0-9]+)\.yaml")
@@ -82,7 +79,8 @@ class GarbageCollectionRefused(Exception):
         self.problems = problems
         outcome = ("it stopped midway: what it removed before is not listed" if midway
                    else "nothing was removed")
-        super().__init__("garbage collection needs every manifest and tag document to be valid, and "
+        super().__init__("garbage collection needs every manifest document (and tag document, to delete "
+                         "untagged manifests) to be valid, and "
                          f"{len(problems)} are not ({outcome}; `registry fsck` lists them):\n  "
                          + "\n  ".join(problems))
 
@@ -190,7 +188,7 @@ class GarbageCollector:
     """One run over one store; `run()` returns the report. `now` is the time ages are measured from."""
 
     def __init__(self, driver: StorageDriver, meta: MetaStore, context: Context, options: Options,
-                 store: str = "", now: float | None = None):
+                 store: str = "", now: float | None = None, mark_workers: int | None = None):
         self.driver = driver
         self.meta = meta
         self.context = context
@@ -202,6 +200,7 @@ class GarbageCollector:
         self.excluded: dict[tuple[str, str], dict] = {}      # (repository, digest) deleted, with its document
         self._mark_tree_id: pygit2.Oid | None = None
         self._mark_tip: pygit2.Oid | None = None
+        self.mark_workers = mark_workers  # processes that read the documents (marking.py); None: by size
 
     def run(self) -> Report:
         plan = self.survey(self.meta.snapshot())   # raises before anything is changed
@@ -209,8 +208,9 @@ class GarbageCollector:
         self.delete_manifests(plan)
         removed_blobs = self.sweep_blobs()
         self.sweep_links(removed_blobs)
-        # What the mark read (trees, documents) is not read again: give it back before git's
-        # repack takes its own memory, so the two do not add up.
+        # What the mark read (trees, documents, the digests) is not needed again: give it back
+        # before git's repack takes its own memory, so the two do not add up.
+        self.marked, self.referenced, self.excluded = set(), {}, {}
         self.meta.release_caches()
         self.report.metadata = pack_metadata(self.meta.path, dry_run=self.options.dry_run, durable=self.meta.durable,
                                              grace=self.options.grace, now=self.now)
@@ -225,36 +225,20 @@ class GarbageCollector:
     def survey(self, snapshot: Snapshot) -> dict[str, dict[str, dict]]:
         """Mark what every manifest needs; return the untagged manifests to delete, by repository
         (empty without `delete_untagged`). Those are left out of the marks."""
-        problems: list[str] = []
-        plan: dict[str, dict[str, dict]] = {}
-        for name in inventory.repositories(snapshot):
-            graph = RepositoryGraph.read(snapshot, name)
-            problems.extend(str(e) for e in graph.invalid)
-            doomed = self.untagged(graph) if self.options.delete_untagged and not graph.invalid else {}
-            if doomed:
-                plan[name] = doomed
-            for digest, document in graph.manifests.items():
-                if digest in doomed:
-                    self.excluded[(name, digest)] = document
-                else:
-                    self.mark(name, document)
-        if problems:
-            raise GarbageCollectionRefused(problems)
+        rules = marking.Rules(self.options.delete_untagged, self.options.grace, self.now)
+        found = marking.read_all(self.meta.path, snapshot, rules, workers=self.mark_workers)
+        if found.problems:
+            raise GarbageCollectionRefused(found.problems)
+        self.referenced = found.referenced
+        for needed in found.referenced.values():
+            self.marked |= needed
+        for name, untagged in found.untagged.items():
+            for digest, document in untagged.items():
+                self.excluded[(name, digest)] = document
+        self.report.kept["manifestsReachable"] += found.reachable
+        self.report.kept["manifestsYoung"] += found.young
         self._mark_tree_id, self._mark_tip = (snapshot.root.id if snapshot.root is not None else None), snapshot.tip
-        return plan
-
-    def untagged(self, graph: RepositoryGraph) -> dict[str, dict]:
-        """The manifests of `graph` that no tag reaches and that were pushed more than `grace` ago."""
-        reachable = graph.reachable()
-        doomed = {}
-        for digest, document in graph.manifests.items():
-            if digest in reachable:
-                self.report.kept["manifestsReachable"] += 1
-            elif not self.old(inventory.parse_time(document.get("pushedAt")) or 0.0, self.options.grace):
-                self.report.kept["manifestsYoung"] += 1
-            else:
-                doomed[digest] = document
-        return doomed
+        return found.untagged
 
     def mark(self, name: str, document: dict) -> None:
         needed = set(inventory.references(document))
@@ -291,7 +275,7 @@ class GarbageCollector:
                 del self.excluded[(name, digest)]
         if self._mark_tree_id is None:
             for name in inventory.repositories(snapshot):
-                for document in RepositoryGraph.read(snapshot, name).manifests.values():
+                for document in RepositoryGraph.read(snapshot, name, tags=False).manifests.values():
                     self.mark(name, document)
         self._mark_tree_id, self._mark_tip = snapshot.root.id, snapshot.tip
 

@@ -220,8 +220,9 @@ class RepositoryGraph:
     invalid: list[DocumentInvalid] = field(default_factory=list)
 
     @classmethod
-    def read(cls, snapshot: Snapshot, name: str) -> "RepositoryGraph":
-        """Read the graph as of `snapshot`; documents that fail their schema go to `invalid`."""
+    def read(cls, snapshot: Snapshot, name: str, tags: bool = True) -> "RepositoryGraph":
+        """Read the graph as of `snapshot` (its manifests only, without `tags`); documents that
+        fail their schema go to `invalid`."""
         graph = cls(name)
         for path, algorithm, file_name, blob in documents_in(snapshot, meta_paths.manifests_dir(name)):
             if not file_name.endswith(".yaml"):
@@ -236,7 +237,7 @@ class RepositoryGraph:
             if graph.manifest_paths.get(digest) != meta_paths.manifest(name, digest):
                 graph.manifests[digest] = document
                 graph.manifest_paths[digest] = path
-        for path, entry in tag_files(snapshot, name):
+        for path, entry in tag_files(snapshot, name) if tags else ():
             tag = entry.name[:-len(".yaml")]
             try:
                 document = load_blob(entry, path)

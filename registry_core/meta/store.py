@@ -59,13 +59,19 @@ pygit2.settings.mwindow_file_limit = OPEN_PACK_FILES
 pygit2.settings.mwindow_mapped_limit = MAPPED_PACK_BYTES
 pygit2.settings.cache_max_size(OBJECT_CACHE_BYTES)
 
-def limit_object_cache(nominal_bytes: int) -> None:
-    """Set libgit2's object cache for this process (OBJECT_CACHE_BYTES by default). libgit2
-    counts an object by its size in the pack, but a parsed tree takes about 5.6 times that in
-    memory: the 32 MiB default holds up to ~180 MiB of trees once a process has read enough
-    distinct ones (a walk of 200,000 tree entries here). A process that reads each tree once
-    (garbage-collect's mark) gains nothing from it."""
-    pygit2.settings.cache_max_size(nominal_bytes)
+def limit_caches(object_bytes: int, mapped_bytes: int | None = None, documents: int | None = None) -> None:
+    """Set this process's caches: libgit2's object cache (OBJECT_CACHE_BYTES by default), the
+    bytes of packs it keeps mapped (MAPPED_PACK_BYTES) and the parsed documents kept
+    (_PARSED_LIMIT). libgit2 counts an object by its size in the pack, but a parsed tree takes
+    about 5.6 times that in memory: the 32 MiB default holds up to ~180 MiB of trees once a
+    process has read enough distinct ones (a walk of 200,000 tree entries here). A process that
+    reads each object once (garbage-collect's mark) gains nothing from any of them."""
+    global _documents_kept
+    pygit2.settings.cache_max_size(object_bytes)
+    if mapped_bytes is not None:
+        pygit2.settings.mwindow_mapped_limit = mapped_bytes
+    if documents is not None:
+        _documents_kept = documents
 
 
 def _return_freed_memory() -> None:
@@ -83,6 +89,7 @@ _trees = packs.TreeCache()
 # of them were half a gigabyte (garbage-collect of a 100,000-push store grew past 540 MB reading
 # them); 20,000 hold every repository document of a 10,000-repository catalog and the hot tags.
 _PARSED_LIMIT = 20_000
+_documents_kept = _PARSED_LIMIT
 
 
 class StoreUnavailable(RegistryError):
@@ -193,9 +200,10 @@ def load_blob(blob: pygit2.Blob, path: str) -> dict:
     document = _parsed.get(blob.id)
     if document is None:
         document = documents.parse(Snapshot.read(lambda: blob.data), path)
-        if len(_parsed) >= _PARSED_LIMIT:
+        if len(_parsed) >= _documents_kept:
             _parsed.clear()
-        _parsed[blob.id] = document
+        if _documents_kept:
+            _parsed[blob.id] = document
     return document
 
 
