@@ -135,6 +135,7 @@ def worker_app(options: ServeOptions, reported_tls=None):
     warm_up(registry)
     _receive_bodies_in_heap_sized_pieces()
     _answer_server_errors_in_json()
+    _send_relayed_bodies()
     return app
 
 
@@ -165,6 +166,42 @@ def _answer_server_errors_in_json() -> None:
     from gunicorn import util
 
     util.write_error = write_json_error
+
+
+def _send_relayed_bodies() -> None:
+    """gunicorn sends a `wsgi.file_wrapper` body with `Response.sendfile` (os.sendfile from a
+    file); extended here to send a RelayedBody (registry_core/socket_bodies.py: the rest of an S3
+    object, received from S3's socket into one buffer) on the client's socket in the same place:
+    after gunicorn sent the headers, counting what went out in `Response.sent` (its access log's
+    bytes), its keep-alive decision unchanged. Only an HTTP/1 response (`Response` itself: HTTP/2
+    frames its body) with a Content-Length, on a plain TCP socket; any other goes to gunicorn's
+    own sendfile, which reads the body as a file. A body that ends early raises, and gunicorn
+    closes the connection (headers sent: it cannot answer an error)."""
+    import socket
+
+    from gunicorn.http.wsgi import Response
+
+    from registry_core import socket_bodies
+
+    if not getattr(Response.sendfile, "sends_relayed_bodies", False):
+        files_only = Response.sendfile
+
+        def sendfile(self, respiter):
+            body = respiter.filelike
+            if not (isinstance(body, socket_bodies.RelayedBody) and type(self) is Response
+                    and type(self.sock) is socket.socket and not self.cfg.is_ssl and not self.chunked
+                    and not self._omits_body and self.response_length == body.length):
+                return files_only(self, respiter)
+            self.send_headers()
+            try:
+                body.send_to(self.sock)
+            finally:
+                self.sent += body.sent
+            return True
+
+        sendfile.sends_relayed_bodies = True
+        Response.sendfile = sendfile
+    socket_bodies.install()
 
 
 def write_json_error(sock, status: int, reason: str, message: str) -> None:

@@ -10,6 +10,7 @@ from urllib.parse import quote, urlencode
 
 import bottle
 
+from registry_core import socket_bodies
 from registry_core.errors import RegistryError
 from registry_core.events import event
 from registry_core.names import check_digest, check_name
@@ -310,14 +311,19 @@ def parse_range(header: str, size: int) -> tuple[int, int]:
 
 def limited(stream, length: int, environ: dict):
     """The response body: the open file itself when the server can sendfile it (gunicorn stops at
-    Content-Length), otherwise a generator that reads exactly `length` bytes.
+    Content-Length); a RelayedBody when the server can relay the stream's socket to the
+    client's through one buffer (an S3 object over plain HTTP: registry_core/socket_bodies.py);
+    otherwise a generator that reads exactly `length` bytes.
 
     The file is returned bare: bottle wraps a file-like body in `wsgi.file_wrapper` itself, and
     gunicorn sends only a `wsgi.file_wrapper` instance with sendfile. An already wrapped file is
     not file-like to bottle (no `read`), so bottle would iterate it into a plain generator and
     gunicorn would copy the blob through user space in 1 MiB reads."""
-    if "gunicorn" in environ.get("SERVER_SOFTWARE", "") and "wsgi.file_wrapper" in environ and _is_file(stream):
-        return stream
+    if "gunicorn" in environ.get("SERVER_SOFTWARE", "") and "wsgi.file_wrapper" in environ:
+        if _is_file(stream):
+            return stream
+        if socket_bodies.can_relay(environ, stream):
+            return socket_bodies.RelayedBody(stream, length)
 
     def read():
         remaining = length

@@ -35,7 +35,9 @@ Blob GETs can be redirected (307) to a presigned URL with `redirect: true`; off 
 clients that cannot reach the bucket's endpoint still pull through the registry. A GET's body is
 read straight from the http.client response under botocore and urllib3 (`ObjectBody`), on the
 caller's thread: the kernel's receive buffer, which grows to several MiB, holds what S3 sends
-while the caller sends the last bytes to its client. `sized_reader` gives the object's size with
+while the caller sends the last bytes to its client. Over plain HTTP, a caller may receive the
+rest of a body from the connection's socket itself (`ObjectBody.rest_source`: a blob GET relays it
+to its client, registry_core/socket_bodies.py). `sized_reader` gives the object's size with
 its stream, from the GET's Content-Length, so a blob GET sends no HEAD for the size.
 """
 
@@ -44,6 +46,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import socket
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO, Iterator
@@ -57,6 +60,7 @@ MIN_PART_SIZE = 5 * MIB          # S3's minimum for every part of a multipart up
 MAX_COPY_PART = 5 * 1024 * MIB   # S3's maximum for one UploadPartCopy
 APPEND_MARK = ".append-"
 REDIRECT_SECONDS = 20 * 60
+READ_TIMEOUT = 60                # seconds S3 may send nothing in the middle of an answer
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 
 
@@ -437,6 +441,46 @@ class ObjectBody:
             raise IncompleteReadError(actual_bytes=self._received, expected_bytes=self._expected)
         self._pooled.release_conn()
 
+    def rest_source(self) -> tuple[int, float] | None:
+        """The descriptor of the S3 connection's socket and its read timeout in seconds, for a
+        caller that receives the rest of the body from it itself (socket_bodies.py):
+        only over plain HTTP (over https its bytes are not the body), None for a body of another
+        shape or once the body has ended. The caller first takes `read_buffered()`, then receives
+        at most the rest from the descriptor and reports how much with `received_from_socket`.
+        (moto and other HTTP/1.0 servers close each connection after its response: http.client
+        has then let go of the connection's socket, and the response's file holds it.)"""
+        from urllib3.connection import HTTPConnection, HTTPSConnection
+
+        if self._direct is None or self._ended or self._direct.length is None or self._direct.fp is None:
+            return None
+        connection = getattr(self._pooled, "connection", None)
+        if not isinstance(connection, HTTPConnection) or isinstance(connection, HTTPSConnection):
+            return None
+        if not isinstance(getattr(self._direct.fp, "raw", None), socket.SocketIO):
+            return None
+        timeout = connection.timeout if isinstance(connection.timeout, (int, float)) else READ_TIMEOUT
+        return self._direct.fp.fileno(), timeout
+
+    def read_buffered(self, limit: int) -> bytes:
+        """Up to `limit` bytes that http.client has already received off the socket (what came
+        with the headers), or one receive of them when nothing has; after it, the rest of the
+        body is on the socket only."""
+        fp = self._direct.fp if self._direct is not None else None
+        if fp is None or limit <= 0:
+            return b""
+        try:
+            waiting = len(fp.peek())
+        except OSError as e:
+            raise _stream_error(e) from e
+        return self.read(min(waiting, limit)) if waiting else b""
+
+    def received_from_socket(self, count: int) -> None:
+        """Count `count` bytes of the body the caller received from `rest_source` itself, in
+        http.client's count of what is left too: a body so read to its end gives its connection
+        back to the pool at `close` (or the next `read`), as one read through `read` does."""
+        self._direct.length -= count
+        self._received += count
+
     def readable(self) -> bool:
         return True
 
@@ -474,7 +518,7 @@ def open_s3_driver(options: dict, check: bool = True) -> S3Driver:
                                     aws_session_token=options.get("sessionToken"),
                                     region_name=options.get("region"))
     config = BotoConfig(s3={"addressing_style": "path" if endpoint else "auto"}, signature_version="s3v4",
-                        max_pool_connections=64, connect_timeout=5, read_timeout=60,
+                        max_pool_connections=64, connect_timeout=5, read_timeout=READ_TIMEOUT,
                         retries={"mode": "standard", "max_attempts": 3})
     client = session.client("s3", endpoint_url=endpoint, config=config)
     driver = S3Driver(client, bucket, prefix=options.get("prefix", ""), redirect=options.get("redirect", False),

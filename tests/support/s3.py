@@ -28,9 +28,11 @@ def moto_executable() -> str | None:
 
 
 class MotoServer:
-    """A `moto_server` process on a free port of 127.0.0.1; `.endpoint` is its URL."""
+    """A `moto_server` process on a free port of 127.0.0.1; `.endpoint` is its URL. With `tls`
+    (certificate and key files, tls_certificate() makes them) it speaks https: whoever talks to
+    it trusts the certificate through AWS_CA_BUNDLE (botocore) or `verify=` (requests)."""
 
-    def __init__(self, log: Path, env: dict | None = None):
+    def __init__(self, log: Path, env: dict | None = None, tls: tuple[Path, Path] | None = None):
         executable = moto_executable()
         if executable is None:
             message = "moto_server is not installed (pip install -e '.[test]' brings moto[server])"
@@ -38,9 +40,11 @@ class MotoServer:
                 pytest.fail(message)
             pytest.skip(message)
         self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.verify = str(tls[0]) if tls else True
+        tls_arguments = ["-c", str(tls[0]), "-k", str(tls[1])] if tls else []
         self._log = open(log, "wb")
-        self.process = subprocess.Popen([executable, "-H", "127.0.0.1", "-p", str(self.port)],
+        self.process = subprocess.Popen([executable, "-H", "127.0.0.1", "-p", str(self.port), *tls_arguments],
                                         stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                         env={**os.environ, **(env or {})}, start_new_session=True)
         deadline = time.monotonic() + 30
@@ -49,7 +53,7 @@ class MotoServer:
                 self.stop()
                 raise RuntimeError(f"moto_server exited with {self.process.returncode}: see {log}")
             try:
-                requests.get(self.endpoint + "/moto-api/", timeout=1)
+                requests.get(self.endpoint + "/moto-api/", timeout=1, verify=self.verify)
                 return
             except requests.RequestException:
                 if time.monotonic() > deadline:
@@ -62,7 +66,7 @@ class MotoServer:
         from botocore.config import Config
         keys = {"aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
                 "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"], **credentials}
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", verify=self.verify,
                             config=Config(s3={"addressing_style": "path"}), **keys)
 
     def new_bucket(self) -> str:
@@ -85,6 +89,15 @@ class MotoServer:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+
+
+def tls_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (openssl), in `directory`."""
+    certificate, key = directory / "moto-cert.pem", directory / "moto-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                    "-out", str(certificate), "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return certificate, key
 
 
 @pytest.fixture(scope="session")
