@@ -7,7 +7,8 @@ to the receiver getting its event (p50, p99).
 The server is ours with the default config (accounts on; pushes with Basic admin:admin-demo),
 `plugins: [webhooks]` and `allowPrivateTargets: true` (the receiver is on 127.0.0.1). The three
 hooks (distribution, cloudevents and dockerhub payloads) post to one receiver process, which
-notes the arrival time of each event; only the distribution-format events count for the latency.
+notes the arrival time of each event and keeps connections open between requests (HTTP/1.1
+keep-alive, as real receivers do; `--receiver-http10` for one that closes each); only the distribution-format events count for the latency.
 Also printed: the CPU time the server's delivery process (plugins/webhooks/delivery.py) and the
 receiver used per event, from the first push to the last delivery: work done on the same cores as
 the pushes, in whichever block it falls; and, per push, the CPU time each part used during the
@@ -39,6 +40,7 @@ RECEIVER = textwrap.dedent('''
     import json, sys, time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     class Recorder(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as real receivers (nginx, web frameworks) do
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             arrived = time.time()
@@ -98,11 +100,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--blocks", type=int, default=6)
     parser.add_argument("--block", type=int, default=100)
+    parser.add_argument("--receiver-http10", action="store_true",
+                        help="the receiver answers HTTP/1.0 and closes each connection")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="webhooks-bench-"))
     record = workdir / "received.jsonl"
     port = free_port()
-    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port), str(record)])
+    receiver_code = RECEIVER.replace('"HTTP/1.1"', '"HTTP/1.0"') if args.receiver_http10 else RECEIVER
+    receiver = subprocess.Popen([sys.executable, "-c", receiver_code, str(port), str(record)])
     config = workdir / "registry.yaml"
     config.write_text("plugins: [webhooks]\npluginConfig:\n  webhooks:\n    allowPrivateTargets: true\n")
     server = OurRegistry(workdir / "store", workdir / "server.log", auth=True, config_dir=workdir)

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -36,14 +37,16 @@ WAIT = 30  # seconds any one awaited delivery may take at most (the retries here
 class Receiver:
     """The receiver process on 127.0.0.1:`port`, recording to `record`; start()/stop() at will."""
 
-    def __init__(self, directory: Path, port: int | None = None):
+    def __init__(self, directory: Path, port: int | None = None, keep_alive: bool = False):
+        self.keep_alive = keep_alive
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.record = directory / f"received-{self.port}.jsonl"
         self.process = None
 
     def start(self) -> Receiver:
-        self.process = subprocess.Popen([sys.executable, str(RECEIVER), str(self.port), str(self.record)],
+        self.process = subprocess.Popen([sys.executable, str(RECEIVER), str(self.port), str(self.record)]
+                                        + (["keep-alive"] if self.keep_alive else []),
                                         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
         assert self.process.stdout.readline().strip() == b"ready"
         return self
@@ -702,3 +705,63 @@ def test_the_file_of_a_removed_event_is_reused_for_the_next_event_recorded(tmp_p
     assert os.stat(tmp_path / "events" / second).st_ino == inode
     assert delivering.read_event(second) == {"occurrence": {"id": "b" * 32}, "deliveries": [{"hook": "0123456789ab"}]}
     assert os.listdir(tmp_path / "spares") == []
+
+
+def test_a_hooks_deliveries_go_out_on_one_kept_connection_to_a_keep_alive_receiver(server, repository, tmp_path):
+    receiver = Receiver(tmp_path, keep_alive=True).start()
+    try:
+        assert add_hook(server, repository, url=f"{receiver.url}/kept", events=["push"]).status_code == 201
+        client = alice_client(server)
+        for n in range(3):  # one at a time: each a delivery of its own
+            client.push_image(repository, f"kept-{n}")
+            receiver.wait_for(n + 1, where=repository)
+        got = receiver.received(where=repository)
+    finally:
+        receiver.stop()
+    assert [json.loads(r["body"])["events"][0]["target"]["tag"] for r in got] == ["kept-0", "kept-1", "kept-2"]
+    assert len({r["clientPort"] for r in got}) == 1
+    assert {r["headers"]["Connection"] for r in got} == {"keep-alive"}
+
+
+def test_the_hooks_of_a_repository_are_read_once_until_another_process_changes_them(
+        server, receiver, repository, monkeypatch):
+    from registry_core.builtin_plugins.webhooks.definitions import Definitions
+    from registry_core.builtin_plugins.webhooks.sealing import Sealer
+    from registry_core.meta.store import MetaStore, Snapshot
+
+    definitions = Definitions(MetaStore(str(server.store / "meta.git"), create=False),
+                              Sealer(str(server.store / "keys")), allow_private=True)
+    reads = []
+    read = Snapshot.get
+    monkeypatch.setattr(Snapshot, "get", lambda self, path: reads.append(path) or read(self, path))
+    assert definitions.list(repository) == []
+    first = add_hook(server, repository, url=f"{receiver.url}/one", events=["push"]).json()["id"]
+    assert [hook["id"] for hook in definitions.list(repository)] == [first]
+    assert len(reads) == 1
+
+    alice_client(server).push_image(repository, "v1")  # moves the tip, not the hooks
+    assert [hook["id"] for hook in definitions.list(repository)] == [first]
+    assert len(reads) == 1  # nothing read again
+
+    second = add_hook(server, repository, url=f"{receiver.url}/two", events=["push"]).json()["id"]
+    assert [hook["id"] for hook in definitions.list(repository)] == [first, second]
+    assert api(server).delete(f"{api(server).base}/{repository}/webhooks/{first}").status_code == 204
+    assert [hook["id"] for hook in definitions.list(repository)] == [second]
+
+
+def test_event_ids_are_32_hex_digits_and_a_forked_process_draws_its_own():
+    from registry_core.builtin_plugins.webhooks.service import event_ids
+
+    ours = [event_ids.next() for _ in range(3)]
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.write(writer, event_ids.next().encode())
+        os._exit(0)
+    os.close(writer)
+    theirs = os.read(reader, 64).decode()
+    os.close(reader)
+    os.waitpid(child, 0)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ours + [theirs])
+    assert len(set(ours)) == 3 and ours[0][:20] == ours[2][:20]
+    assert theirs[:20] != ours[0][:20]  # not the parent's random part with its counter

@@ -2,6 +2,12 @@
 `repositories/<name>/_webhooks/<id>.yaml`: each change one commit authored by the acting user, so
 the history shows who configured which hook. The secret is sealed (sealing.py) before it is
 written. Checks of what a request asks for live here; who may ask is the routes' business.
+
+The hooks of a repository are read on every event the repository has (service.py records it for
+those that want it): `list` keeps them by the object id of their `_webhooks` tree, which a push,
+a tag or anything else but a change of its hooks leaves as it is, so an event of a repository
+whose hooks did not change reads no hook document; a change by any process (another id) is seen
+at once.
 """
 
 from __future__ import annotations
@@ -9,6 +15,8 @@ from __future__ import annotations
 import fnmatch
 import re
 import secrets as random
+
+import pygit2
 
 from registry_core.context import Context, now_iso
 from registry_core.errors import RegistryError, bad_request
@@ -22,6 +30,7 @@ FIELDS = ("url", "secret", "events", "format", "tags", "active")
 VIEW_FIELDS = ("id", "repository", "url", "events", "format", "tags", "active", "createdBy", "createdAt",
                "updatedBy", "updatedAt")
 MIN_SECRET, MAX_SECRET = 16, 1024
+LISTS_KEPT = 1024  # `_webhooks` trees whose hooks a process keeps (Definitions.list), at most
 _HOOK_ID = re.compile(r"[0-9a-f]{12}")
 
 
@@ -51,6 +60,7 @@ class Definitions:
         self.meta = meta
         self.sealer = sealer
         self.allow_private = allow_private
+        self._lists: dict[bytes, list[dict]] = {}  # the hooks of a `_webhooks` tree, by its id
 
     # --- checks ---------------------------------------------------------------------------------
 
@@ -147,11 +157,23 @@ class Definitions:
         return self.meta.snapshot().exists(meta_paths.repository(name))
 
     def list(self, name: str, snapshot=None) -> list[dict]:
+        """The repository's hooks, oldest first. The list and its documents are shared: do not
+        modify them."""
         snapshot = snapshot or self.meta.snapshot()
         directory = hooks_dir(name)
-        found = [snapshot.get(f"{directory}/{entry}") for entry in snapshot.names(directory)
-                 if entry.endswith(".yaml")]
-        return sorted((d for d in found if d is not None), key=lambda d: (d.get("createdAt", ""), d["id"]))
+        tree = snapshot.entry(directory)
+        if not isinstance(tree, pygit2.Tree):
+            return []
+        key = tree.id.raw
+        hooks = self._lists.get(key)
+        if hooks is None:
+            found = [snapshot.get(f"{directory}/{entry}") for entry in snapshot.names(directory)
+                     if entry.endswith(".yaml")]
+            hooks = sorted((d for d in found if d is not None), key=lambda d: (d.get("createdAt", ""), d["id"]))
+            if len(self._lists) >= LISTS_KEPT:
+                self._lists.clear()
+            self._lists[key] = hooks
+        return hooks
 
     def get(self, name: str, hook_id: str) -> dict | None:
         if not _HOOK_ID.fullmatch(hook_id):

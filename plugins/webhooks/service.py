@@ -10,10 +10,11 @@ process handed it, so that both read the same settings.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import os
+import secrets
 import socket
 import time
-import uuid
 
 from registry_core.context import now_iso
 
@@ -26,6 +27,29 @@ from .settings import Settings
 from .worker import HookGone
 
 INSTANCE = socket.gethostname()
+BASES_KEPT = 256  # base URLs kept by the request fields they are made of (request_details), at most
+
+
+class EventIds:
+    """Event ids, 32 hex digits, unique across processes and nodes without a read of the system's
+    random source per event (uuid4 costs one): 80 random bits drawn once per process (again in a
+    forked child, so that workers forked from one master never share them), then a counter.
+    An event keeps its id from then on (it is recorded with it), so every retry sends the same."""
+
+    def __init__(self):
+        self._start()
+        os.register_at_fork(after_in_child=self._start)
+
+    def _start(self) -> None:
+        self._prefix = secrets.token_hex(10)
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"
+
+
+event_ids = EventIds()
+_bases: dict[tuple, str] = {}
 
 
 def webhook_event(event) -> str | None:
@@ -49,8 +73,18 @@ def request_details() -> tuple[dict, str | None]:
         environ = bottle.request.environ
     except RuntimeError:
         return {}, None
+    # The base URL, made once for the request fields it is made of (bottle's urlparts also quotes
+    # the request's path, which the base does not need).
+    made_of = (environ.get("HTTP_X_FORWARDED_PROTO"), environ.get("wsgi.url_scheme"),
+               environ.get("HTTP_X_FORWARDED_HOST"), environ.get("HTTP_HOST"), environ.get("SERVER_NAME"),
+               environ.get("SERVER_PORT"))
+    base = _bases.get(made_of)
+    if base is None:
+        if len(_bases) >= BASES_KEPT:
+            _bases.clear()
+        base = _bases[made_of] = base_url(bottle.request)
     return ({"host": environ.get("HTTP_HOST"), "method": environ.get("REQUEST_METHOD"),
-             "useragent": environ.get("HTTP_USER_AGENT")}, base_url(bottle.request))
+             "useragent": environ.get("HTTP_USER_AGENT")}, base)
 
 
 def spec_of(config) -> dict:
@@ -81,7 +115,7 @@ class Webhooks:
     def occurrence(self, event, kind: str, event_id: str | None = None) -> dict:
         details, base = request_details()
         details.update(id=event.request_id, addr=event.client_addr)
-        return {"id": event_id or uuid.uuid4().hex, "event": kind, "timestamp": event.timestamp,
+        return {"id": event_id or event_ids.next(), "event": kind, "timestamp": event.timestamp,
                 "repository": event.repository, "tag": event.tag, "digest": event.digest,
                 "mediaType": event.media_type, "size": event.size, "previousDigest": event.previous_digest,
                 "actor": event.actor, "commentId": event.comment_id, "request": details, "instance": INSTANCE,

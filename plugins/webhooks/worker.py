@@ -13,7 +13,9 @@ RESPONSE_LIMIT bytes of the answer; a 2xx answer delivers. Otherwise the next at
 `initialInterval * 2^(attempts-1)` (at most `maxInterval`), less up to half of it at random
 (jitter), until `maxAge` after the event: then the delivery fails (the dead letter that redeliver
 picks up). A delivery is recorded after it is sent, so a crash in between sends it again, under
-the same id: at least once.
+the same id: at least once. Each hook's deliveries go out on one connection kept open between
+them (sending.Connection: HTTP/1.1 keep-alive), closed by the main loop once it has been unused
+for sending.IDLE_KEPT seconds.
 
 A Worker given `prepare` (the webhooks' delivery process) keeps a recorded event's deliveries in
 memory rather than in the hooks' queues when it can: a hook whose queue is empty gets a sender
@@ -85,8 +87,9 @@ class Worker:
         self._queued_while_busy: set[str] = set()  # busy hooks given a queued delivery
         self._writing: set[str] = set()  # hooks the main loop is writing a queued delivery for
         self._unsettled: dict[str, int] = {}  # event name: its deliveries in memory, not yet logged or queued (+1 while split)
-        self._busy_lock = threading.Lock()  # guards the five above
+        self._busy_lock = threading.Lock()  # guards the five above, and _connections
         self._recovered = False  # the events found at the start have been split
+        self._connections: dict[str, sending.Connection] = {}  # per hook: kept open, used by its sender thread
         self._senders = concurrent.futures.ThreadPoolExecutor(SENDERS, thread_name_prefix="webhooks-send")
         self.thread = threading.Thread(target=self._run, name="webhooks-delivery", daemon=True)
 
@@ -118,6 +121,7 @@ class Worker:
         deliveries (one thread per hook, at most SENDERS at once, so a slow receiver holds up only
         its own hook); the seconds until something may be due again."""
         wait = self.settings.poll_interval
+        self._close_idle_connections()
         if self.prepare is None:
             self.outbox.split_events(self.queue_delivery)
         queued = {}  # the queues of the hooks no thread sends
@@ -204,6 +208,25 @@ class Worker:
                             self.wake.set()  # its thread ended since the listing: another round sends it
             self._settle(name)
         self._recovered = True
+
+    def _connection(self, key: str) -> sending.Connection:
+        """The hook's kept connection (only its sender thread uses it)."""
+        with self._busy_lock:
+            connection = self._connections.get(key)
+            if connection is None:
+                connection = self._connections[key] = sending.Connection()
+            return connection
+
+    def _close_idle_connections(self) -> None:
+        """Close the connections of idle hooks that were not used for IDLE_KEPT seconds (they
+        would not be used again), so that a hook that gets no more events holds no socket."""
+        now = time.monotonic()
+        with self._busy_lock:
+            idle = [key for key, connection in self._connections.items()
+                    if key not in self._busy and now - connection.used > sending.IDLE_KEPT]
+            closing = [self._connections.pop(key) for key in idle]
+        for connection in closing:
+            connection.close()
 
     def _look_up(self, record: dict):
         """hook_for(record), or the HookGone it raised."""
@@ -334,7 +357,8 @@ class Worker:
                        "X-Registry-Event": record["event"], "X-Registry-Delivery": record["id"],
                        "X-Registry-Signature": signature(secret, body)}
             try:
-                status, answer = post(url, body, headers, self.settings.timeout, self.settings.allow_private_targets)
+                status, answer = self._connection(key).post(url, body, headers, self.settings.timeout,
+                                                            self.settings.allow_private_targets, RESPONSE_LIMIT)
                 entry["status"] = status
                 if answer:
                     entry["response"] = answer[:RESPONSE_KEPT].decode("utf-8", "replace")
