@@ -19,7 +19,7 @@ What goes, in this order:
    the links of each repository that are older than `grace` and whose blob is gone or that no
    manifest of that repository needs.
 5. meta.git's objects (the small packs commits write, and loose files of older stores) are
-   written as one pack whose trees are stored as deltas, by git's repack (meta/packing.py), and
+   written as one pack whose trees are stored as deltas, by git's pack-objects (meta/packing.py), and
    the packs that commits merged into bigger ones are deleted. Nothing of the history goes;
    objects no commit reaches (a commit that lost its race with another writer) go once they are
    older than `grace`. The space this frees is measured (objects/ before and after) and counted
@@ -209,7 +209,7 @@ class GarbageCollector:
         removed_blobs = self.sweep_blobs()
         self.sweep_links(removed_blobs)
         # What the mark read (trees, documents, the digests) is not needed again: give it back
-        # before git's repack takes its own memory, so the two do not add up.
+        # before git's pack-objects takes its own memory, so the two do not add up.
         self.marked, self.referenced, self.excluded = set(), {}, {}
         self.meta.release_caches()
         self.report.metadata = pack_metadata(self.meta.path, dry_run=self.options.dry_run, durable=self.meta.durable,

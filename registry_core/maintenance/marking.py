@@ -6,7 +6,7 @@ Reading the documents is the mark's whole cost: each is parsed and validated aga
 untagged ones are to be deleted (a tag changes what is reachable, never what a manifest needs). A
 store with that much metadata is read by worker processes, one per CPU, each over a share of the
 repositories: the mark takes a fraction of the time, and the process that goes on to sweep and
-repack never holds the parsed documents (only the digests the workers send back).
+packs meta.git never holds the parsed documents (only the digests the workers send back).
 """
 
 from __future__ import annotations

@@ -1,6 +1,17 @@
 """Packing meta.git whole and pruning what no commit reaches: a step of `registry garbage-collect`,
-done by git's own tools (`git repack`, `git prune`), which know every file git may leave in
-objects/pack/ (.bitmap, .rev, .mtimes, .keep) and are what an operator's `git gc` runs too.
+done by git's own tools: `git rev-list` lists what the refs reach, `git pack-objects` writes it
+as one pack with deltas and the unreachable objects younger than the grace period as a cruft
+pack, `git prune` and `git prune-packed` remove loose files: the steps of `git repack -a -d
+--cruft` (what an operator's `git gc` runs), with one change: the name each object is sorted by.
+
+git looks for an object's delta base among the objects sorted next to it, by type, then by a
+hash of the last 16 characters of its path. The trees of meta.git end alike in every repository
+(`.../_manifests/sha256/a/b/c`), so by that hash a tree's previous version sits among every
+other repository's trees of that shape, as far back as other repositories were pushed to in
+between: `git repack` needed a window of 100 objects and 2,163 bytes a commit (100,000 commits,
+100 repositories), and spent most of its time looking. Here each path is named by a hash of the
+whole path, so the versions of one tree sort together and a window of 10 finds them: 1,315 bytes a
+commit in less time (bench/profiles/notes.md, "Session 8").
 
 Commits write their objects as small packs of whole objects (packs.py, or loose objects from the
 libgit2 writer); a commit that lost its compare-and-swap leaves objects no branch reaches. This
@@ -11,48 +22,51 @@ unreachable object was last written: its .mtimes file).
 
 Safe beside a serving registry, as `git gc` is beside git: a commit being written has its objects
 in a pack or loose files younger than the grace period, so they are kept even before its branch
-moves (choose a grace longer than any commit takes: seconds). Packs written after git listed the
-folder are left alone. Small packs are not merged meanwhile (the merge lock is held).
+moves (choose a grace longer than any commit takes: seconds). Only the packs listed before the
+refs were read are deleted; packs written after are left alone. Small packs are not merged
+meanwhile (the merge lock is held).
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 
 from registry_core.meta import packs
+from registry_core.storage.filesystem import sync_folder
 
 LEFTOVER_AGE = 3600.0  # seconds: a temporary file this old was left by a killed writer
 # A writer renames a pack's index into place microseconds after the pack: a pack without an index
-# for this long was left by a killed writer. git's repack lists *.pack files and fails on one
-# without an index, so they are removed (or waited for) before it runs.
+# for this long was left by a killed writer, and git counts it as garbage (`git count-objects`),
+# so they are removed (or waited for) before packing.
 INDEXLESS_AGE = 60.0
 # What earlier versions kept inside objects/pack/, where git counts it as garbage: merges.py's
 # bookkeeping now lives in meta.git/merges/ (packs.merges_dir).
 _OLD_BOOKKEEPING = ("retired.list", "retired", "merge.lock", "last-merge")
 
 
-# git's memory while it repacks, bounded: its defaults map up to 8 GiB of packs and let each
+# git's memory while it packs, bounded: its defaults map up to 8 GiB of packs and let each
 # thread's delta window grow without limit. Small windows and caches trade a little time for
-# memory; what they cannot bound is git's list of the objects themselves (about 330 bytes an
-# object; figures for 100,000 commits in bench/profiles/notes.md, "garbage-collect").
+# memory; what they cannot bound is git's list of the objects themselves (about 200 bytes an
+# object; figures for 100,000 commits in bench/profiles/notes.md, "garbage-collect"). One thread:
+# reading objects from many packs through a 32 MiB mapping, two threads spent more time in the
+# kernel (mapping, unmapping and the other thread's TLB) than the second one saved: 100,000
+# commits, pack-objects 69 s with one, 87-104 s with two.
 BOUNDED_MEMORY = ("-c", "core.packedGitLimit=32m", "-c", "core.packedGitWindowSize=8m",
                   "-c", "core.deltaBaseCacheLimit=8m", "-c", "pack.windowMemory=8m",
-                  "-c", "pack.deltaCacheSize=4m", "-c", "pack.threads=2")
+                  "-c", "pack.deltaCacheSize=4m", "-c", "pack.threads=1")
 
 
-# Where git looks for a tree's delta base. It sorts trees by a hash of their path's last 16
-# characters, so `<repo>/_manifests/sha256` of every repository sorts together, and the previous
-# version of one repository's tree is as many places back as other repositories were pushed to
-# in between: with git's window of 10, pushes round-robin over 100 repositories left those
-# 450-byte trees whole (bench/gc_history.py, 20,000 commits: 2,190 B a commit in 5 s; window 128
-# and depth 250: 1,955 B in 17 s). Depth 250: a chain of versions of the root tree is cut into
-# fewer whole copies.
-DELTA_WINDOW = 100
+# Where git looks for an object's delta base (with each path named by its own hash, above): the
+# 10 objects sorted before it, with chains of up to 250 deltas (a chain of versions of one tree
+# is cut into fewer whole copies).
+DELTA_WINDOW = 10
 DELTA_DEPTH = 250
 
 
@@ -124,17 +138,117 @@ def pack_metadata(repo_path: str, dry_run: bool = False, durable: bool = False, 
             return result
         _remove_old_bookkeeping(pack_dir)
         _remove_indexless_packs(pack_dir)
-        # -f: look for deltas again for every object. Without it git reuses the whole objects of
-        # the commits' small packs as they are: a store of 10,000 pushes packed to 3.7 KB a commit
-        # instead of 2.0 KB (most trees stayed whole; bench/profiles/notes.md "meta.git growth").
-        _git(repo_path, *fsync, *BOUNDED_MEMORY, "-c", "repack.writeBitmaps=false", "repack", "-a", "-d", "-f", "-q",
-             f"--window={DELTA_WINDOW}", f"--depth={DELTA_DEPTH}", "--cruft", f"--cruft-expiration={expire}")
+        listed = _packs(pack_dir)
+        written = _pack_reachable(repo_path, pack_dir, fsync)
+        written += _pack_unreachable(repo_path, pack_dir, written, [n for n in listed if n not in written], expire,
+                                     fsync)
+        for name in listed:
+            if name not in written:
+                _delete_pack(pack_dir, name)
+        _remove_path(os.path.join(pack_dir, "multi-pack-index"))  # it would list deleted packs
+        _git(repo_path, *fsync, "prune-packed", "--quiet")
         _git(repo_path, *fsync, "prune", f"--expire={expire}")
+        _git(repo_path, "update-server-info")
         packs.delete_retired(pack_dir)
         _remove_leftovers(pack_dir)
     result.pack_bytes = objects_bytes(repo_path)
     result.bytes_freed = max(result.bytes_before - result.pack_bytes, 0)
     return result
+
+
+# The extensions of a pack's files, in the order they are deleted (the index first: a reader
+# that lists packs by their indexes no longer finds one whose data is going).
+_PACK_FILES = (".idx", ".pack", ".rev", ".bitmap", ".mtimes", ".promisor")
+
+
+def _packs(pack_dir: str) -> list[str]:
+    """The packs in `pack_dir` (by name, without extension) that may be replaced: those with an
+    index and no .keep file (git's way of saying a pack stays as it is)."""
+    names = set(os.listdir(pack_dir))
+    return sorted(name[:-4] for name in names
+                  if name.startswith("pack-") and name.endswith(".idx") and name[:-4] + ".keep" not in names)
+
+
+def _pack_reachable(repo_path: str, pack_dir: str, fsync: list[str]) -> list[str]:
+    """Write every object the refs reach into one pack with deltas; its name (in a list: none
+    when there is nothing to pack). The objects are listed by `git rev-list --objects`, each with
+    a name that is a hash of its whole path (see the module's doc), and packed from that list."""
+    with tempfile.TemporaryFile(dir=repo_path) as objects:
+        lister = subprocess.Popen(["git", "--git-dir", repo_path, *BOUNDED_MEMORY, "rev-list", "--objects", "--all", "--reflog",
+                                   "--indexed-objects"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        with lister.stdout:
+            for line in lister.stdout:
+                objects.write(named_by_path(line))
+        errors = lister.stderr.read().decode(errors="replace").strip()
+        if lister.wait() != 0:
+            raise PackingFailed(f"git rev-list --objects failed: {errors}")
+        objects.seek(0)
+        return _pack_objects(repo_path, pack_dir, fsync, ["--no-reuse-delta", "--delta-base-offset",
+                                                          f"--window={DELTA_WINDOW}", f"--depth={DELTA_DEPTH}",
+                                                          "--honor-pack-keep", "--non-empty"], objects)
+
+
+def named_by_path(line: bytes) -> bytes:
+    """A line of `git rev-list --objects` ("<id> <path>", or "<id>" for a commit or a root tree),
+    the path replaced by 16 hex digits of its hash: git sorts objects for deltas by their name's
+    last 16 characters, which this makes the whole path's."""
+    object_id, space, path = line.rstrip(b"\n").partition(b" ")
+    if not space or not path:
+        return object_id + b"\n"
+    return object_id + b" " + hashlib.blake2b(path, digest_size=8).hexdigest().encode() + b"\n"
+
+
+def _pack_unreachable(repo_path: str, pack_dir: str, kept: list[str], replaced: list[str], expire: str,
+                      fsync: list[str]) -> list[str]:
+    """Write the objects of the `replaced` packs (and loose files) that no ref reaches and that
+    were written after `expire` into a cruft pack (whose .mtimes file remembers when); its name
+    (in a list: none when there are none)."""
+    names = "".join([f"{name}.pack\n" for name in kept] + [f"-{name}.pack\n" for name in replaced])
+    with tempfile.TemporaryFile(dir=repo_path) as listing:
+        listing.write(names.encode())
+        listing.seek(0)
+        return _pack_objects(repo_path, pack_dir, fsync, ["--cruft", f"--cruft-expiration={expire}",
+                                                          "--honor-pack-keep", "--non-empty"], listing)
+
+
+def _pack_objects(repo_path: str, pack_dir: str, fsync: list[str], options: list[str], stdin) -> list[str]:
+    """Run `git pack-objects OPTIONS` on `stdin`, writing beside the packs under a temporary
+    name, then give what it wrote its pack's name (the index last, as git does); the names."""
+    base = os.path.join(pack_dir, f"tmp_gc_{os.getpid()}")
+    done = subprocess.run(["git", "--git-dir", repo_path, *fsync, *BOUNDED_MEMORY, "pack-objects", "--quiet",
+                           *options, base], stdin=stdin, capture_output=True)
+    if done.returncode != 0:
+        _remove_written(pack_dir, os.path.basename(base))
+        raise PackingFailed(f"git pack-objects {' '.join(options)} failed: "
+                            f"{done.stderr.decode(errors='replace').strip()}")
+    written = []
+    for checksum in done.stdout.decode().split():
+        name = f"pack-{checksum}"
+        for extension in (".pack", ".rev", ".mtimes", ".idx"):
+            if os.path.exists(f"{base}-{checksum}{extension}"):
+                os.replace(f"{base}-{checksum}{extension}", os.path.join(pack_dir, name + extension))
+        written.append(name)
+    if written and fsync:
+        sync_folder(pack_dir)
+    return written
+
+
+def _remove_written(pack_dir: str, prefix: str) -> None:
+    for name in os.listdir(pack_dir):
+        if name.startswith(prefix):
+            _remove_path(os.path.join(pack_dir, name))
+
+
+def _delete_pack(pack_dir: str, name: str) -> None:
+    for extension in _PACK_FILES:
+        _remove_path(os.path.join(pack_dir, name + extension))
+
+
+def _remove_path(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _git(repo_path: str, *args: str) -> str:

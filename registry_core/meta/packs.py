@@ -451,7 +451,7 @@ class MergePolicy:
     thread of its own, so a commit never waits for a merge (`after_commit` only notes the pack and
     wakes the thread). A merge streams the entries from the old packs into the new one
     (merge_packs): its memory does not grow with the packs. Packs over MERGE_LIMIT bytes in all
-    are left to `registry garbage-collect` (git's repack), so no merge copies more than that.
+    are left to `registry garbage-collect` (git's pack-objects), so no merge copies more than that.
 
     Packs with deltas (written by `registry garbage-collect`) are never merged here; the process
     remembers their names so as not to read them again."""

@@ -397,7 +397,7 @@ class MetaStore:
         """Forget this thread's Repository and snapshot, the parsed documents and trees of the
         process, and give the freed memory back to the system. For a job that has just read
         every document of the store once (garbage-collect's mark) and now runs git: what it
-        read is not needed again, and it would be held while git's repack takes its own
+        read is not needed again, and it would be held while git's pack-objects takes its own
         hundreds of MiB (bench/profiles/notes.md, "garbage-collect's memory")."""
         self._local.__dict__.clear()
         _parsed.clear()
