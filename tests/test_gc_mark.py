@@ -14,21 +14,11 @@ from registry_core.context import Context
 from registry_core.maintenance import marking
 from registry_core.maintenance.gc import GarbageCollectionRefused, GarbageCollector, Options
 from registry_core.meta import paths as meta_paths
-from tests.support.store import HOUR, age_tree, blob_path, commit_by_hand, files_below, open_registry, push_blob, \
-    push_image, push_index, subject_of
-from tests.test_gc import collect
+from tests.support.store import HOUR, age_tree, blob_path, commit_by_hand, files_below, push_blob, push_image, \
+    push_index, subject_of
+from tests.test_gc import collect, local, store  # noqa: F401 (local and store are test_gc's fixtures)
 
 pytestmark = pytest.mark.usefixtures("cli_isolation")
-
-
-@pytest.fixture
-def store(tmp_path):
-    return tmp_path / "store"
-
-
-@pytest.fixture
-def local(store):
-    return open_registry(store)
 
 
 def fill(local, store) -> None:
