@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from registry_core.errors import RegistryError
-from registry_core.registry.blobs import BlobService, LinkCache, links_removed_path, note_links_removed
+from registry_core.registry.blobs import BlobService, LinkCache, LinkTable, links_removed_path, note_links_removed
 from registry_core.registry.uploads import UploadService
 from registry_core.storage.driver import StorageUnavailable
 from registry_core.storage.memory import MemoryDriver
@@ -306,6 +306,31 @@ def test_a_link_written_in_this_process_is_known_without_asking(stored, tmp_path
     calls = s3_calls(stored)
     assert read_all(blobs.open("library/c", BLOB_DIGEST))[0] == BLOB
     assert calls == ["GetObject"]
+
+
+def test_a_link_written_by_another_process_of_the_store_is_known_without_asking(stored, tmp_path):
+    pusher = BlobService(stored, links_removed_path(str(tmp_path)))   # the worker that took the push
+    puller = BlobService(stored, links_removed_path(str(tmp_path)))   # another worker
+    pusher.link("library/d", BLOB_DIGEST)
+    calls = s3_calls(stored)
+    assert read_all(puller.open("library/d", BLOB_DIGEST))[0] == BLOB
+    assert calls == ["GetObject"]
+
+
+def test_the_shared_link_table_forgets_on_a_removal_and_when_two_links_share_a_slot(tmp_path):
+    stamp_path = links_removed_path(str(tmp_path))
+    one, other = (LinkTable(str(tmp_path / "state" / "links-known"), slots=1) for _ in range(2))
+    one.remember("stamp", "a", BLOB_DIGEST)
+    assert other.knows("stamp", "a", BLOB_DIGEST) and not other.knows("stamp", "b", BLOB_DIGEST)
+    assert not other.knows("another stamp", "a", BLOB_DIGEST), "a removal (a new stamp) forgets every link"
+    other.remember("stamp", "b", BLOB_DIGEST)  # the one slot
+    assert one.knows("stamp", "b", BLOB_DIGEST) and not one.knows("stamp", "a", BLOB_DIGEST)
+    one.forget("stamp", "b", BLOB_DIGEST)
+    assert not other.knows("stamp", "b", BLOB_DIGEST)
+    cache = LinkCache(stamp_path, table=one)
+    cache.remember("c", BLOB_DIGEST, cache.stamp())
+    note_links_removed(stamp_path)
+    assert not LinkCache(stamp_path, table=other).knows("c", BLOB_DIGEST)[0]
 
 
 def test_a_known_link_whose_blob_is_gone_is_blob_unknown_and_forgotten(stored, tmp_path):

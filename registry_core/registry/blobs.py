@@ -8,7 +8,13 @@ sweep of links is done), and a lookup that finds
 that file changed forgets everything, in every process and node that shares the store's files (as
 they notice meta.git's commits by its ref file). A blob is content-addressed and never changes, and
 one that is gone fails its GET whatever the cache said. A link deleted in the bucket by other means
-than the registry's is not seen by a process that remembers it until that process restarts.
+than the registry's is not seen by a process that remembers it until the next removal through
+the registry.
+
+The processes of a store also share what they found or wrote, through `state/links-known`
+(`LinkTable`): a push handled by one worker writes its links there, so the pull that follows on
+another worker (or node sharing the store's files) does not ask S3 for them either, as
+Distribution's one process knows the links it wrote.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from registry_core.storage.driver import PathNotFound, StorageDriver
 
 HASH_READ_SIZE = 1 << 20
 LINKS_REMOVED = os.path.join("state", "links-removed")  # under the store root: see the module's docstring
+LINKS_KNOWN = os.path.join("state", "links-known")      # LinkTable's file, beside it
 LINK_CACHE_ENTRIES = 8192
+LINK_TABLE_SLOTS = 1 << 16  # 16 bytes each: a 1 MiB file
 
 
 def links_removed_path(store: str) -> str:
@@ -53,13 +61,60 @@ def note_links_removed(stamp_path: str) -> None:
         raise
 
 
+class LinkTable:
+    """Links found to exist, shared by every process of the store through one file of `slots`
+    16-byte slots. A slot holds a hash of (stamp, repository, digest): a removal of any link (a new
+    stamp) leaves every slot stale at once, and two links hashed to one slot only cost the one
+    written over its next lookup (the store is asked). Reads and writes are single pread/pwrite
+    calls of 16 bytes; one that fails is a miss."""
+
+    def __init__(self, path: str, slots: int = LINK_TABLE_SLOTS):
+        self.path = path
+        self.slots = slots
+        self._descriptor: int | None = None
+        self._lock = threading.Lock()
+
+    def knows(self, stamp: str | None, repository: str, digest: str) -> bool:
+        key, offset = self._slot(stamp, repository, digest)
+        try:
+            return os.pread(self._open(), 16, offset) == key
+        except OSError:
+            return False
+
+    def remember(self, stamp: str | None, repository: str, digest: str) -> None:
+        key, offset = self._slot(stamp, repository, digest)
+        with contextlib.suppress(OSError):
+            os.pwrite(self._open(), key, offset)
+
+    def forget(self, stamp: str | None, repository: str, digest: str) -> None:
+        if self.knows(stamp, repository, digest):
+            with contextlib.suppress(OSError):
+                os.pwrite(self._open(), bytes(16), self._slot(stamp, repository, digest)[1])
+
+    def _slot(self, stamp: str | None, repository: str, digest: str) -> tuple[bytes, int]:
+        key = hashlib.blake2b(f"{stamp}\0{repository}\0{digest}".encode(), digest_size=16).digest()
+        return key, int.from_bytes(key[:8], "big") % self.slots * 16
+
+    def _open(self) -> int:
+        if self._descriptor is None:
+            with self._lock:
+                if self._descriptor is None:
+                    os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                    descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                    if os.fstat(descriptor).st_size < self.slots * 16:
+                        os.ftruncate(descriptor, self.slots * 16)
+                    self._descriptor = descriptor
+        return self._descriptor
+
+
 class LinkCache:
     """The (repository, digest) links this process found, valid while the stamp file is unchanged
     (module docstring). Bounded: the least recently used go first."""
 
-    def __init__(self, stamp_path: str, entries: int = LINK_CACHE_ENTRIES):
+    def __init__(self, stamp_path: str, entries: int = LINK_CACHE_ENTRIES, table: LinkTable | None = None):
         self.stamp_path = stamp_path
         self.entries = entries
+        self.table = table      # shared with the store's other processes
         self._links: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._stamp: str | None = None
         self._lock = threading.Lock()
@@ -82,12 +137,20 @@ class LinkCache:
             if key in self._links:
                 self._links.move_to_end(key)
                 return True, stamp
+        if self.table is not None and self.table.knows(stamp, repository, digest):
+            self._keep(repository, digest, stamp)
+            return True, stamp
         return False, stamp
 
     def remember(self, repository: str, digest: str, stamp: str | None) -> None:
         """Record a link found to exist after `stamp` was read. Every link kept was found after the
         stamp the cache holds was read, so a stamp other than the cache's starts it afresh: a
         removal since then is seen by the next `knows`, which reads the file again."""
+        self._keep(repository, digest, stamp)
+        if self.table is not None:
+            self.table.remember(stamp, repository, digest)
+
+    def _keep(self, repository: str, digest: str, stamp: str | None) -> None:
         with self._lock:
             if stamp != self._stamp:
                 self._links.clear()
@@ -100,6 +163,8 @@ class LinkCache:
     def forget(self, repository: str, digest: str) -> None:
         with self._lock:
             self._links.pop((repository, digest), None)
+        if self.table is not None:
+            self.table.forget(self.stamp(), repository, digest)
 
 
 class BlobService:
@@ -109,7 +174,9 @@ class BlobService:
         self.driver = driver
         self.links_removed = links_removed
         self._remote = driver.local_path(paths.LINKS) is None  # asking for a link is a round trip
-        self._known = LinkCache(links_removed) if self._remote and links_removed else None
+        self._known = (LinkCache(links_removed, table=LinkTable(os.path.join(os.path.dirname(links_removed),
+                                                                           os.path.basename(LINKS_KNOWN))))
+                       if self._remote and links_removed else None)
         # asks a remote store for a link beside a GET (`open`); its threads start on first use
         self._link_checks = (ThreadPoolExecutor(max_workers=16, thread_name_prefix="link-check")
                              if self._remote else None)
