@@ -15,6 +15,7 @@ import socket
 import stat
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +26,8 @@ import requests
 from tests.support.oci import Client
 from tests.support.server import RunningRegistry, free_port, wait_until
 from tests.support.skopeo import Skopeo
+
+ROOT = Path(__file__).resolve().parent.parent
 
 RECEIVER = Path(__file__).resolve().parent / "support" / "webhook_receiver.py"
 BUSYBOX = Path(__file__).resolve().parent.parent / "sample_store" / "layouts" / "busybox-lite"
@@ -246,14 +249,11 @@ def outbox_bodies(server, hook_id: str) -> list[dict]:
     outbox = server.store / "state" / "webhooks"
     folder = outbox / "hooks" / hook_id
     bodies = {}
-    for path in sorted((outbox / "events").glob("*.json")):
-        try:
-            event = json.loads(path.read_text())
-        except FileNotFoundError:
-            continue  # split meanwhile: its deliveries are in the hooks' folders now
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    for name, event in Outbox(str(outbox)).unsplit_events():
         for delivery in event["deliveries"]:
             if delivery["hook"] == hook_id:
-                bodies[path.name] = json.loads(payloads.body(delivery["format"], event["occurrence"], hook_id))
+                bodies[name] = json.loads(payloads.body(delivery["format"], event["occurrence"], hook_id))
     names = sorted({path.name for path in folder.glob("*/*.json")})  # (in queue/ and log/ while it moves)
 
     def read(name: str) -> dict:  # a record leaves queue/ for log/ once it is delivered
@@ -523,14 +523,17 @@ def test_a_registry_wide_endpoint_that_is_not_an_http_url_stops_start_up_naming_
         validate_plugin_config(make_plugin_manager(config.plugins), config.plugin_config, path)
 
 
-def test_an_event_is_one_file_until_the_delivering_process_splits_it_into_each_hooks_queue(tmp_path):
+def test_an_event_is_one_journal_line_until_the_delivering_process_splits_it_into_each_hooks_queue(tmp_path):
     from registry_core.builtin_plugins.webhooks.outbox import Outbox
     outbox = Outbox(str(tmp_path))
     hooks = [{"hook": "0123456789ab", "format": "distribution", "repository": "alice/app"},
              {"hook": "registry-audit", "format": "cloudevents", "repository": None}]
     first = outbox.record_event({"id": "a" * 32}, hooks)
     second = outbox.record_event({"id": "b" * 32}, hooks[:1])
-    assert sorted(os.listdir(tmp_path / "events")) == [first, second] and not (tmp_path / "hooks").exists()
+    journals = [name for name in os.listdir(tmp_path / "events") if name.endswith(".journal")]
+    assert len(journals) == 1 and not (tmp_path / "hooks").exists()  # one journal for this process
+    assert [json.loads(line)["name"] for line in (tmp_path / "events" / journals[0]).read_bytes().splitlines()] == \
+        [first, second]
     assert [(name, occurrence["id"]) for name, _, occurrence in outbox.unsplit("0123456789ab")] == \
         [(first, "a" * 32), (second, "b" * 32)]
     assert [name for name, _, _ in outbox.unsplit("registry-audit")] == [first]
@@ -542,7 +545,7 @@ def test_an_event_is_one_file_until_the_delivering_process_splits_it_into_each_h
     assert queued == [first, first, second]
     assert outbox.names("0123456789ab", "queue") == [first, second]  # the events' names: in their order
     assert outbox.names("registry-audit", "queue") == [first]
-    assert os.listdir(tmp_path / "events") == [] and outbox.unsplit("0123456789ab") == []
+    assert outbox.unsplit_events() == [] and Outbox(str(tmp_path)).unsplit("0123456789ab") == []
     assert outbox.pending() == 3 and outbox.split_events(lambda *args: queued.append(args)) == 0
 
 
@@ -659,7 +662,7 @@ def test_a_doorbell_rung_with_no_one_listening_does_nothing(tmp_path):
 
 def test_a_delivery_sent_straight_from_its_event_is_written_only_to_the_log_in_order_per_hook(tmp_path):
     """A hook with nothing queued is sent its deliveries from memory: no queue file is written,
-    each is logged, and the event's file goes once every hook that wants it has it."""
+    each is logged, and the event is settled once every hook that wants it has it."""
     from registry_core.builtin_plugins.webhooks.outbox import Outbox
     from registry_core.builtin_plugins.webhooks.settings import Settings
     from registry_core.builtin_plugins.webhooks.worker import Worker
@@ -682,7 +685,7 @@ def test_a_delivery_sent_straight_from_its_event_is_written_only_to_the_log_in_o
             outbox.record_event({"id": event_id}, [{"hook": key} for key in hooks])
         worker.deliver_due()
         received = receiver.wait_for(6)
-        wait_until(lambda: not os.listdir(tmp_path / "outbox" / "events"), "every event's file goes")
+        wait_until(lambda: not outbox.unsplit_events(), "every event is settled")
     finally:
         receiver.stop()
     for key, url in hooks.items():
@@ -692,19 +695,85 @@ def test_a_delivery_sent_straight_from_its_event_is_written_only_to_the_log_in_o
         assert not (tmp_path / "outbox" / "hooks" / key / "queue").exists()  # never written
 
 
-def test_the_file_of_a_removed_event_is_reused_for_the_next_event_recorded(tmp_path):
-    """Making a file costs far more than writing one that exists, when files are removed all the
-    time: an event's file, once delivered, is kept aside and written again for a new event."""
+def test_events_are_appended_to_one_journal_per_process_and_read_back_by_another(tmp_path):
+    """A request records its event with one write to its process's journal; the delivering
+    process reads every journal, and a settled event is not read again, by it or by a new one."""
     from registry_core.builtin_plugins.webhooks.outbox import Outbox
-    delivering, recording = Outbox(str(tmp_path)), Outbox(str(tmp_path))  # as two processes
-    first = recording.record_event({"id": "a" * 32, "note": "x" * 500}, [{"hook": "0123456789ab"}])
-    inode = os.stat(tmp_path / "events" / first).st_ino
-    delivering.remove_event(first)
-    assert delivering.recorded() == []
-    second = recording.record_event({"id": "b" * 32}, [{"hook": "0123456789ab"}])
-    assert os.stat(tmp_path / "events" / second).st_ino == inode
+    delivering, recording, other = Outbox(str(tmp_path)), Outbox(str(tmp_path)), Outbox(str(tmp_path))
+    first = recording.record_event({"id": "a" * 32}, [{"hook": "0123456789ab"}])
+    second = other.record_event({"id": "b" * 32}, [{"hook": "0123456789ab"}])
+    third = recording.record_event({"id": "c" * 32}, [{"hook": "0123456789ab"}])
+    assert len([name for name in os.listdir(tmp_path / "events") if name.endswith(".journal")]) == 2
+    assert delivering.recorded() == [first, second, third]
     assert delivering.read_event(second) == {"occurrence": {"id": "b" * 32}, "deliveries": [{"hook": "0123456789ab"}]}
-    assert os.listdir(tmp_path / "spares") == []
+    delivering.remove_event(third)  # settled out of order: its journal's offset waits for the first
+    assert delivering.recorded() == [first, second]
+    assert [name for name, _ in Outbox(str(tmp_path)).unsplit_events()] == [first, second, third]
+    delivering.remove_event(first)
+    delivering.remove_event(second)
+    assert delivering.recorded() == [] and Outbox(str(tmp_path)).recorded() == []  # (a new delivering process)
+    assert Outbox(str(tmp_path)).pending() == 0
+
+
+def test_a_journal_whose_writer_was_killed_mid_write_ignores_the_torn_record_and_loses_none_before(tmp_path):
+    """A writer SIGKILLed in the middle of an event's line leaves it without its newline: the
+    events before it are all read, the torn one is never taken for an event, and the journal is
+    removed once they are settled (its writer is gone)."""
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    script = textwrap.dedent(f"""
+        import os, signal
+        from registry_core.builtin_plugins.webhooks.outbox import Outbox
+        outbox = Outbox({str(tmp_path)!r})
+        for n in range(1, 6):
+            outbox.record_event({{"id": f"{{n:032x}}"}}, [{{"hook": "0123456789ab"}}])
+        os.write(outbox.journal._fd, b'{{"name":"00000000000000000009-' + b"9" * 32 + b'.json","occ')
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    killed = subprocess.run([sys.executable, "-c", script], cwd=ROOT)
+    assert killed.returncode == -signal.SIGKILL
+    delivering = Outbox(str(tmp_path))
+    names = delivering.recorded()
+    assert [delivering.read_event(name)["occurrence"]["id"] for name in names] == [f"{n:032x}" for n in range(1, 6)]
+    assert delivering.recorded() == names  # read once: not twice, and the torn tail is still no event
+    for name in names:
+        delivering.remove_event(name)
+    assert delivering.recorded() == []
+    assert [name for name in os.listdir(tmp_path / "events") if name.endswith(".journal")] == []
+    assert delivering.recorded() == [] and Outbox(str(tmp_path)).pending() == 0
+
+
+def test_a_live_writers_journal_stays_and_a_line_being_written_is_read_once_it_is_whole(tmp_path):
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    delivering, recording = Outbox(str(tmp_path)), Outbox(str(tmp_path))
+    first = recording.record_event({"id": "a" * 32}, [{"hook": "0123456789ab"}])
+    delivering.remove_event(delivering.recorded()[0])
+    assert delivering.recorded() == [] and len(os.listdir(tmp_path / "events")) == 2  # its journal, read.json
+    line = json.dumps({"name": f"{9:020d}-{'b' * 32}.json", "occurrence": {"id": "b" * 32},
+                       "deliveries": [{"hook": "0123456789ab"}]}).encode() + b"\n"
+    os.write(recording.journal._fd, line[:20])  # a write another thread of the writer has not finished
+    assert delivering.recorded() == []
+    os.write(recording.journal._fd, line[20:])
+    assert delivering.recorded() == [f"{9:020d}-{'b' * 32}.json"] and first not in delivering.recorded()
+
+
+def test_a_forked_process_records_its_events_in_a_journal_of_its_own(tmp_path):
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    outbox = Outbox(str(tmp_path))
+    outbox.record_event({"id": "a" * 32}, [{"hook": "0123456789ab"}])
+    child = os.fork()
+    if child == 0:
+        try:
+            outbox.record_event({"id": "b" * 32}, [{"hook": "0123456789ab"}])
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    journals = sorted(name for name in os.listdir(tmp_path / "events") if name.endswith(".journal"))
+    assert len(journals) == 2 and len({name.split("-")[1] for name in journals}) == 2  # two writers' pids
+    delivering = Outbox(str(tmp_path))
+    for name in delivering.recorded():
+        delivering.remove_event(name)
+    delivering.recorded()  # the child's journal goes (its writer is gone); the parent's stays
+    assert len([name for name in os.listdir(tmp_path / "events") if name.endswith(".journal")]) == 1
 
 
 def test_a_hooks_deliveries_go_out_on_one_kept_connection_to_a_keep_alive_receiver(server, repository, tmp_path):

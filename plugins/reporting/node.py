@@ -1,11 +1,11 @@
 """The node side: what changes in this store, reported to the Index through a durable outbox.
 
 A manifest push, a tag removal and a manifest delete (the core's `push` with a media type,
-`untag` and `delete` events) each become one report, written as one file before the request is
+`untag` and `delete` events) each become one report, appended as one line to the process's journal before the request is
 answered (the webhooks plugin's Outbox, plugins/webhooks/outbox.py, under `<store>/state/reports/`):
 
     state/reports/worker.lock                          flock: the one process of the store that delivers
-    state/reports/events/<seq>.json                    reports recorded by requests, not queued yet
+    state/reports/events/*.journal, read.json          reports recorded by requests, not queued yet
     state/reports/hooks/registry-index/queue/<seq>.json   pending, oldest first
     state/reports/hooks/registry-index/log/<seq>.json     delivered (or refused as malformed), the newest 1000
 
@@ -80,7 +80,7 @@ class Reporter:
         self.worker = ReportWorker(self)
 
     def record(self, event) -> dict | None:
-        """Write `event`'s report to the outbox (one small file) and wake the worker."""
+        """Write `event`'s report to the outbox (one line of its process's journal) and wake the worker."""
         report = report_of(event, self.node)
         if report is None or not event.repository:
             return None

@@ -122,8 +122,8 @@ class Webhooks:
                 "baseUrl": (self.public_url or base or "http://localhost").rstrip("/")}
 
     def record(self, event) -> int:
-        """Record `event` for every hook that wants it (one file, split into deliveries by the
-        delivering process: outbox.py); how many hooks want it."""
+        """Record `event` for every hook that wants it (one line of the process's journal, split
+        into deliveries by the delivering process: outbox.py); how many hooks want it."""
         kind = webhook_event(event)
         if kind is None or not event.repository:
             return 0
