@@ -254,16 +254,13 @@ def outbox_bodies(server, hook_id: str) -> list[dict]:
         for delivery in event["deliveries"]:
             if delivery["hook"] == hook_id:
                 bodies[name] = json.loads(payloads.body(delivery["format"], event["occurrence"], hook_id))
-    names = sorted({path.name for path in folder.glob("*/*.json")})  # (in queue/ and log/ while it moves)
-
-    def read(name: str) -> dict:  # a record leaves queue/ for log/ once it is delivered
-        for where in ("queue", "log", "log"):
-            try:
-                return json.loads((folder / where / name).read_text())
-            except FileNotFoundError:
-                pass
-        raise AssertionError(f"{name} is in neither queue/ nor log/")
-    bodies.update((name, json.loads(read(name)["body"])) for name in names)
+    for path in folder.glob("queue/*.json"):  # (the queue first: a record leaves it for the log)
+        try:
+            bodies[path.name] = json.loads(json.loads(path.read_text())["body"])
+        except FileNotFoundError:
+            pass  # logged meanwhile
+    bodies.update((name, json.loads(record["body"]))
+                  for name, record in Outbox(str(outbox)).delivery_log.records(hook_id, 10_000))
     return [bodies[name] for name in sorted(bodies)]
 
 
@@ -411,9 +408,10 @@ def test_private_targets_are_refused_at_creation_and_again_at_delivery(tmp_path)
             assert session.get(f"{session.base}/{repository}/webhooks").json()["webhooks"] == []
 
             alice_client(server).push_image(repository, "v2")  # the registry-wide endpoint wants it
-            log = server.store / "state" / "webhooks" / "hooks" / "registry-internal" / "log"
+            from registry_core.builtin_plugins.webhooks.outbox import Outbox
+            outbox = Outbox(str(server.store / "state" / "webhooks"))
             def refused_v2():
-                records = [json.loads(p.read_text()) for p in log.glob("*.json")]
+                records = [record for _, record in outbox.delivery_log.records("registry-internal", 10_000)]
                 return records if any('"v2"' in record["body"] for record in records) else None
             records = wait_until(refused_v2, "the registry-wide delivery of v2 is refused")
             assert all(record["state"] == "failed" and "refused" in record["attempts"][-1]["error"]
@@ -486,7 +484,7 @@ def test_the_webhook_commands_manage_a_store_that_a_running_server_delivers_for(
 
 def test_the_delivery_log_keeps_the_newest_records_of_a_hook(tmp_path):
     from registry_core.builtin_plugins.webhooks.outbox import Outbox
-    outbox = Outbox(str(tmp_path), log_kept=2, log_slack=1)
+    outbox = Outbox(str(tmp_path), log_kept=2)
     ids = [f"{n:032x}" for n in range(3)]
     for event_id in ids:
         name = outbox.enqueue("0123456789ab", {"id": event_id, "state": "pending"})
@@ -494,21 +492,49 @@ def test_the_delivery_log_keeps_the_newest_records_of_a_hook(tmp_path):
     assert [record["id"] for record in outbox.deliveries("0123456789ab")] == ids[:0:-1]  # the two newest
 
 
-def test_a_delivery_does_not_list_the_whole_log_the_log_is_pruned_in_steps(tmp_path, monkeypatch):
+def test_logging_a_delivery_appends_one_line_and_the_log_is_two_files_at_most(tmp_path):
+    """A delivery's log record is a line appended to its hook's log (no file of its own, and
+    no read of the log to write it); the log turns over into log.old.jsonl every `log_kept`
+    lines, and the newest `log_kept` deliveries are shown, newest first."""
     from registry_core.builtin_plugins.webhooks.outbox import Outbox
-    outbox = Outbox(str(tmp_path), log_kept=100, log_slack=50)
-    listings = []
-    listed = Outbox.names
-    monkeypatch.setattr(Outbox, "names", lambda self, key, where: listings.append(where) or listed(self, key, where))
-    ids = [f"{n:032x}" for n in range(400)]
+    outbox = Outbox(str(tmp_path), log_kept=100)
+    ids = [f"{n:032x}" for n in range(450)]
     for number, event_id in enumerate(ids):
         name = f"{number:020d}-{event_id}.json"
         outbox._write(os.path.join(outbox._folder("0123456789ab", "queue"), name), {"id": event_id})
         outbox.finish("0123456789ab", name, {"id": event_id, "state": "delivered"})
-        assert len(listed(outbox, "0123456789ab", "log")) < 150
-    assert listings.count("log") <= 1 + 400 // 50
-    kept = [record["id"] for record in outbox.deliveries("0123456789ab", limit=1000)]
-    assert 100 <= len(kept) < 150 and kept == ids[::-1][:len(kept)]  # the newest, newest first
+    folder = tmp_path / "hooks" / "0123456789ab"
+    assert sorted(os.listdir(folder)) == ["log.jsonl", "log.old.jsonl", "queue"] and os.listdir(folder / "queue") == []
+    assert len((folder / "log.jsonl").read_bytes().splitlines()) == 50
+    assert len((folder / "log.old.jsonl").read_bytes().splitlines()) == 100
+    kept = [record["id"] for record in Outbox(str(tmp_path), log_kept=100).deliveries("0123456789ab", limit=1000)]
+    assert kept == ids[::-1][:100]  # the newest, newest first
+
+
+def test_a_redelivered_delivery_is_pending_until_it_is_logged_again_then_its_newest_record_is_shown(tmp_path):
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    outbox = Outbox(str(tmp_path))
+    name = f"{1:020d}-{'a' * 32}.json"
+    outbox.finish("0123456789ab", name, {"id": "a" * 32, "state": "failed", "attempts": [{"status": 500}]})
+    where, found, record = outbox.find("0123456789ab", "a" * 32)
+    assert (where, found, record["state"]) == ("log", name, "failed")
+    outbox.requeue("0123456789ab", name, dict(record, state="pending"))
+    assert [d["state"] for d in outbox.deliveries("0123456789ab")] == ["pending"]
+    assert outbox.find("0123456789ab", "a" * 32)[0] == "queue"
+    outbox.finish("0123456789ab", name, {"id": "a" * 32, "state": "delivered", "attempts": [{"status": 500}, {"status": 200}]})
+    assert [d["state"] for d in Outbox(str(tmp_path)).deliveries("0123456789ab")] == ["delivered"]
+    assert Outbox(str(tmp_path)).logged("0123456789ab", name) and not Outbox(str(tmp_path)).logged("0123456789ab", "x")
+
+
+def test_a_log_line_torn_by_a_crash_is_skipped_and_the_next_delivery_is_logged_whole(tmp_path):
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    first = Outbox(str(tmp_path))
+    first.finish("0123456789ab", f"{1:020d}-{'a' * 32}.json", {"id": "a" * 32, "state": "delivered"})
+    with open(tmp_path / "hooks" / "0123456789ab" / "log.jsonl", "ab") as f:
+        f.write(b'{"name":"' + f"{2:020d}-{'b' * 32}.json".encode() + b'","record":{"id":"bb')  # killed mid-write
+    after = Outbox(str(tmp_path))  # the next delivering process
+    after.finish("0123456789ab", f"{3:020d}-{'c' * 32}.json", {"id": "c" * 32, "state": "delivered"})
+    assert [d["id"] for d in Outbox(str(tmp_path)).deliveries("0123456789ab")] == ["c" * 32, "a" * 32]
 
 
 def test_a_registry_wide_endpoint_that_is_not_an_http_url_stops_start_up_naming_the_key(tmp_path):

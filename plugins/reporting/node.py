@@ -7,7 +7,7 @@ answered (the webhooks plugin's Outbox, plugins/webhooks/outbox.py, under `<stor
     state/reports/worker.lock                          flock: the one process of the store that delivers
     state/reports/events/*.journal, read.json          reports recorded by requests, not queued yet
     state/reports/hooks/registry-index/queue/<seq>.json   pending, oldest first
-    state/reports/hooks/registry-index/log/<seq>.json     delivered (or refused as malformed), the newest 1000
+    state/reports/hooks/registry-index/log.jsonl          delivered (or refused as malformed), a line each
 
 One process per store delivers (the webhooks Worker: a non-blocking flock, so when it dies, even by
 SIGKILL, another process takes over where it stopped), in order, one report at a time: the next
