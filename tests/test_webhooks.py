@@ -818,6 +818,41 @@ def test_a_hooks_deliveries_go_out_on_one_kept_connection_to_a_keep_alive_receiv
     assert {r["headers"]["Connection"] for r in got} == {"keep-alive"}
 
 
+def test_a_delivery_looks_its_hook_up_without_reading_its_document_or_opening_its_secret_again(
+        server, receiver, repository, monkeypatch):
+    """The delivering process looks up every hook's URL and secret on every round: while the
+    repository's hooks do not change (a push moves the tip, not them), that reads no document
+    and decrypts no secret again; a changed secret is read and opened anew."""
+    from cryptography.fernet import Fernet
+
+    from registry_core.builtin_plugins.webhooks.definitions import Definitions
+    from registry_core.builtin_plugins.webhooks.sealing import Sealer
+    from registry_core.meta.store import MetaStore, Snapshot
+
+    definitions = Definitions(MetaStore(str(server.store / "meta.git"), create=False),
+                              Sealer(str(server.store / "keys")), allow_private=True)
+    hook_id = add_hook(server, repository, url=f"{receiver.url}/one", secret="looked-up-secret-0123").json()["id"]
+    reads, opened = [], []
+    read, decrypt = Snapshot.get, Fernet.decrypt
+    monkeypatch.setattr(Snapshot, "get", lambda self, path: reads.append(path) or read(self, path))
+    monkeypatch.setattr(Fernet, "decrypt", lambda self, token: opened.append(token) or decrypt(self, token))
+
+    def look_up():
+        document = definitions.hook(repository, hook_id)
+        return document["url"], definitions.secret(document)
+
+    assert look_up() == (f"{receiver.url}/one", "looked-up-secret-0123")
+    assert (len(reads), len(opened)) == (1, 1)
+    alice_client(server).push_image(repository, "v1")  # moves the tip, not the hooks
+    assert look_up() == (f"{receiver.url}/one", "looked-up-secret-0123")
+    assert (len(reads), len(opened)) == (1, 1)  # nothing read or opened again
+    session = api(server)
+    assert session.patch(f"{session.base}/{repository}/webhooks/{hook_id}",
+                         json={"secret": "another-secret-456789"}).status_code == 200
+    assert look_up() == (f"{receiver.url}/one", "another-secret-456789")
+    assert len(opened) == 2 and definitions.hook(repository, "0" * 12) is None
+
+
 def test_the_hooks_of_a_repository_are_read_once_until_another_process_changes_them(
         server, receiver, repository, monkeypatch):
     from registry_core.builtin_plugins.webhooks.definitions import Definitions

@@ -207,7 +207,7 @@ class Webhooks:
                 if endpoint.key == record["hook"]:
                     return endpoint.url, endpoint.secret
             raise HookGone(f"registry.yaml has no webhook endpoint {record['hook'].removeprefix('registry-')} any more")
-        document = self.definitions.get(record["repository"], record["hook"])
+        document = self.definitions.hook(record["repository"], record["hook"])
         if document is None:
             raise HookGone("the webhook was removed")
         try:
