@@ -521,7 +521,8 @@ def test_a_redelivered_delivery_is_pending_until_it_is_logged_again_then_its_new
     outbox.requeue("0123456789ab", name, dict(record, state="pending"))
     assert [d["state"] for d in outbox.deliveries("0123456789ab")] == ["pending"]
     assert outbox.find("0123456789ab", "a" * 32)[0] == "queue"
-    outbox.finish("0123456789ab", name, {"id": "a" * 32, "state": "delivered", "attempts": [{"status": 500}, {"status": 200}]})
+    outbox.finish("0123456789ab", name, {"id": "a" * 32, "state": "delivered",
+                                         "attempts": [{"status": 500}, {"status": 200}]})
     assert [d["state"] for d in Outbox(str(tmp_path)).deliveries("0123456789ab")] == ["delivered"]
     assert Outbox(str(tmp_path)).logged("0123456789ab", name) and not Outbox(str(tmp_path)).logged("0123456789ab", "x")
 

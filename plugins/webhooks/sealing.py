@@ -16,7 +16,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from registry_core.index.keys import create_once
 
 KEY_FILE = "webhook-secrets.key"
-OPENED_KEPT = 1024  # secrets kept opened by their sealed text, at most (the delivering process opens one a round per hook)
+OPENED_KEPT = 1024  # secrets kept opened by their sealed text, at most (looked up every round per hook)
 
 
 class SecretUnavailable(Exception):
