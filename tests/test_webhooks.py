@@ -525,6 +525,8 @@ def test_a_redelivered_delivery_is_pending_until_it_is_logged_again_then_its_new
                                          "attempts": [{"status": 500}, {"status": 200}]})
     assert [d["state"] for d in Outbox(str(tmp_path)).deliveries("0123456789ab")] == ["delivered"]
     assert Outbox(str(tmp_path)).logged("0123456789ab", name) and not Outbox(str(tmp_path)).logged("0123456789ab", "x")
+    logged = (tmp_path / "hooks" / "0123456789ab" / "log.jsonl").read_bytes().splitlines()
+    assert [json.loads(line)["record"]["state"] for line in logged] == ["failed", "delivered"]  # appended, not rewritten
 
 
 def test_a_log_line_torn_by_a_crash_is_skipped_and_the_next_delivery_is_logged_whole(tmp_path):
@@ -536,6 +538,8 @@ def test_a_log_line_torn_by_a_crash_is_skipped_and_the_next_delivery_is_logged_w
     after = Outbox(str(tmp_path))  # the next delivering process
     after.finish("0123456789ab", f"{3:020d}-{'c' * 32}.json", {"id": "c" * 32, "state": "delivered"})
     assert [d["id"] for d in Outbox(str(tmp_path)).deliveries("0123456789ab")] == ["c" * 32, "a" * 32]
+    lines = (tmp_path / "hooks" / "0123456789ab" / "log.jsonl").read_bytes().splitlines()
+    assert len(lines) == 3 and json.loads(lines[-1])["record"]["id"] == "c" * 32  # whole, on a line of its own
 
 
 def test_a_registry_wide_endpoint_that_is_not_an_http_url_stops_start_up_naming_the_key(tmp_path):
