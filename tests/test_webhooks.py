@@ -15,6 +15,7 @@ import socket
 import stat
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +26,8 @@ import requests
 from tests.support.oci import Client
 from tests.support.server import RunningRegistry, free_port, wait_until
 from tests.support.skopeo import Skopeo
+
+ROOT = Path(__file__).resolve().parent.parent
 
 RECEIVER = Path(__file__).resolve().parent / "support" / "webhook_receiver.py"
 BUSYBOX = Path(__file__).resolve().parent.parent / "sample_store" / "layouts" / "busybox-lite"
@@ -246,24 +249,18 @@ def outbox_bodies(server, hook_id: str) -> list[dict]:
     outbox = server.store / "state" / "webhooks"
     folder = outbox / "hooks" / hook_id
     bodies = {}
-    for path in sorted((outbox / "events").glob("*.json")):
-        try:
-            event = json.loads(path.read_text())
-        except FileNotFoundError:
-            continue  # split meanwhile: its deliveries are in the hooks' folders now
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    for name, event in Outbox(str(outbox)).unsplit_events():
         for delivery in event["deliveries"]:
             if delivery["hook"] == hook_id:
-                bodies[path.name] = json.loads(payloads.body(delivery["format"], event["occurrence"], hook_id))
-    names = sorted({path.name for path in folder.glob("*/*.json")})  # (in queue/ and log/ while it moves)
-
-    def read(name: str) -> dict:  # a record leaves queue/ for log/ once it is delivered
-        for where in ("queue", "log", "log"):
-            try:
-                return json.loads((folder / where / name).read_text())
-            except FileNotFoundError:
-                pass
-        raise AssertionError(f"{name} is in neither queue/ nor log/")
-    bodies.update((name, json.loads(read(name)["body"])) for name in names)
+                bodies[name] = json.loads(payloads.body(delivery["format"], event["occurrence"], hook_id))
+    for path in folder.glob("queue/*.json"):  # (the queue first: a record leaves it for the log)
+        try:
+            bodies[path.name] = json.loads(json.loads(path.read_text())["body"])
+        except FileNotFoundError:
+            pass  # logged meanwhile
+    bodies.update((name, json.loads(record["body"]))
+                  for name, record in Outbox(str(outbox)).delivery_log.records(hook_id, 10_000))
     return [bodies[name] for name in sorted(bodies)]
 
 
@@ -411,9 +408,10 @@ def test_private_targets_are_refused_at_creation_and_again_at_delivery(tmp_path)
             assert session.get(f"{session.base}/{repository}/webhooks").json()["webhooks"] == []
 
             alice_client(server).push_image(repository, "v2")  # the registry-wide endpoint wants it
-            log = server.store / "state" / "webhooks" / "hooks" / "registry-internal" / "log"
+            from registry_core.builtin_plugins.webhooks.outbox import Outbox
+            outbox = Outbox(str(server.store / "state" / "webhooks"))
             def refused_v2():
-                records = [json.loads(p.read_text()) for p in log.glob("*.json")]
+                records = [record for _, record in outbox.delivery_log.records("registry-internal", 10_000)]
                 return records if any('"v2"' in record["body"] for record in records) else None
             records = wait_until(refused_v2, "the registry-wide delivery of v2 is refused")
             assert all(record["state"] == "failed" and "refused" in record["attempts"][-1]["error"]
@@ -486,7 +484,7 @@ def test_the_webhook_commands_manage_a_store_that_a_running_server_delivers_for(
 
 def test_the_delivery_log_keeps_the_newest_records_of_a_hook(tmp_path):
     from registry_core.builtin_plugins.webhooks.outbox import Outbox
-    outbox = Outbox(str(tmp_path), log_kept=2, log_slack=1)
+    outbox = Outbox(str(tmp_path), log_kept=2)
     ids = [f"{n:032x}" for n in range(3)]
     for event_id in ids:
         name = outbox.enqueue("0123456789ab", {"id": event_id, "state": "pending"})
@@ -494,21 +492,54 @@ def test_the_delivery_log_keeps_the_newest_records_of_a_hook(tmp_path):
     assert [record["id"] for record in outbox.deliveries("0123456789ab")] == ids[:0:-1]  # the two newest
 
 
-def test_a_delivery_does_not_list_the_whole_log_the_log_is_pruned_in_steps(tmp_path, monkeypatch):
+def test_logging_a_delivery_appends_one_line_and_the_log_is_two_files_at_most(tmp_path):
+    """A delivery's log record is a line appended to its hook's log (no file of its own, and
+    no read of the log to write it); the log turns over into log.old.jsonl every `log_kept`
+    lines, and the newest `log_kept` deliveries are shown, newest first."""
     from registry_core.builtin_plugins.webhooks.outbox import Outbox
-    outbox = Outbox(str(tmp_path), log_kept=100, log_slack=50)
-    listings = []
-    listed = Outbox.names
-    monkeypatch.setattr(Outbox, "names", lambda self, key, where: listings.append(where) or listed(self, key, where))
-    ids = [f"{n:032x}" for n in range(400)]
+    outbox = Outbox(str(tmp_path), log_kept=100)
+    ids = [f"{n:032x}" for n in range(450)]
     for number, event_id in enumerate(ids):
         name = f"{number:020d}-{event_id}.json"
         outbox._write(os.path.join(outbox._folder("0123456789ab", "queue"), name), {"id": event_id})
         outbox.finish("0123456789ab", name, {"id": event_id, "state": "delivered"})
-        assert len(listed(outbox, "0123456789ab", "log")) < 150
-    assert listings.count("log") <= 1 + 400 // 50
-    kept = [record["id"] for record in outbox.deliveries("0123456789ab", limit=1000)]
-    assert 100 <= len(kept) < 150 and kept == ids[::-1][:len(kept)]  # the newest, newest first
+    folder = tmp_path / "hooks" / "0123456789ab"
+    assert sorted(os.listdir(folder)) == ["log.jsonl", "log.old.jsonl", "queue"] and os.listdir(folder / "queue") == []
+    assert len((folder / "log.jsonl").read_bytes().splitlines()) == 50
+    assert len((folder / "log.old.jsonl").read_bytes().splitlines()) == 100
+    kept = [record["id"] for record in Outbox(str(tmp_path), log_kept=100).deliveries("0123456789ab", limit=1000)]
+    assert kept == ids[::-1][:100]  # the newest, newest first
+
+
+def test_a_redelivered_delivery_is_pending_until_it_is_logged_again_then_its_newest_record_is_shown(tmp_path):
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    outbox = Outbox(str(tmp_path))
+    name = f"{1:020d}-{'a' * 32}.json"
+    outbox.finish("0123456789ab", name, {"id": "a" * 32, "state": "failed", "attempts": [{"status": 500}]})
+    where, found, record = outbox.find("0123456789ab", "a" * 32)
+    assert (where, found, record["state"]) == ("log", name, "failed")
+    outbox.requeue("0123456789ab", name, dict(record, state="pending"))
+    assert [d["state"] for d in outbox.deliveries("0123456789ab")] == ["pending"]
+    assert outbox.find("0123456789ab", "a" * 32)[0] == "queue"
+    outbox.finish("0123456789ab", name, {"id": "a" * 32, "state": "delivered",
+                                         "attempts": [{"status": 500}, {"status": 200}]})
+    assert [d["state"] for d in Outbox(str(tmp_path)).deliveries("0123456789ab")] == ["delivered"]
+    assert Outbox(str(tmp_path)).logged("0123456789ab", name) and not Outbox(str(tmp_path)).logged("0123456789ab", "x")
+    logged = (tmp_path / "hooks" / "0123456789ab" / "log.jsonl").read_bytes().splitlines()
+    assert [json.loads(line)["record"]["state"] for line in logged] == ["failed", "delivered"]  # appended, not rewritten
+
+
+def test_a_log_line_torn_by_a_crash_is_skipped_and_the_next_delivery_is_logged_whole(tmp_path):
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    first = Outbox(str(tmp_path))
+    first.finish("0123456789ab", f"{1:020d}-{'a' * 32}.json", {"id": "a" * 32, "state": "delivered"})
+    with open(tmp_path / "hooks" / "0123456789ab" / "log.jsonl", "ab") as f:
+        f.write(b'{"name":"' + f"{2:020d}-{'b' * 32}.json".encode() + b'","record":{"id":"bb')  # killed mid-write
+    after = Outbox(str(tmp_path))  # the next delivering process
+    after.finish("0123456789ab", f"{3:020d}-{'c' * 32}.json", {"id": "c" * 32, "state": "delivered"})
+    assert [d["id"] for d in Outbox(str(tmp_path)).deliveries("0123456789ab")] == ["c" * 32, "a" * 32]
+    lines = (tmp_path / "hooks" / "0123456789ab" / "log.jsonl").read_bytes().splitlines()
+    assert len(lines) == 3 and json.loads(lines[-1])["record"]["id"] == "c" * 32  # whole, on a line of its own
 
 
 def test_a_registry_wide_endpoint_that_is_not_an_http_url_stops_start_up_naming_the_key(tmp_path):
@@ -523,14 +554,17 @@ def test_a_registry_wide_endpoint_that_is_not_an_http_url_stops_start_up_naming_
         validate_plugin_config(make_plugin_manager(config.plugins), config.plugin_config, path)
 
 
-def test_an_event_is_one_file_until_the_delivering_process_splits_it_into_each_hooks_queue(tmp_path):
+def test_an_event_is_one_journal_line_until_the_delivering_process_splits_it_into_each_hooks_queue(tmp_path):
     from registry_core.builtin_plugins.webhooks.outbox import Outbox
     outbox = Outbox(str(tmp_path))
     hooks = [{"hook": "0123456789ab", "format": "distribution", "repository": "alice/app"},
              {"hook": "registry-audit", "format": "cloudevents", "repository": None}]
     first = outbox.record_event({"id": "a" * 32}, hooks)
     second = outbox.record_event({"id": "b" * 32}, hooks[:1])
-    assert sorted(os.listdir(tmp_path / "events")) == [first, second] and not (tmp_path / "hooks").exists()
+    journals = [name for name in os.listdir(tmp_path / "events") if name.endswith(".journal")]
+    assert len(journals) == 1 and not (tmp_path / "hooks").exists()  # one journal for this process
+    assert [json.loads(line)["name"] for line in (tmp_path / "events" / journals[0]).read_bytes().splitlines()] == \
+        [first, second]
     assert [(name, occurrence["id"]) for name, _, occurrence in outbox.unsplit("0123456789ab")] == \
         [(first, "a" * 32), (second, "b" * 32)]
     assert [name for name, _, _ in outbox.unsplit("registry-audit")] == [first]
@@ -542,7 +576,7 @@ def test_an_event_is_one_file_until_the_delivering_process_splits_it_into_each_h
     assert queued == [first, first, second]
     assert outbox.names("0123456789ab", "queue") == [first, second]  # the events' names: in their order
     assert outbox.names("registry-audit", "queue") == [first]
-    assert os.listdir(tmp_path / "events") == [] and outbox.unsplit("0123456789ab") == []
+    assert outbox.unsplit_events() == [] and Outbox(str(tmp_path)).unsplit("0123456789ab") == []
     assert outbox.pending() == 3 and outbox.split_events(lambda *args: queued.append(args)) == 0
 
 
@@ -659,7 +693,7 @@ def test_a_doorbell_rung_with_no_one_listening_does_nothing(tmp_path):
 
 def test_a_delivery_sent_straight_from_its_event_is_written_only_to_the_log_in_order_per_hook(tmp_path):
     """A hook with nothing queued is sent its deliveries from memory: no queue file is written,
-    each is logged, and the event's file goes once every hook that wants it has it."""
+    each is logged, and the event is settled once every hook that wants it has it."""
     from registry_core.builtin_plugins.webhooks.outbox import Outbox
     from registry_core.builtin_plugins.webhooks.settings import Settings
     from registry_core.builtin_plugins.webhooks.worker import Worker
@@ -682,7 +716,7 @@ def test_a_delivery_sent_straight_from_its_event_is_written_only_to_the_log_in_o
             outbox.record_event({"id": event_id}, [{"hook": key} for key in hooks])
         worker.deliver_due()
         received = receiver.wait_for(6)
-        wait_until(lambda: not os.listdir(tmp_path / "outbox" / "events"), "every event's file goes")
+        wait_until(lambda: not outbox.unsplit_events(), "every event is settled")
     finally:
         receiver.stop()
     for key, url in hooks.items():
@@ -692,19 +726,85 @@ def test_a_delivery_sent_straight_from_its_event_is_written_only_to_the_log_in_o
         assert not (tmp_path / "outbox" / "hooks" / key / "queue").exists()  # never written
 
 
-def test_the_file_of_a_removed_event_is_reused_for_the_next_event_recorded(tmp_path):
-    """Making a file costs far more than writing one that exists, when files are removed all the
-    time: an event's file, once delivered, is kept aside and written again for a new event."""
+def test_events_are_appended_to_one_journal_per_process_and_read_back_by_another(tmp_path):
+    """A request records its event with one write to its process's journal; the delivering
+    process reads every journal, and a settled event is not read again, by it or by a new one."""
     from registry_core.builtin_plugins.webhooks.outbox import Outbox
-    delivering, recording = Outbox(str(tmp_path)), Outbox(str(tmp_path))  # as two processes
-    first = recording.record_event({"id": "a" * 32, "note": "x" * 500}, [{"hook": "0123456789ab"}])
-    inode = os.stat(tmp_path / "events" / first).st_ino
-    delivering.remove_event(first)
-    assert delivering.recorded() == []
-    second = recording.record_event({"id": "b" * 32}, [{"hook": "0123456789ab"}])
-    assert os.stat(tmp_path / "events" / second).st_ino == inode
+    delivering, recording, other = Outbox(str(tmp_path)), Outbox(str(tmp_path)), Outbox(str(tmp_path))
+    first = recording.record_event({"id": "a" * 32}, [{"hook": "0123456789ab"}])
+    second = other.record_event({"id": "b" * 32}, [{"hook": "0123456789ab"}])
+    third = recording.record_event({"id": "c" * 32}, [{"hook": "0123456789ab"}])
+    assert len([name for name in os.listdir(tmp_path / "events") if name.endswith(".journal")]) == 2
+    assert delivering.recorded() == [first, second, third]
     assert delivering.read_event(second) == {"occurrence": {"id": "b" * 32}, "deliveries": [{"hook": "0123456789ab"}]}
-    assert os.listdir(tmp_path / "spares") == []
+    delivering.remove_event(third)  # settled out of order: its journal's offset waits for the first
+    assert delivering.recorded() == [first, second]
+    assert [name for name, _ in Outbox(str(tmp_path)).unsplit_events()] == [first, second, third]
+    delivering.remove_event(first)
+    delivering.remove_event(second)
+    assert delivering.recorded() == [] and Outbox(str(tmp_path)).recorded() == []  # (a new delivering process)
+    assert Outbox(str(tmp_path)).pending() == 0
+
+
+def test_a_journal_whose_writer_was_killed_mid_write_ignores_the_torn_record_and_loses_none_before(tmp_path):
+    """A writer SIGKILLed in the middle of an event's line leaves it without its newline: the
+    events before it are all read, the torn one is never taken for an event, and the journal is
+    removed once they are settled (its writer is gone)."""
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    script = textwrap.dedent(f"""
+        import os, signal
+        from registry_core.builtin_plugins.webhooks.outbox import Outbox
+        outbox = Outbox({str(tmp_path)!r})
+        for n in range(1, 6):
+            outbox.record_event({{"id": f"{{n:032x}}"}}, [{{"hook": "0123456789ab"}}])
+        os.write(outbox.journal._fd, b'{{"name":"00000000000000000009-' + b"9" * 32 + b'.json","occ')
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    killed = subprocess.run([sys.executable, "-c", script], cwd=ROOT)
+    assert killed.returncode == -signal.SIGKILL
+    delivering = Outbox(str(tmp_path))
+    names = delivering.recorded()
+    assert [delivering.read_event(name)["occurrence"]["id"] for name in names] == [f"{n:032x}" for n in range(1, 6)]
+    assert delivering.recorded() == names  # read once: not twice, and the torn tail is still no event
+    for name in names:
+        delivering.remove_event(name)
+    assert delivering.recorded() == []
+    assert [name for name in os.listdir(tmp_path / "events") if name.endswith(".journal")] == []
+    assert delivering.recorded() == [] and Outbox(str(tmp_path)).pending() == 0
+
+
+def test_a_live_writers_journal_stays_and_a_line_being_written_is_read_once_it_is_whole(tmp_path):
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    delivering, recording = Outbox(str(tmp_path)), Outbox(str(tmp_path))
+    first = recording.record_event({"id": "a" * 32}, [{"hook": "0123456789ab"}])
+    delivering.remove_event(delivering.recorded()[0])
+    assert delivering.recorded() == [] and len(os.listdir(tmp_path / "events")) == 2  # its journal, read.json
+    line = json.dumps({"name": f"{9:020d}-{'b' * 32}.json", "occurrence": {"id": "b" * 32},
+                       "deliveries": [{"hook": "0123456789ab"}]}).encode() + b"\n"
+    os.write(recording.journal._fd, line[:20])  # a write another thread of the writer has not finished
+    assert delivering.recorded() == []
+    os.write(recording.journal._fd, line[20:])
+    assert delivering.recorded() == [f"{9:020d}-{'b' * 32}.json"] and first not in delivering.recorded()
+
+
+def test_a_forked_process_records_its_events_in_a_journal_of_its_own(tmp_path):
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    outbox = Outbox(str(tmp_path))
+    outbox.record_event({"id": "a" * 32}, [{"hook": "0123456789ab"}])
+    child = os.fork()
+    if child == 0:
+        try:
+            outbox.record_event({"id": "b" * 32}, [{"hook": "0123456789ab"}])
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    journals = sorted(name for name in os.listdir(tmp_path / "events") if name.endswith(".journal"))
+    assert len(journals) == 2 and len({name.split("-")[1] for name in journals}) == 2  # two writers' pids
+    delivering = Outbox(str(tmp_path))
+    for name in delivering.recorded():
+        delivering.remove_event(name)
+    delivering.recorded()  # the child's journal goes (its writer is gone); the parent's stays
+    assert len([name for name in os.listdir(tmp_path / "events") if name.endswith(".journal")]) == 1
 
 
 def test_a_hooks_deliveries_go_out_on_one_kept_connection_to_a_keep_alive_receiver(server, repository, tmp_path):
@@ -721,6 +821,41 @@ def test_a_hooks_deliveries_go_out_on_one_kept_connection_to_a_keep_alive_receiv
     assert [json.loads(r["body"])["events"][0]["target"]["tag"] for r in got] == ["kept-0", "kept-1", "kept-2"]
     assert len({r["clientPort"] for r in got}) == 1
     assert {r["headers"]["Connection"] for r in got} == {"keep-alive"}
+
+
+def test_a_delivery_looks_its_hook_up_without_reading_its_document_or_opening_its_secret_again(
+        server, receiver, repository, monkeypatch):
+    """The delivering process looks up every hook's URL and secret on every round: while the
+    repository's hooks do not change (a push moves the tip, not them), that reads no document
+    and decrypts no secret again; a changed secret is read and opened anew."""
+    from cryptography.fernet import Fernet
+
+    from registry_core.builtin_plugins.webhooks.definitions import Definitions
+    from registry_core.builtin_plugins.webhooks.sealing import Sealer
+    from registry_core.meta.store import MetaStore, Snapshot
+
+    definitions = Definitions(MetaStore(str(server.store / "meta.git"), create=False),
+                              Sealer(str(server.store / "keys")), allow_private=True)
+    hook_id = add_hook(server, repository, url=f"{receiver.url}/one", secret="looked-up-secret-0123").json()["id"]
+    reads, opened = [], []
+    read, decrypt = Snapshot.get, Fernet.decrypt
+    monkeypatch.setattr(Snapshot, "get", lambda self, path: reads.append(path) or read(self, path))
+    monkeypatch.setattr(Fernet, "decrypt", lambda self, token: opened.append(token) or decrypt(self, token))
+
+    def look_up():
+        document = definitions.hook(repository, hook_id)
+        return document["url"], definitions.secret(document)
+
+    assert look_up() == (f"{receiver.url}/one", "looked-up-secret-0123")
+    assert (len(reads), len(opened)) == (1, 1)
+    alice_client(server).push_image(repository, "v1")  # moves the tip, not the hooks
+    assert look_up() == (f"{receiver.url}/one", "looked-up-secret-0123")
+    assert (len(reads), len(opened)) == (1, 1)  # nothing read or opened again
+    session = api(server)
+    assert session.patch(f"{session.base}/{repository}/webhooks/{hook_id}",
+                         json={"secret": "another-secret-456789"}).status_code == 200
+    assert look_up() == (f"{receiver.url}/one", "another-secret-456789")
+    assert len(opened) == 2 and definitions.hook(repository, "0" * 12) is None
 
 
 def test_the_hooks_of_a_repository_are_read_once_until_another_process_changes_them(

@@ -1,13 +1,13 @@
 """The node side: what changes in this store, reported to the Index through a durable outbox.
 
 A manifest push, a tag removal and a manifest delete (the core's `push` with a media type,
-`untag` and `delete` events) each become one report, written as one file before the request is
+`untag` and `delete` events) each become one report, appended as one line to the process's journal before the request is
 answered (the webhooks plugin's Outbox, plugins/webhooks/outbox.py, under `<store>/state/reports/`):
 
     state/reports/worker.lock                          flock: the one process of the store that delivers
-    state/reports/events/<seq>.json                    reports recorded by requests, not queued yet
+    state/reports/events/*.journal, read.json          reports recorded by requests, not queued yet
     state/reports/hooks/registry-index/queue/<seq>.json   pending, oldest first
-    state/reports/hooks/registry-index/log/<seq>.json     delivered (or refused as malformed), the newest 1000
+    state/reports/hooks/registry-index/log.jsonl          delivered (or refused as malformed), a line each
 
 One process per store delivers (the webhooks Worker: a non-blocking flock, so when it dies, even by
 SIGKILL, another process takes over where it stopped), in order, one report at a time: the next
@@ -80,7 +80,7 @@ class Reporter:
         self.worker = ReportWorker(self)
 
     def record(self, event) -> dict | None:
-        """Write `event`'s report to the outbox (one small file) and wake the worker."""
+        """Write `event`'s report to the outbox (one line of its process's journal) and wake the worker."""
         report = report_of(event, self.node)
         if report is None or not event.repository:
             return None

@@ -180,6 +180,15 @@ class Definitions:
             return None
         return self.meta.snapshot().get(hook_path(name, hook_id))
 
+    def hook(self, name: str, hook_id: str) -> dict | None:
+        """The repository's hook `hook_id` from its list (`list`: read again only when its hooks
+        changed), for the delivering process, which looks hooks up on every round. Shared: do not
+        modify it."""
+        for document in self.list(name):
+            if document["id"] == hook_id:
+                return document
+        return None
+
     def secret(self, document: dict) -> str:
         return self.sealer.open(document["sealedSecret"])
 

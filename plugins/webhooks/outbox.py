@@ -1,30 +1,32 @@
-"""The durable outbox: one JSON file per (hook, event) under `<store>/state/webhooks/`, written
-before the request that caused the event is answered, so a crash right after the response still
-delivers. Operational data, not git: the audit log (meta.git) shows who configured which hook,
-not every retry.
+"""The durable outbox under `<store>/state/webhooks/`: the events requests record, written
+before the request that caused them is answered, so a crash right after the response still
+delivers, and each hook's deliveries. Operational data, not git: the audit log (meta.git) shows
+who configured which hook, not every retry.
 
     state/webhooks/worker.lock                       flock: the one process that delivers
     state/webhooks/doorbell                          FIFO: rung to wake it (doorbell.py)
-    state/webhooks/events/<seq>.json                 events recorded by requests, not yet split
-    state/webhooks/spares/<seq>.json                 removed events, whose files new events are written to
+    state/webhooks/events/<ns>-<pid>-<r>.journal     events recorded by one process, appended (journal.py)
+    state/webhooks/events/read.json                  how far each journal's events are settled
     state/webhooks/hooks/<hook>/queue/<seq>.json     pending deliveries, oldest first
-    state/webhooks/hooks/<hook>/log/<seq>.json       delivered or failed (dead letter), the newest 1000
-    state/webhooks/hooks/<hook>/log/<seq>.json.spare pruned from the log; its file is reused by a new record
+    state/webhooks/hooks/<hook>/log.jsonl            delivered or failed (dead letter), appended (deliverylog.py)
+    state/webhooks/hooks/<hook>/log.old.jsonl        the log's older lines; the newest 1000 are shown
 
-A request writes one file per event, naming the hooks that want it (`record_event`); the
-delivering process turns it into one delivery per hook, with the body in that hook's format, and
-removes the event's file once every one of them is in its hook's queue or log: a hook with nothing
-queued is sent its delivery straight from memory (worker.py), a busy one gets it queued
-(`enqueue`). So the request path pays for one small file however many hooks there are, and a
-delivery sent at once is written once, to the log. Work interrupted by a crash is done again from
-the event's file: the deliveries get the same names, so each is queued once (one already
-delivered may be sent again: at least once).
+A request appends one line per event to its process's journal, naming the hooks that want it
+(`record_event`); the delivering process turns it into one delivery per hook, with the body in
+that hook's format, and settles the event once every one of them is in its hook's queue or log: a
+hook with nothing queued is sent its delivery straight from memory (worker.py), a busy one gets
+it queued (`enqueue`). So the request path pays for one write however many hooks there are, and
+a delivery sent at once is written once: a line of its hook's log. Work interrupted by a crash is done again
+from the journal: the deliveries get the same names, so each is queued once (one already
+delivered may be sent again: at least once). An event file `events/<seq>.json` (how an older
+version recorded events) is read and removed as well.
 
 `<hook>` is a repository hook's id, or `registry-<name>` for an endpoint of registry.yaml;
-`<seq>` is `<nanoseconds>-<event id>`, so names sort in the order the events happened and a
-delivery is found by its event id. Every file is written whole to a temporary name and renamed.
-Only the delivering process (the holder of worker.lock) changes files in `queue/` and removes
-events; a redeliver moves a record from `log/` back to `queue/`.
+`<seq>` is `<nanoseconds>-<event id>.json` (an event's name), so names sort in the order the
+events happened and a delivery is found by its event id. Every file of `queue/` is written whole
+to a temporary name and renamed. Only the delivering process (the holder of worker.lock) changes
+files in `queue/`, appends to the logs and settles events; a redeliver queues a logged delivery
+again (the queued record is the delivery's from then on).
 """
 
 from __future__ import annotations
@@ -33,39 +35,31 @@ import fcntl
 import json
 import logging
 import os
-import random
 import re
 import threading
 import time
+
+from .deliverylog import DeliveryLog
+from .journal import READ, EventJournal
 
 EVENT_ID = re.compile(r"[0-9a-f]{32}")
 HOOK_KEY = re.compile(r"[0-9a-f]{12}|registry-[a-z0-9-]{1,64}")
 log = logging.getLogger("registry_core.webhooks")
 
 
-LOG_KEPT = 1000  # delivered and failed deliveries kept per hook, the newest
-LOG_SLACK = 100  # the log is pruned back to LOG_KEPT once it holds this many more (one listing per 100)
-SPARE = ".spare"  # a pruned log record, renamed, whose file the next records are written to
-SPARES_KEPT = 256  # files of removed events kept in spares/ for new ones, at most
-SPARES_COUNT = 64  # removals of events between two counts of spares/
+LOG_KEPT = 1000  # delivered and failed deliveries shown per hook, the newest (up to twice that kept)
 
 
 class Outbox:
-    def __init__(self, root: str, durable: bool = False, log_kept: int = LOG_KEPT, log_slack: int = LOG_SLACK):
+    def __init__(self, root: str, durable: bool = False, log_kept: int = LOG_KEPT):
         self.root = root
         self.log_kept = log_kept
-        self.log_slack = log_slack
         self.durable = durable
         self.hooks = os.path.join(root, "hooks")
         self.events = os.path.join(root, "events")
         self._made: set[str] = set()  # folders known to exist (a write makes its folder once)
-        self._logged: dict[str, int] = {}  # per hook: deliveries in its log, as this process last counted
-        self._spares: dict[str, list[str]] = {}  # per hook: pruned log files to write new records to
-        self.spares = os.path.join(root, "spares")
-        self._spare_events: list[str] = []  # files of removed events to write new ones to (_event_spares)
-        self._spares_seen = None  # spares/ when it was last listed (inode, modification time)
-        self._spares_counted = SPARES_COUNT  # removals since spares/ was counted (remove_event)
-        self._spares_room = 0
+        self.delivery_log = DeliveryLog(self.hooks, log_kept, durable)
+        self.journal = EventJournal(self.events, durable)
 
     def lock_path(self) -> str:
         os.makedirs(self.root, exist_ok=True)
@@ -83,37 +77,22 @@ class Outbox:
         return handle
 
     def _folder(self, key: str, where: str) -> str:
-        assert HOOK_KEY.fullmatch(key) and where in ("queue", "log")
+        assert HOOK_KEY.fullmatch(key) and where == "queue"
         return os.path.join(self.hooks, key, where)
 
     # --- writing --------------------------------------------------------------------------------
 
-    def _write(self, path: str, record: dict, spares: list | None = None) -> None:
-        """Write `record` whole to `path`: to a file of another name, renamed. That file is one of
-        `spares` (files of removed records, taken by renaming them: another process may try to
-        take the same one) when there is one, else a new one: making a file costs more than the
-        rest of a write together when many were removed lately (ext4 looks for a free inode past
-        the recently deleted ones: bench/profiles/notes.md, "Webhooks: less work per event")."""
+    def _write(self, path: str, record: dict) -> None:
+        """Write `record` whole to `path`: to a file of another name, renamed."""
         folder = os.path.dirname(path)
         if folder not in self._made:
             os.makedirs(folder, exist_ok=True)
             self._made.add(folder)
         data = json.dumps(record, separators=(",", ":")).encode()  # (json.dump encodes in Python, not C)
         temporary = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"  # no other writer's name now
-        reused = False
-        while spares and not reused:
-            try:
-                os.rename(spares.pop(), temporary)
-                reused = True
-            except (IndexError, FileNotFoundError):
-                pass  # taken meanwhile
-        # A reused file is written over and then cut to length (truncating it first, to write
-        # it again, costs twice as much).
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | (0 if reused else os.O_TRUNC), 0o666)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
         try:
             os.write(fd, data)  # (a regular file takes it whole)
-            if reused:
-                os.ftruncate(fd, len(data))
             if self.durable:
                 os.fsync(fd)
         finally:
@@ -121,34 +100,15 @@ class Outbox:
         os.replace(temporary, path)
 
     def record_event(self, occurrence: dict, deliveries: list[dict]) -> str:
-        """Record an event for the hooks that want it (`deliveries`: hook, format, repository);
-        its name (the sequence) is returned."""
+        """Record an event for the hooks that want it (`deliveries`: hook, format, repository), in
+        this process's journal (journal.py: one write); its name (the sequence) is returned."""
         name = f"{time.time_ns():020d}-{occurrence['id']}.json"
-        self._write(os.path.join(self.events, name), {"occurrence": occurrence, "deliveries": deliveries},
-                    self._event_spares())
+        self.journal.append(name, {"occurrence": occurrence, "deliveries": deliveries})
         return name
-
-    def _event_spares(self) -> list[str]:
-        """Files of removed events this process may write its next events to: the folder
-        `spares/` as last listed (in random order: other processes take from it too), listed
-        again when none is left and the folder changed since (a stat, not a listing, while it
-        stays empty)."""
-        if not self._spare_events:
-            try:
-                status = os.stat(self.spares)
-                changed = (status.st_ino, status.st_mtime_ns)
-            except FileNotFoundError:
-                changed = None
-            if changed is not None and changed != self._spares_seen:
-                self._spares_seen = changed
-                found = os.listdir(self.spares)
-                random.shuffle(found)
-                self._spare_events = [os.path.join(self.spares, name) for name in found]
-        return self._spare_events
 
     def split_events(self, queue_delivery) -> int:
         """Turn each recorded event into its deliveries, oldest first: `queue_delivery(name,
-        delivery, occurrence)` queues one; the event's file goes once all of them are queued.
+        delivery, occurrence)` queues one; the event is settled once all of them are queued.
         How many events were split."""
         names = self.recorded()
         for name in names:
@@ -158,55 +118,51 @@ class Outbox:
             for delivery in event["deliveries"]:
                 queue_delivery(name, delivery, event["occurrence"])
             self.remove_event(name)
+        self.journal.flush()
         return len(names)
 
     def recorded(self) -> list[str]:
-        """The names of the recorded events, oldest first."""
+        """The names of the recorded events not settled yet, oldest first (for the delivering
+        process: it reads the journals on), with those of event files an older version left."""
+        return sorted(self.journal.recorded() + self._event_files())
+
+    def _event_files(self) -> list[str]:
         try:
-            return sorted(name for name in os.listdir(self.events) if name.endswith(".json"))
+            return [name for name in os.listdir(self.events) if name.endswith(".json") and name != READ]
         except FileNotFoundError:
             return []
 
     def read_event(self, name: str) -> dict | None:
         """A recorded event ({occurrence, deliveries}), or None when it is gone."""
-        return self._read_path(os.path.join(self.events, name))
+        event = self.journal.event(name)
+        return event if event is not None else self._read_path(os.path.join(self.events, name))
 
     def remove_event(self, name: str) -> None:
-        """Remove a recorded event once each of its deliveries is queued or logged: moved to
-        `spares/` for the requests to write new events to, while it holds fewer than SPARES_KEPT
-        (counted every SPARES_COUNT removals), else deleted."""
-        path = os.path.join(self.events, name)
-        if self._spares_counted >= SPARES_COUNT:
-            self._spares_counted = 0
+        """Settle a recorded event once each of its deliveries is queued or logged."""
+        if not self.journal.settle(name):
             try:
-                self._spares_room = SPARES_KEPT - len(os.listdir(self.spares))
+                os.unlink(os.path.join(self.events, name))
             except FileNotFoundError:
-                os.makedirs(self.spares, exist_ok=True)
-                self._spares_room = SPARES_KEPT
-        self._spares_counted += 1
-        try:
-            if self._spares_room > 0:
-                self._spares_room -= 1
-                os.replace(path, os.path.join(self.spares, name))
-            else:
-                os.unlink(path)
-        except FileNotFoundError:
-            pass
+                pass
 
-    def unsplit(self, key: str) -> list[tuple[str, dict, dict]]:
-        """(name, delivery, occurrence) of each recorded event still there that hook `key` wants,
-        oldest first: those not split yet, and those some of whose deliveries are being sent (this
-        hook's may be in its queue or log already: the same name)."""
-        found = []
-        for name in self.recorded():
+    def unsplit_events(self) -> list[tuple[str, dict]]:
+        """(name, event) of the recorded events not settled yet as any process sees them, oldest
+        first: those not split yet, and some whose deliveries are being sent or were lately."""
+        found = self.journal.unsettled()
+        for name in self._event_files():
             try:
                 with open(os.path.join(self.events, name)) as f:
-                    event = json.load(f)
+                    found.append((name, json.load(f)))
             except (FileNotFoundError, ValueError):
                 continue  # split meanwhile (or moved aside by the delivering process)
-            found += [(name, delivery, event["occurrence"]) for delivery in event["deliveries"]
-                      if delivery["hook"] == key]
-        return found
+        return sorted(found, key=lambda pair: pair[0])
+
+    def unsplit(self, key: str) -> list[tuple[str, dict, dict]]:
+        """(name, delivery, occurrence) of each recorded event not settled yet that hook `key`
+        wants, oldest first: those not split yet, and those some of whose deliveries are being
+        sent (this hook's may be in its queue or log already: the same name)."""
+        return [(name, delivery, event["occurrence"]) for name, event in self.unsplit_events()
+                for delivery in event["deliveries"] if delivery["hook"] == key]
 
     def enqueue(self, key: str, record: dict, name: str | None = None) -> str:
         """Add a pending delivery to the hook's queue, under `name` (an event's sequence) or a new
@@ -220,38 +176,20 @@ class Outbox:
         self._write(os.path.join(self._folder(key, "queue"), name), record)
 
     def finish(self, key: str, name: str, record: dict) -> None:
-        """Move a delivery out of the queue (if it was queued: one sent straight from its event
-        was not) into the log: delivered, or failed. The log keeps the newest `log_kept` of them:
-        it is listed and pruned back to that once it holds `log_slack` more, so a delivery does
-        not list the whole log."""
-        folder = self._folder(key, "log")
-        self._write(os.path.join(folder, name), record, self._spares.get(key))
+        """Log a delivery, delivered or failed (one line appended to the hook's log:
+        deliverylog.py), and take it out of the queue if it was queued (one sent straight from
+        its event was not)."""
+        assert HOOK_KEY.fullmatch(key)
+        self.delivery_log.append(key, name, record)
         try:
             os.unlink(os.path.join(self._folder(key, "queue"), name))
         except FileNotFoundError:
             pass
-        logged = self._logged.get(key)
-        if logged is None:
-            logged = len(self.names(key, "log"))
-        else:
-            logged += 1
-        if logged >= self.log_kept + self.log_slack:
-            names = self.names(key, "log")
-            spares = self._spares[key] = [os.path.join(folder, spare) for spare in os.listdir(folder)
-                                          if spare.endswith(SPARE)]  # (some a stopped process left)
-            for old in names[:-self.log_kept]:
-                try:  # kept aside for the next records (SPARE: no name of the log)
-                    os.replace(os.path.join(folder, old), os.path.join(folder, old + SPARE))
-                    spares.append(os.path.join(folder, old + SPARE))
-                except FileNotFoundError:
-                    pass
-            logged = min(len(names), self.log_kept)
-        self._logged[key] = logged
 
     def requeue(self, key: str, name: str, record: dict) -> None:
-        """Put a delivery of the log back in the queue (redeliver)."""
+        """Put a delivery of the log back in the queue (redeliver): the queued record is the
+        delivery's until it is logged again."""
         self._write(os.path.join(self._folder(key, "queue"), name), record)
-        os.unlink(os.path.join(self._folder(key, "log"), name))
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -263,6 +201,9 @@ class Outbox:
             return []
 
     def names(self, key: str, where: str) -> list[str]:
+        """The names of the hook's deliveries in its queue or its log (`where`), sorted."""
+        if where == "log":
+            return self.delivery_log.names(key)
         try:
             return sorted(name for name in os.listdir(self._folder(key, where)) if name.endswith(".json"))
         except FileNotFoundError:
@@ -271,11 +212,7 @@ class Outbox:
     def pending(self) -> int:
         """How many deliveries wait in all the queues, and events not split yet (one listing per
         hook and one of events/: for /metrics)."""
-        try:
-            events = sum(1 for name in os.listdir(self.events) if name.endswith(".json"))
-        except FileNotFoundError:
-            events = 0
-        return events + sum(len(self.names(key, "queue")) for key in self.keys())
+        return len(self.unsplit_events()) + sum(len(self.names(key, "queue")) for key in self.keys())
 
     def read(self, key: str, where: str, name: str) -> dict | None:
         """The record, or None when it is gone. One that cannot be read (edited by hand: every
@@ -284,7 +221,7 @@ class Outbox:
 
     def logged(self, key: str, name: str) -> bool:
         """Is the hook's delivery `name` in its log (delivered, or failed for good)?"""
-        return os.path.exists(os.path.join(self._folder(key, "log"), name))
+        return self.delivery_log.logged(key, name)
 
     def _read_path(self, path: str) -> dict | None:
         try:
@@ -305,21 +242,22 @@ class Outbox:
         if not EVENT_ID.fullmatch(event_id):
             return None
         suffix = f"-{event_id}.json"
-        for where in ("queue", "log"):
-            for name in self.names(key, where):
-                if name.endswith(suffix):
-                    record = self.read(key, where, name)
-                    if record is not None and record.get("id") == event_id:  # (not a file pruned and reused meanwhile)
-                        return where, name, record
-        return None
+        for name in self.names(key, "queue"):
+            if name.endswith(suffix):
+                record = self.read(key, "queue", name)
+                if record is not None and record.get("id") == event_id:
+                    return "queue", name, record
+        found = self.delivery_log.find(key, event_id)
+        return None if found is None else ("log", *found)
 
     def deliveries(self, key: str, limit: int = 100) -> list[dict]:
-        """The hook's deliveries, newest first: the pending ones and the log."""
-        named = [(name, "queue") for name in self.names(key, "queue")] + \
-                [(name, "log") for name in self.names(key, "log")]
+        """The hook's deliveries, newest first: the pending ones and the log (a redelivered one
+        queued again is pending, not in the log)."""
+        queued = {name: None for name in self.names(key, "queue")[-limit:]}
+        named = queued | {name: record for name, record in self.delivery_log.records(key, limit) if name not in queued}
         found = []
-        for name, where in sorted(named, reverse=True)[:limit]:
-            record = self.read(key, where, name)
+        for name in sorted(named, reverse=True)[:limit]:
+            record = named[name] if name not in queued else self.read(key, "queue", name)
             if record is not None:
                 found.append(record)
         return found

@@ -16,6 +16,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from registry_core.index.keys import create_once
 
 KEY_FILE = "webhook-secrets.key"
+OPENED_KEPT = 1024  # secrets kept opened by their sealed text, at most (looked up every round per hook)
 
 
 class SecretUnavailable(Exception):
@@ -26,6 +27,7 @@ class Sealer:
     def __init__(self, keys_dir: str):
         self.path = os.path.join(keys_dir, KEY_FILE)
         self._fernet: Fernet | None = None
+        self._opened: dict[str, str] = {}  # sealed: opened, with the key this process read
 
     def _key(self) -> Fernet:
         if self._fernet is None:
@@ -40,8 +42,16 @@ class Sealer:
         return self._key().encrypt(secret.encode()).decode()
 
     def open(self, sealed: str) -> str:
+        """The secret `sealed` holds; each is decrypted once a process (the key is read once too)."""
+        opened = self._opened.get(sealed)
+        if opened is not None:
+            return opened
         try:
-            return self._key().decrypt(sealed.encode()).decode()
+            opened = self._key().decrypt(sealed.encode()).decode()
         except InvalidToken:
             raise SecretUnavailable(f"the secret cannot be opened with {self.path}: was the key replaced? "
                                     "Give the hook a new secret") from None
+        if len(self._opened) >= OPENED_KEPT:
+            self._opened.clear()
+        self._opened[sealed] = opened
+        return opened

@@ -122,8 +122,8 @@ class Webhooks:
                 "baseUrl": (self.public_url or base or "http://localhost").rstrip("/")}
 
     def record(self, event) -> int:
-        """Record `event` for every hook that wants it (one file, split into deliveries by the
-        delivering process: outbox.py); how many hooks want it."""
+        """Record `event` for every hook that wants it (one line of the process's journal, split
+        into deliveries by the delivering process: outbox.py); how many hooks want it."""
         kind = webhook_event(event)
         if kind is None or not event.repository:
             return 0
@@ -207,7 +207,7 @@ class Webhooks:
                 if endpoint.key == record["hook"]:
                     return endpoint.url, endpoint.secret
             raise HookGone(f"registry.yaml has no webhook endpoint {record['hook'].removeprefix('registry-')} any more")
-        document = self.definitions.get(record["repository"], record["hook"])
+        document = self.definitions.hook(record["repository"], record["hook"])
         if document is None:
             raise HookGone("the webhook was removed")
         try:

@@ -20,8 +20,9 @@ for sending.IDLE_KEPT seconds.
 A Worker given `prepare` (the webhooks' delivery process) keeps a recorded event's deliveries in
 memory rather than in the hooks' queues when it can: a hook whose queue is empty gets a sender
 thread that sends from a list in memory, to which the main loop adds the hook's later events
-while the thread runs; nothing is written for such a delivery but its log record. The event's
-file stays until each of its deliveries is logged or queued, so a crash sends them again from it.
+while the thread runs; nothing is written for such a delivery but its log record. The event
+stays unsettled in its journal until each of its deliveries is logged or queued, so a crash
+sends them again from it.
 Once a delivery in memory is not delivered (it is queued for its next attempt), or the list is
 long (MEMORY_KEPT), the rest of the list goes to the queue, in order, and so does every later
 event of that hook, until its queue is empty again. A Worker without `prepare` (the reporting
@@ -237,7 +238,7 @@ class Worker:
 
     def _settle(self, name: str) -> None:
         """Event `name` is split, or one of its deliveries in memory is logged or queued; the
-        event's file goes with the last of these."""
+        event is settled in its journal with the last of these."""
         with self._busy_lock:
             left = self._unsettled.get(name)
             if left is None:
@@ -309,7 +310,7 @@ class Worker:
                 self.outbox.enqueue(key, record, name)
                 self._settle(name)
         except Exception:
-            log.exception("webhook deliveries of %s stay in their events' files", key)
+            log.exception("webhook deliveries of %s stay in their events' journal", key)
         with self._busy_lock:
             self._busy.discard(key)
             if key in self._queued_while_busy:
