@@ -1,13 +1,11 @@
 """Response bodies relayed from the storage's socket to the client's through one reused buffer.
 
-A blob GET on an S3 store streams an HTTP response (S3's) into another (the client's). Read as
-Python bytes (a new 1 MiB object per read, BufferedReader's copy, gunicorn's write), a pull cost
-the registry about as much CPU as Distribution's relay and was no faster. Here the rest of S3's
-body is received straight from its socket into one buffer, and sent from that buffer to the
-client's socket: one copy in, one copy out, no object per MiB. Measured (bench/profiles/notes.md,
-"S3 blob reads: relayed from socket to socket"), this made pulls about 10 % faster; splice(2),
-which moves the bytes without copying them into the process at all, halved the CPU of a pull
-but did not make it faster, and is not used.
+A blob GET on an S3 store streams an HTTP response (S3's) into another (the client's). Here the
+rest of S3's body is received straight from its socket into one buffer and sent from that buffer
+to the client's socket: one copy in, one copy out, no Python bytes object per MiB (the CPU of a
+pull is what decides its speed when the registry shares the machine's cores). splice(2), which
+would move the bytes without copying them into the process, measured no faster and is not used
+(bench/profiles/notes.md, "S3 blob reads: relayed from socket to socket").
 
 `RelayedBody` is the response body a route returns for such a stream: file-like, so bottle hands
 it to gunicorn as a `wsgi.file_wrapper`, whose `Response.sendfile` serving.py extends to call

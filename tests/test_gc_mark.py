@@ -34,28 +34,28 @@ def fill(local, store) -> None:
     age_tree(store, 2 * HOUR)
 
 
-def dry_run(local, store, workers: int, delete_untagged: bool) -> GarbageCollector:
+def surveyed(local, store, workers: int, delete_untagged: bool) -> tuple[GarbageCollector, dict]:
+    """A dry-run collector after its mark by `workers` processes, and the untagged manifests it plans to delete."""
     gc = GarbageCollector(local.driver, local.meta, Context(actor="gc-bot"),
                           Options(dry_run=True, grace=0, delete_untagged=delete_untagged), store=str(store),
                           mark_workers=workers)
-    gc.plan = gc.survey(local.meta.snapshot())
-    return gc
+    return gc, gc.survey(local.meta.snapshot())
 
 
 @pytest.mark.parametrize("delete_untagged", [False, True])
 def test_worker_processes_mark_what_one_process_marks(local, store, delete_untagged):
     fill(local, store)
 
-    alone, shared = (dry_run(local, store, workers, delete_untagged) for workers in (1, 2))
+    (alone, alone_plan), (shared, shared_plan) = (surveyed(local, store, n, delete_untagged) for n in (1, 2))
 
     assert shared.marked == alone.marked and len(alone.marked) > 20
     assert shared.referenced == alone.referenced and len(alone.referenced) == 5
-    assert shared.plan == alone.plan and shared.excluded == alone.excluded
+    assert shared_plan == alone_plan and shared.excluded == alone.excluded
     assert shared.report.kept == alone.report.kept
     if delete_untagged:
-        assert sum(map(len, alone.plan.values())) == 5 and alone.report.kept["manifestsReachable"] == 20
+        assert sum(map(len, alone_plan.values())) == 5 and alone.report.kept["manifestsReachable"] == 20
     else:
-        assert alone.plan == {} and alone.excluded == {}
+        assert alone_plan == {} and alone.excluded == {}
 
 
 def test_a_store_this_large_is_marked_by_worker_processes_and_collected_as_by_one(local, store, monkeypatch):

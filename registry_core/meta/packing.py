@@ -4,14 +4,13 @@ as one pack with deltas and the unreachable objects younger than the grace perio
 pack, `git prune` and `git prune-packed` remove loose files: the steps of `git repack -a -d
 --cruft` (what an operator's `git gc` runs), with one change: the name each object is sorted by.
 
-git looks for an object's delta base among the objects sorted next to it, by type, then by a
-hash of the last 16 characters of its path. The trees of meta.git end alike in every repository
-(`.../_manifests/sha256/a/b/c`), so by that hash a tree's previous version sits among every
-other repository's trees of that shape, as far back as other repositories were pushed to in
-between: `git repack` needed a window of 100 objects and 2,163 bytes a commit (100,000 commits,
-100 repositories), and spent most of its time looking. Here each path is named by a hash of the
-whole path, so the versions of one tree sort together and a window of 10 finds them: 1,315 bytes a
-commit in less time (bench/profiles/notes.md, "Session 8").
+git looks for an object's delta base among the objects sorted next to it: by type, then by a
+hash of the last 16 characters of its path. meta.git's trees end alike in every repository
+(`.../_manifests/sha256/a/b/c`), so under git's own names a tree's previous version sorts among
+every other repository's trees of that shape, as far back as other repositories were pushed to in
+between, and only a wide window (slow) finds it. Each path is therefore named by a hash of the
+whole path (`named_by_path`): the versions of one tree sort together and a window of 10 finds
+them (figures in bench/profiles/notes.md, "Session 8").
 
 Commits write their objects as small packs of whole objects (packs.py, or loose objects from the
 libgit2 writer); a commit that lost its compare-and-swap leaves objects no branch reaches. This
