@@ -18,7 +18,7 @@ run's. On it, both open (no auth), both on 127.0.0.1:
                 stream through it as ours do (its default is a 307 to a presigned URL)
 
 The loads are compare.py's (bench/loads.py), blob by blob, the two servers taking turns (who goes
-first alternates): `--blobs` blobs of `--blob-mib` MiB of incompressible bytes pushed monolithic
+first alternates blob by blob, and from one run to the next): `--blobs` blobs of `--blob-mib` MiB of incompressible bytes pushed monolithic
 (POST + PUT ?digest=), as many pushed chunked (PATCHes of `--chunk-mib` MiB, then PUT ?digest=),
 then the monolithic ones pulled (curl into /dev/null).
 
@@ -41,7 +41,10 @@ summary, then a Markdown table.
 
 `--quick`: one run. The machine may be shared (2 cores; moto, the registry and the client all
 compete for them): before each kind of load the script waits (at most --patience seconds) for a
-quiet disk and CPU; figures from a busy machine are provisional.
+quiet disk and CPU; figures from a busy machine are provisional. After that wait, and before the
+load's first timed request, the script GETs an object of the blobs' size straight from moto (not
+timed): moto's first answer after a pause is slow (a 64 MiB GET 128-149 ms against 40-60 once
+warm), and without it the server that goes first in a load paid for that, whichever it was.
 """
 
 from __future__ import annotations
@@ -151,7 +154,10 @@ class Bench:
         self.runs: list[dict] = []
 
     def quiet(self) -> None:
+        """Wait for a quiet machine, then wake moto with one untimed GET of the blobs' size."""
         wait_for_quiet_machine(self.args.patience, log=log)
+        client = self.moto.client()
+        client.get_object(Bucket=self.warm_bucket, Key="warm")["Body"].read()
 
     def empty(self, bucket: str) -> None:
         client = self.moto.client()
@@ -184,7 +190,8 @@ class Bench:
             for load in loads_run:
                 self.quiet()
                 for i in range(args.blobs):
-                    for kind in SERVERS[i % 2:] + SERVERS[:i % 2]:
+                    first = (i + number) % 2
+                    for kind in SERVERS[first:] + SERVERS[:first]:
                         server = redirecting[kind] if load == REDIRECT else servers[kind]
                         mark = self.moto_log.mark()
                         with server.sampler.section(load), self.moto_memory.section(load):
@@ -232,6 +239,8 @@ class Bench:
         try:
             log(f"moto_server at {self.moto.endpoint}; generating {self.args.blob_mib} MiB of random bytes")
             self.payload = loads.Payload(self.args.blob_mib * MiB)
+            self.warm_bucket = self.moto.new_bucket()
+            self.moto.client().put_object(Bucket=self.warm_bucket, Key="warm", Body=os.urandom(self.payload.size))
             for number in range(self.args.runs):
                 self.run(number)
         finally:
