@@ -119,3 +119,27 @@ def test_a_worker_that_fails_stops_garbage_collection_with_its_reason(local, sto
 
     assert "a process reading the metadata for garbage-collect failed (exit status 1)" in output
     assert files_below(store) == before
+
+
+def test_when_one_worker_fails_the_others_are_stopped_at_once(local, store, monkeypatch, tmp_path):
+    fill(local, store)
+    before = files_below(store)
+    # A stand-in for the interpreter: the worker given the first share fails at once; the other
+    # would read for a minute.
+    worker = tmp_path / "worker"
+    worker.write_text("#!/bin/sh\nshare=$(cat)\ncase \"$share\" in *mark/app0*) echo 'no luck' >&2; exit 3;; esac\n"
+                      "exec sleep 60\n")
+    worker.chmod(0o755)
+    monkeypatch.setattr(marking, "PARALLEL_BYTES", 0)
+    monkeypatch.setattr(marking, "_cpus", lambda: 2)
+    monkeypatch.setattr(marking.sys, "executable", str(worker))
+    popen = subprocess.Popen
+    started = []
+    monkeypatch.setattr(marking.subprocess, "Popen", lambda *a, **k: started.append(popen(*a, **k)) or started[-1])
+
+    output = collect(store, "--grace", "0", expect=1)
+
+    assert "failed (exit status 3): no luck" in output
+    assert len(started) == 2 and all(job.returncode is not None for job in started)
+    assert started[1].returncode == -9, "the worker still reading was killed, not left running"
+    assert files_below(store) == before

@@ -116,27 +116,49 @@ def read_all(meta_path: str, snapshot: Snapshot, rules: Rules, workers: int | No
     # Each worker a fresh interpreter (none of this process's threads, libgit2 state or memory),
     # given its share on stdin and answering on stdout, as JSON.
     jobs = []
-    for share in (names[i::workers] for i in range(workers)):
-        errors = tempfile.TemporaryFile()  # a file, so that a long traceback never blocks the worker
+    try:
+        for share in (names[i::workers] for i in range(workers)):
+            jobs.append(_start_worker(meta_path, snapshot, share, rules))
+        mark = Mark()
+        for job, errors in jobs:
+            mark.add(_answer(job, errors))
+        return mark
+    finally:  # one failed (or this process was interrupted): the others' work is of no use
+        for job, errors in jobs:
+            if job.poll() is None:
+                job.kill()
+                job.wait()
+            job.stdout.close()
+            errors.close()
+
+
+def _start_worker(meta_path: str, snapshot: Snapshot, share: list[str], rules: Rules):
+    """A worker process reading `share`, and the file that collects what it says on stderr (a
+    file, so that a long traceback never blocks it)."""
+    errors = tempfile.TemporaryFile()
+    try:
         job = subprocess.Popen([sys.executable, "-m", __name__, meta_path, str(snapshot.tip)],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors)
-        try:
-            with job.stdin:
-                job.stdin.write(json.dumps({"names": share, "rules": asdict(rules)}).encode())
-        except BrokenPipeError:  # it ended before it read its share: its exit status says why
-            pass
-        jobs.append((job, errors))
-    mark = Mark()
-    for job, errors in jobs:
-        with job.stdout, errors:
-            answer = job.stdout.read()
-            if job.wait() != 0:
-                errors.seek(0)
-                reason = errors.read().decode(errors="replace").strip()[-2000:]
-                raise MarkFailed(f"a process reading the metadata for garbage-collect failed (exit status "
-                                 f"{job.returncode}): {reason}")
-        mark.add(Mark.from_json(json.loads(answer)))
-    return mark
+    except BaseException:
+        errors.close()
+        raise
+    try:
+        with job.stdin:
+            job.stdin.write(json.dumps({"names": share, "rules": asdict(rules)}).encode())
+    except BrokenPipeError:  # it ended before it read its share: its exit status says why
+        pass
+    return job, errors
+
+
+def _answer(job: subprocess.Popen, errors) -> Mark:
+    """The mark a worker sends once it is done; MarkFailed with its stderr's end if it failed."""
+    answer = job.stdout.read()
+    if job.wait() != 0:
+        errors.seek(0)
+        reason = errors.read().decode(errors="replace").strip()[-2000:]
+        raise MarkFailed(f"a process reading the metadata for garbage-collect failed (exit status "
+                         f"{job.returncode}): {reason}")
+    return Mark.from_json(json.loads(answer))
 
 
 class MarkFailed(Exception):
