@@ -125,8 +125,10 @@ def worker_app(options: ServeOptions, reported_tls=None):
     `reported_tls`: the master's table of the addresses whose TLS attempts were logged
     (registry_core/tls_probes.py), shared by the workers."""
     from registry_core.app import Registry, warm_up
+    from registry_core.index.passwords import return_large_allocations_to_the_system
     from registry_core.web_app import build_app
 
+    return_large_allocations_to_the_system()
     if reported_tls is not None:
         from registry_core import tls_probes
         tls_probes.install(reported_tls)
@@ -139,14 +141,14 @@ def worker_app(options: ServeOptions, reported_tls=None):
     return app
 
 
-BODY_RECV = 120 * 1024  # bytes: under glibc's mmap threshold (registry_core/index/passwords.py)
+BODY_RECV = 120 * 1024  # bytes: under the workers' mmap threshold (index/passwords.py)
 
 
 def _receive_bodies_in_heap_sized_pieces() -> None:
     """gunicorn receives a request body of known length in pieces of up to 1 MiB
     (`SocketUnreader.max_body_chunk`), and the app read it 1 MiB at a time. Every such buffer (the
     received piece, gunicorn's BytesIO, its slices) was an allocation over the mmap threshold that
-    passwords.py fixes at 128 KiB: a fresh mmap per MiB, page-faulted in and unmapped again
+    each worker fixes at 128 KiB (passwords.py): a fresh mmap per MiB, page-faulted in and unmapped again
     (py-spy: most of a worker's time during blob pushes; 499 minor faults per MiB received). With
     both sizes under the threshold (this and web.CHUNK) the buffers come from the heap and are
     reused: 3 faults per MiB, and blob pushes went from 180-280 to 500-570 MiB/s here (quick

@@ -92,7 +92,7 @@ def all_whole(seen: list[bytes], size: int) -> bool:
     """Whether every content seen is `size` bytes of a or of b. Each distinct object is compared
     once: a driver that hands out the stored object (memory) is read thousands of times, and
     comparing every read, with the two expected contents made again for each, took 35-50 s where
-    glibc's mmap threshold is fixed (registry_core/index/passwords.py: each MiB an mmap)."""
+    glibc's mmap threshold is fixed (as in a server worker: index/passwords.py; each MiB an mmap)."""
     whole = (b"a" * size, b"b" * size)
     return all(content in whole for content in {id(content): content for content in seen}.values())
 

@@ -16,11 +16,13 @@ from argon2.exceptions import InvalidHashError, VerificationError
 _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 
 
-def _return_large_allocations_to_the_system() -> None:
-    """Each password check allocates 19 MiB. glibc raises its mmap threshold after the first
-    large free, so later checks would come from the heap and stay resident after they are freed;
-    a fixed threshold keeps them mmap'd and gives them back at once (measured: a worker stayed
-    at 93 MiB RSS after one check, and returns to about 55 MiB with this)."""
+def return_large_allocations_to_the_system() -> None:
+    """Fix glibc's mmap threshold at 128 KiB in this process (each server worker calls it, in
+    serving.worker_app; the CLI, tests and tools keep glibc's default). A block over it is mmap'd
+    and given back to the system when freed, a password check's 19 MiB (argon2id) among them,
+    which glibc's own rising threshold could otherwise serve from a heap that keeps it. The
+    workers' buffers are sized to stay under it (serving.BODY_RECV, web.CHUNK, meta/packs.py's
+    deflate state), so that they come from the heap and are reused."""
     try:
         libc = ctypes.CDLL(None)
         libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024)
@@ -29,7 +31,6 @@ def _return_large_allocations_to_the_system() -> None:
 
 
 _M_MMAP_THRESHOLD = -3
-_return_large_allocations_to_the_system()
 
 
 def hash_password(password: str) -> str:

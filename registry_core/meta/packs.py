@@ -300,7 +300,7 @@ def encode_entry(kind: int, data: bytes) -> bytes:
 
 # zlib level 1 with a 4 KiB window and a small hash table. Why not zlib.compress: it sets up a
 # deflate state of about 256 KiB (32 KiB window, memLevel 8), which with the fixed mmap threshold of
-# index/passwords.py is fresh pages every time: 35-50 us for a 200-byte document. This state is
+# a server worker (index/passwords.py) is fresh pages every time: 35-50 us for a 200-byte document. This state is
 # about 24 KiB (heap memory): 5-11 us an object, and it saves what zlib.compress at level 1, 6 or 9
 # saves on what a push writes (a 830-byte manifest document: 401 bytes; a tree of 16 folders: 410
 # of 448, its ids do not compress). 1,000 pushes: 12.8 MiB of meta.git against 15.5 MiB stored
