@@ -900,3 +900,39 @@ def test_event_ids_are_32_hex_digits_and_a_forked_process_draws_its_own():
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ours + [theirs])
     assert len(set(ours)) == 3 and ours[0][:20] == ours[2][:20]
     assert theirs[:20] != ours[0][:20]  # not the parent's random part with its counter
+
+
+def test_an_older_versions_delivery_log_is_adopted_by_the_delivering_process_in_order(tmp_path):
+    """An older version logged each delivery as a file (hooks/<hook>/log/<seq>.json, pruned ones
+    kept aside as .spare): after an upgrade the delivering process appends them to log.jsonl,
+    oldest first, and removes the folder, so the deliveries API, redeliver and the recovery
+    check still see them."""
+    from registry_core.builtin_plugins.webhooks.outbox import Outbox
+    from registry_core.builtin_plugins.webhooks.settings import Settings
+    from registry_core.builtin_plugins.webhooks.worker import Worker
+
+    key = "0123456789ab"
+    old_log = tmp_path / "hooks" / key / "log"
+    old_log.mkdir(parents=True)
+    ids = [f"{n:032x}" for n in range(1, 5)]
+    names = [f"{n:020d}-{event_id}.json" for n, event_id in enumerate(ids, start=1)]
+    for name, event_id, state in zip(names, ids, ["delivered", "failed", "delivered", "delivered"]):
+        (old_log / name).write_text(json.dumps({"id": event_id, "hook": key, "state": state}))
+    (old_log / f"{0:020d}-{'e' * 32}.json.spare").write_text(json.dumps({"id": "e" * 32, "state": "delivered"}))
+    (old_log / f"{9:020d}-{'f' * 32}.json").write_text('{"id": "ff')  # edited by hand: not a record
+
+    outbox = Outbox(str(tmp_path))
+    worker = Worker(outbox, Settings.from_config({"allowPrivateTargets": True}),
+                    hook_for=lambda record: None, queue_delivery=lambda *a: None)
+    try:
+        assert worker._holds_lock()
+    finally:
+        worker._lock_file.close()
+
+    assert not old_log.exists()
+    reader = Outbox(str(tmp_path))
+    assert [(d["id"], d["state"]) for d in reader.deliveries(key)] == \
+        [(ids[3], "delivered"), (ids[2], "delivered"), (ids[1], "failed"), (ids[0], "delivered")]
+    assert reader.find(key, ids[1]) == ("log", names[1], {"id": ids[1], "hook": key, "state": "failed"})
+    assert reader.logged(key, names[0]) and not reader.logged(key, f"{0:020d}-{'e' * 32}.json")
+    assert Outbox(str(tmp_path)).adopt_old_logs() == 0  # done once

@@ -10,6 +10,8 @@ who configured which hook, not every retry.
     state/webhooks/hooks/<hook>/queue/<seq>.json     pending deliveries, oldest first
     state/webhooks/hooks/<hook>/log.jsonl            delivered or failed (dead letter), appended (deliverylog.py)
     state/webhooks/hooks/<hook>/log.old.jsonl        the log's older lines; the newest 1000 are shown
+    state/webhooks/hooks/<hook>/log/<seq>.json       an older version's log, a file a delivery: appended
+                                                     to log.jsonl by the delivering process, then removed
 
 A request appends one line per event to its process's journal, naming the hooks that want it
 (`record_event`); the delivering process turns it into one delivery per hook, with the body in
@@ -36,6 +38,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import threading
 import time
 
@@ -190,6 +193,28 @@ class Outbox:
         """Put a delivery of the log back in the queue (redeliver): the queued record is the
         delivery's until it is logged again."""
         self._write(os.path.join(self._folder(key, "queue"), name), record)
+
+    def adopt_old_logs(self) -> int:
+        """Append each hook's log of an older version (`log/<seq>.json`, a file a delivery) to its
+        log.jsonl, oldest first, then remove those files: the delivering process does it once it
+        holds worker.lock, before anything else is logged. Interrupted, it starts again: a
+        delivery logged twice has the same record (the newest line of a name is read). How many
+        deliveries were adopted."""
+        adopted = 0
+        for key in self.keys():
+            folder = os.path.join(self.hooks, key, "log")
+            try:
+                names = sorted(name for name in os.listdir(folder) if name.endswith(".json"))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for name in names:
+                record = self._read_path(os.path.join(folder, name))
+                if record is not None:
+                    self.delivery_log.append(key, name, record)
+                    adopted += 1
+            shutil.rmtree(folder)  # pruned copies (.spare) and unreadable records go with it
+            log.info("webhooks: %d deliveries of hook %s moved from log/ to log.jsonl", len(names), key)
+        return adopted
 
     # --- reading --------------------------------------------------------------------------------
 

@@ -90,6 +90,7 @@ class Worker:
         self._unsettled: dict[str, int] = {}  # event name: its deliveries in memory, not yet logged or queued (+1 while split)
         self._busy_lock = threading.Lock()  # guards the five above, and _connections
         self._recovered = False  # the events found at the start have been split
+        self._adopted = False  # an older version's delivery log files are in log.jsonl
         self._connections: dict[str, sending.Connection] = {}  # per hook: kept open, used by its sender thread
         self._senders = concurrent.futures.ThreadPoolExecutor(SENDERS, thread_name_prefix="webhooks-send")
         self.thread = threading.Thread(target=self._run, name="webhooks-delivery", daemon=True)
@@ -104,6 +105,9 @@ class Worker:
     def _holds_lock(self) -> bool:
         if self._lock_file is None:
             self._lock_file = self.outbox.try_lock()
+        if self._lock_file is not None and not self._adopted:
+            self.outbox.adopt_old_logs()  # (raises: tried again next round, before any delivery)
+            self._adopted = True
         return self._lock_file is not None
 
     def _run(self) -> None:
