@@ -74,9 +74,7 @@ class Access:
         also asks for pull on the repository it reads (`mount_from`), as Distribution's does: a
         client that asks the token service for exactly the challenge's scopes then gets a token
         the mount can use. `base_url`: this registry's, for the token service's realm."""
-        target = f" on {name}" if name else ""
-        message = f"{actor.name if actor else 'anonymous'} may not {action}{target}" + (
-            "" if actor else ": log in first")
+        message = denial_message(actor.name if actor else None, name, action)
         if actor is None or actor.kind == TOKEN_ACTOR:
             if not self.auth_enabled:
                 return RegistryError("UNAUTHORIZED", message, headers={"WWW-Authenticate": 'Basic realm="registry"'})
@@ -104,6 +102,15 @@ def challenge_scope(name: str | None, action: str, mount_from: str | None = None
         return "registry:catalog:*" if action == "catalog" else None
     actions = {"pull": "pull", "push": "pull,push", "delete": "delete"}.get(action, "pull")
     scope = f"repository:{name}:{actions}"
-    if mount_from and mount_from != name and is_valid_name(mount_from) and "\n" not in mount_from:
-        scope += f" repository:{mount_from}:pull"  # ("\n": is_valid_name's `$` lets one end a name)
+    if mount_from and mount_from != name and is_valid_name(mount_from):
+        scope += f" repository:{mount_from}:pull"
     return scope
+
+
+def denial_message(user: str | None, name: str | None, action: str) -> str:
+    """What a refused request is told: who may not do what, and what to do about it."""
+    if action == "login":  # the API's base (/v2/) and the Index's own API
+        return ("authentication required: log in first (docker login, registry login)" if user is None
+                else f"{user} may not use this registry")
+    target = f" on {name}" if name else ""
+    return f"{user or 'anonymous'} may not {action}{target}" + ("" if user else ": log in first")

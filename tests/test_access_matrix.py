@@ -202,6 +202,8 @@ def test_anonymous_base_endpoint_is_challenged_so_clients_log_in(secured_registr
     r = requests.get(secured_registry.url + "/v2/")
     assert r.status_code == 401
     assert r.headers["WWW-Authenticate"].startswith('Bearer realm="') and 'service="registry"' in r.headers["WWW-Authenticate"]
+    assert r.json()["errors"] == [{"code": "UNAUTHORIZED",
+                                   "message": "authentication required: log in first (docker login, registry login)"}]
     assert requests.get(secured_registry.url + "/v2/", auth=("alice", "alice-demo")).status_code == 200
 
 
