@@ -240,6 +240,35 @@ def s3_calls(driver) -> list[str]:
     return calls
 
 
+def s3_calls_by_key(driver) -> list[tuple[str, str]]:
+    """(operation, key below the prefix) of what `driver` sends from now on, in order."""
+    calls = []
+    driver.client.meta.events.register(
+        "before-parameter-build.s3.*",
+        lambda model, params, **_: calls.append((model.name, params.get("Key", "").removeprefix("store/"))))
+    return calls
+
+
+def test_a_monolithic_upload_reads_its_session_once_and_seals_it_without_asking_again(driver):
+    """POST ?digest= with the blob: the session's repository is read once, the data's size asked
+    once (a HEAD, and the append state it has instead), the state read once more by the driver's
+    append, and once by the move that seals it; no HEAD of the data after it is sealed."""
+    uploads = UploadService(driver, BlobService(driver))
+    data = os.urandom(PART + MIB)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    upload_id = uploads.start("library/a")
+    calls = s3_calls_by_key(driver)
+
+    assert uploads.finish("library/a", upload_id, digest, pieces(data)) == len(data)
+
+    session = f"uploads/{upload_id}/"
+    state = f"uploads/{upload_id}/.append-data/state.json"
+    assert calls.count(("GetObject", session + "repository")) == 1
+    assert calls.count(("GetObject", state)) == 3  # the size, the driver's append, the move
+    assert calls.count(("HeadObject", session + "data")) == 2  # the size, the driver's append
+    assert driver.get_content(f"blobs/sha256/{digest[7:9]}/{digest[7:]}") == data
+
+
 @pytest.fixture
 def stored(driver):
     """The S3 driver with one blob linked into library/a (written as a push writes them)."""

@@ -185,14 +185,15 @@ class Api:
             self.registry.blob_pushed(context, name, digest, size)
             return self._blob_created(name, digest)
         upload_id = self.uploads.start(name)
+        size = 0
         if has_body(bottle.request.environ):  # POST with a body but no digest: keep the bytes
-            self.uploads.append(name, upload_id, body_chunks(bottle.request.environ))
-        return self._upload_response(name, upload_id, 202)
+            size = self.uploads.append(name, upload_id, body_chunks(bottle.request.environ))
+        return self._upload_response(name, upload_id, 202, size)
 
     def upload_status(self, name: str, upload_id: str):
         check_name(name)
         self._context(name, "push")
-        return self._upload_response(name, upload_id, 204)
+        return self._upload_response(name, upload_id, 204, self.uploads.offset(name, upload_id))
 
     def upload_chunk(self, name: str, upload_id: str):
         check_name(name)
@@ -206,8 +207,8 @@ class Api:
             if length is not None and length != end - start + 1:
                 raise RegistryError("RANGE_INVALID", f"Content-Range {content_range} covers {end - start + 1} "
                                     f"bytes but Content-Length is {length}")
-        self.uploads.append(name, upload_id, body_chunks(environ), start=start)
-        return self._upload_response(name, upload_id, 202)
+        size = self.uploads.append(name, upload_id, body_chunks(environ), start=start)
+        return self._upload_response(name, upload_id, 202, size)
 
     def finish_upload(self, name: str, upload_id: str):
         check_name(name)
@@ -232,8 +233,8 @@ class Api:
         self.uploads.cancel(name, upload_id)
         return bottle.HTTPResponse(b"", 204)
 
-    def _upload_response(self, name: str, upload_id: str, status: int):
-        size = self.uploads.offset(name, upload_id)
+    def _upload_response(self, name: str, upload_id: str, status: int, size: int):
+        """The answer about an upload session that holds `size` bytes (its Range)."""
         return bottle.HTTPResponse(b"", status, {
             "Location": self._url(f"/v2/{name}/blobs/uploads/{upload_id}"),
             "Range": range_header(size), "Docker-Upload-UUID": upload_id, "Content-Length": "0",

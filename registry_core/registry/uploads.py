@@ -97,44 +97,50 @@ class UploadService:
         """Append a chunk; `start` (from Content-Range) must be the current end. Returns the new size."""
         self._check(repository, upload_id)
         with self._locked(upload_id):
-            current = self._size(upload_id)
-            if start is not None and start != current:
-                raise RegistryError(
-                    "RANGE_INVALID",
-                    f"chunk starts at byte {start} but the upload has {current} bytes: send the "
-                    f"chunk that starts at {current} (GET the upload URL for its status)",
-                    headers={"Range": range_header(current)},
-                    detail={"expected": current, "received": start})
-            hasher = self._running_hash(upload_id, current)
-            written = [current]
+            return self._append_locked(upload_id, chunks, start)
 
-            def hashed(stream):
-                for chunk in stream:
-                    if hasher is not None:
-                        hasher.update(chunk)
-                    written[0] += len(chunk)
-                    yield chunk
-            try:
-                size = self.driver.append(paths.upload_data_path(upload_id), hashed(chunks))
-            except BaseException:
-                self._forget_hash(upload_id)
-                raise
-            if hasher is not None and size == written[0]:
-                self._remember_hash(upload_id, size, hasher)
-            else:
-                self._forget_hash(upload_id)
-            return size
+    def _append_locked(self, upload_id: str, chunks: Iterable[bytes], start: int | None) -> int:
+        current = self._size(upload_id)
+        if start is not None and start != current:
+            raise RegistryError(
+                "RANGE_INVALID",
+                f"chunk starts at byte {start} but the upload has {current} bytes: send the "
+                f"chunk that starts at {current} (GET the upload URL for its status)",
+                headers={"Range": range_header(current)},
+                detail={"expected": current, "received": start})
+        hasher = self._running_hash(upload_id, current)
+        written = [current]
+
+        def hashed(stream):
+            for chunk in stream:
+                if hasher is not None:
+                    hasher.update(chunk)
+                written[0] += len(chunk)
+                yield chunk
+        try:
+            size = self.driver.append(paths.upload_data_path(upload_id), hashed(chunks))
+        except BaseException:
+            self._forget_hash(upload_id)
+            raise
+        if hasher is not None and size == written[0]:
+            self._remember_hash(upload_id, size, hasher)
+        else:
+            self._forget_hash(upload_id)
+        return size
 
     def finish(self, repository: str, upload_id: str, digest: str,
                chunks: Iterable[bytes] | None = None, start: int | None = None) -> int:
         """Complete the upload: verify `digest`, publish the blob, link it, end the session.
-        `chunks` is a last chunk; `start` (from its Content-Range) must be the current end."""
+        `chunks` is a last chunk; `start` (from its Content-Range) must be the current end. The
+        last chunk and the completion hold the session's lock together, so no other chunk can
+        come between them (and the size the append returns is the size checked)."""
         check_digest(digest)
         self._check(repository, upload_id)
-        if chunks is not None:
-            self.append(repository, upload_id, chunks, start=start)
         with self._locked(upload_id):
-            size = self._size(upload_id)
+            if chunks is not None:
+                size = self._append_locked(upload_id, chunks, start)
+            else:
+                size = self._size(upload_id)
             actual = self._digest(upload_id, size, algorithm_of(digest))
             if actual != digest:
                 raise RegistryError(
@@ -143,7 +149,7 @@ class UploadService:
                     "is kept, so the missing or corrected bytes can still be sent",
                     detail={"expected": digest, "actual": actual, "size": size})
             data_path = paths.upload_data_path(upload_id)
-            if not self.driver.exists(data_path):
+            if size == 0 and not self.driver.exists(data_path):  # no chunk ever came: an empty blob
                 self.driver.put_content(data_path, b"")
             if self.blobs.exists(digest):
                 self.driver.delete(data_path)

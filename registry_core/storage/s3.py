@@ -180,11 +180,14 @@ class S3Driver:
             self._discard_append(source, state)
             return
         if state is not None:
-            self._seal(source)
-        head = self._head(source)
-        if head is None:
-            raise PathNotFound(source)
-        self._copy(self._key(source), destination, head["ContentLength"])
+            self._seal(source, state)
+            size = state["size"]
+        else:
+            head = self._head(source)
+            if head is None:
+                raise PathNotFound(source)
+            size = head["ContentLength"]
+        self._copy(self._key(source), destination, size)
         self.client.delete_object(Bucket=self.bucket, Key=self._key(source))
 
     def delete(self, path: str) -> None:
@@ -289,9 +292,11 @@ class S3Driver:
                                          PartNumber=number, Body=data)
         return {"PartNumber": number, "ETag": answer["ETag"], "size": len(data)}
 
-    def _seal(self, path: str) -> bool:
-        """Turn a file being appended to into a plain object at its key; False if there is none."""
-        state, _ = self._state(path)
+    def _seal(self, path: str, state: dict | None = None) -> bool:
+        """Turn a file being appended to (its `state`, read here if not given) into a plain object
+        at its key; False if there is none."""
+        if state is None:
+            state, _ = self._state(path)
         if state is None:
             return False
         if not state["parts"]:
