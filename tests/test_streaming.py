@@ -311,10 +311,13 @@ def test_an_upload_is_received_in_reused_heap_memory_not_fresh_pages(registry, n
     warm = requests.post(f"{registry.url}/v2/{name}/blobs/uploads/?digest=sha256:"
                          f"{hashlib.sha256(b'warm').hexdigest()}", data=b"warm")
     assert warm.status_code == 201, warm.text
-    before = sum(minor_faults(pid) for pid in workers)
-    for attempt in range(2):
+    per_mib = []  # of each upload: a fresh mmap per piece is ~256 for every one of them
+    for attempt in range(3):
+        before = sum(minor_faults(pid) for pid in workers)
         r = requests.post(f"{registry.url}/v2/{name}-{attempt}/blobs/uploads/?digest={digest}", data=data,
                           headers={"Content-Type": "application/octet-stream"})
         assert r.status_code == 201, r.text
-    per_mib = (sum(minor_faults(pid) for pid in workers) - before) / 128
-    assert per_mib < 16, f"{per_mib:.0f} page faults per MiB received"
+        per_mib.append((sum(minor_faults(pid) for pid in workers) - before) / 64)
+    # The least of three: this machine's kernel reclaims pages behind a process's back (DAMON's
+    # pageout), which now and then adds 100-250 faults per MiB to one upload, whatever its code.
+    assert min(per_mib) < 16, f"page faults per MiB received: {[round(n) for n in per_mib]}"
