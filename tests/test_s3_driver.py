@@ -250,9 +250,9 @@ def s3_calls_by_key(driver) -> list[tuple[str, str]]:
 
 
 def test_a_monolithic_upload_reads_its_session_once_and_seals_it_without_asking_again(driver):
-    """POST ?digest= with the blob: the session's repository is read once, the data's size asked
-    once (a HEAD, and the append state it has instead), the state read once more by the driver's
-    append, and once by the move that seals it; no HEAD of the data after it is sealed."""
+    """POST ?digest= with the blob: the session's repository is read once; the data's size before
+    the append is what the driver's append reads anyway (its state, then a HEAD); the state is
+    read once more by the move that seals it, and there is no HEAD of the data after that."""
     uploads = UploadService(driver, BlobService(driver))
     data = os.urandom(PART + MIB)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
@@ -264,9 +264,27 @@ def test_a_monolithic_upload_reads_its_session_once_and_seals_it_without_asking_
     session = f"uploads/{upload_id}/"
     state = f"uploads/{upload_id}/.append-data/state.json"
     assert calls.count(("GetObject", session + "repository")) == 1
-    assert calls.count(("GetObject", state)) == 3  # the size, the driver's append, the move
-    assert calls.count(("HeadObject", session + "data")) == 2  # the size, the driver's append
+    assert calls.count(("GetObject", state)) == 2  # the driver's append, the move
+    assert calls.count(("HeadObject", session + "data")) == 1  # the driver's append
     assert driver.get_content(f"blobs/sha256/{digest[7:9]}/{digest[7:]}") == data
+
+
+def test_a_chunk_that_does_not_start_at_the_end_is_refused_before_anything_is_sent(driver):
+    """The size a chunk must start at comes from the append state the driver reads; a chunk
+    that starts elsewhere is refused (416) with the upload's end, and nothing reaches S3."""
+    uploads = UploadService(driver, BlobService(driver))
+    upload_id = uploads.start("library/a")
+    assert uploads.append("library/a", upload_id, pieces(b"x" * (PART + 10)), start=0) == PART + 10
+    calls = s3_calls_by_key(driver)
+
+    with pytest.raises(RegistryError) as refused:
+        uploads.append("library/a", upload_id, pieces(b"y" * 10), start=PART)
+
+    assert refused.value.code == "RANGE_INVALID" and refused.value.headers["Range"] == f"0-{PART + 9}"
+    assert {operation for operation, _ in calls} == {"GetObject"}  # the repository, the state
+    assert uploads.append("library/a", upload_id, pieces(b"z" * 10), start=PART + 10) == PART + 20
+    digest = "sha256:" + hashlib.sha256(b"x" * (PART + 10) + b"z" * 10).hexdigest()
+    assert uploads.finish("library/a", upload_id, digest) == PART + 20
 
 
 @pytest.fixture

@@ -100,29 +100,38 @@ class UploadService:
             return self._append_locked(upload_id, chunks, start)
 
     def _append_locked(self, upload_id: str, chunks: Iterable[bytes], start: int | None) -> int:
-        current = self._size(upload_id)
-        if start is not None and start != current:
-            raise RegistryError(
-                "RANGE_INVALID",
-                f"chunk starts at byte {start} but the upload has {current} bytes: send the "
-                f"chunk that starts at {current} (GET the upload URL for its status)",
-                headers={"Range": range_header(current)},
-                detail={"expected": current, "received": start})
-        hasher = self._running_hash(upload_id, current)
-        written = [current]
+        before: list = []  # [the size before this append, its running hash or None]
+
+        def starting(current: int) -> None:
+            if start is not None and start != current:
+                raise RegistryError(
+                    "RANGE_INVALID",
+                    f"chunk starts at byte {start} but the upload has {current} bytes: send the "
+                    f"chunk that starts at {current} (GET the upload URL for its status)",
+                    headers={"Range": range_header(current)},
+                    detail={"expected": current, "received": start})
+            before[:] = [current, self._running_hash(upload_id, current)]
+
+        written = [0]
 
         def hashed(stream):
+            hasher = before[1]
             for chunk in stream:
                 if hasher is not None:
                     hasher.update(chunk)
                 written[0] += len(chunk)
                 yield chunk
-        try:
-            size = self.driver.append(paths.upload_data_path(upload_id), hashed(chunks))
-        except BaseException:
-            self._forget_hash(upload_id)
-            raise
-        if hasher is not None and size == written[0]:
+        # The running hash is taken out of the table when the append starts (`_running_hash`) and
+        # put back only when it saw every byte appended: a failed append leaves none behind.
+        data_path = paths.upload_data_path(upload_id)
+        append_from = getattr(self.driver, "append_from", None)
+        if append_from is not None:  # the driver tells the size it appends to (S3: no HEAD for it)
+            size = append_from(data_path, hashed(chunks), starting)
+        else:
+            starting(self._size(upload_id))
+            size = self.driver.append(data_path, hashed(chunks))
+        current, hasher = before
+        if hasher is not None and size == current + written[0]:
             self._remember_hash(upload_id, size, hasher)
         else:
             self._forget_hash(upload_id)

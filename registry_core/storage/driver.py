@@ -10,8 +10,11 @@ written, for garbage collection's ages; else the local file's mtime), `redirect_
 None` (a URL the client may GET the blob from instead, answered with 307; S3's presigned URLs),
 `sized_reader(path) -> (BinaryIO, int)` (`reader(path)` and the file's size, learnt from the one
 read where the store tells both: an S3 GET's Content-Length, so a blob GET asks S3 once instead of
-a HEAD then a GET; else the registry asks `size` then `reader`) and `close()`. A factory that
-cannot reach its storage raises StorageUnavailable with one line.
+a HEAD then a GET; else the registry asks `size` then `reader`), `append_from(path, chunks,
+starting) -> int` (`append`, calling `starting(size before)` first, where a driver learns that size
+from what its append reads anyway: S3's append state; if `starting` raises, nothing is appended;
+else the registry asks `size` first) and `close()`. A factory that cannot reach its storage raises
+StorageUnavailable with one line.
 """
 
 from __future__ import annotations

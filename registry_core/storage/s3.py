@@ -49,7 +49,7 @@ import json
 import socket
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from registry_core.errors import RegistryError
 from registry_core.storage.driver import PathNotFound, StorageUnavailable
@@ -209,9 +209,17 @@ class S3Driver:
 
     def append(self, path: str, chunks: Iterator[bytes]) -> int:
         """Append the chunks as parts of the file's multipart upload; returns the new size."""
+        return self.append_from(path, chunks)
+
+    def append_from(self, path: str, chunks: Iterator[bytes], starting: Callable[[int], None] | None = None) -> int:
+        """`append`, first calling `starting` with the file's size before it (from the append
+        state, or the object's HEAD, that the append reads anyway); if that raises, nothing is
+        written."""
         state, etag = self._state(path)
         head = self._head(path) if state is None else None
         replaces_object = head is not None
+        if starting is not None:
+            starting(state["size"] if state is not None else head["ContentLength"] if head is not None else 0)
         if state is None:
             state = self._start_append(path, head)
         buffer = bytearray()
