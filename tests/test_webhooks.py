@@ -904,9 +904,9 @@ def test_event_ids_are_32_hex_digits_and_a_forked_process_draws_its_own():
 
 def test_an_older_versions_delivery_log_is_adopted_by_the_delivering_process_in_order(tmp_path):
     """An older version logged each delivery as a file (hooks/<hook>/log/<seq>.json, pruned ones
-    kept aside as .spare): after an upgrade the delivering process appends them to log.jsonl,
-    oldest first, and removes the folder, so the deliveries API, redeliver and the recovery
-    check still see them."""
+    kept aside as .spare): after an upgrade they are read as the oldest part of the log at once,
+    and the delivering process appends them to log.jsonl, oldest first, and removes the folder,
+    so the deliveries API, redeliver and the recovery check see them before and after."""
     from registry_core.builtin_plugins.webhooks.outbox import Outbox
     from registry_core.builtin_plugins.webhooks.settings import Settings
     from registry_core.builtin_plugins.webhooks.worker import Worker
@@ -920,6 +920,10 @@ def test_an_older_versions_delivery_log_is_adopted_by_the_delivering_process_in_
         (old_log / name).write_text(json.dumps({"id": event_id, "hook": key, "state": state}))
     (old_log / f"{0:020d}-{'e' * 32}.json.spare").write_text(json.dumps({"id": "e" * 32, "state": "delivered"}))
     (old_log / f"{9:020d}-{'f' * 32}.json").write_text('{"id": "ff')  # edited by hand: not a record
+
+    before = Outbox(str(tmp_path))  # read before the delivering process moves them: already shown
+    assert [d["id"] for d in before.deliveries(key)] == ids[::-1] and before.logged(key, names[2])
+    assert before.find(key, ids[1]) == ("log", names[1], {"id": ids[1], "hook": key, "state": "failed"})
 
     outbox = Outbox(str(tmp_path))
     worker = Worker(outbox, Settings.from_config({"allowPrivateTargets": True}),

@@ -3,6 +3,8 @@ each to a file of the hook's, so that logging a delivery is one write rather tha
 
     hooks/<hook>/log.jsonl       {"name": "<seq>", "record": {...}} a line, in the order they were logged
     hooks/<hook>/log.old.jsonl   the lines before: log.jsonl becomes it once it holds `kept` lines
+    hooks/<hook>/log/<seq>.json  an older version's log, a file a delivery: read as the oldest
+                                 lines until the delivering process moves it into log.jsonl (adopt)
 
 Only the delivering process (the holder of worker.lock) appends; any process reads. A delivery
 logged again (redelivered) has a newer line under the same name: the newest line of a name is
@@ -17,10 +19,12 @@ import errno
 import json
 import logging
 import os
+import shutil
 import threading
 
 CURRENT = "log.jsonl"
 OLD = "log.old.jsonl"
+OLDER_VERSION = "log"  # a folder of one file a delivery
 PREFIX = b'{"name":"'  # every line starts with its name, so names are read without parsing the records
 log = logging.getLogger("registry_core.webhooks")
 
@@ -39,7 +43,10 @@ class DeliveryLog:
 
     def append(self, key: str, name: str, record: dict) -> None:
         """Log `record` under `name`: one write to the hook's log.jsonl (rotated first when full)."""
-        line = PREFIX + name.encode() + b'","record":' + json.dumps(record, separators=(",", ":")).encode() + b"}\n"
+        self._append_line(key, name, _line(name, record))
+
+    def _append_line(self, key: str, name: str, line: bytes) -> None:
+        line += b"\n"
         with self._lock:
             current = self._open.get(key)
             if current is not None and current[1] >= self.kept:
@@ -86,7 +93,7 @@ class DeliveryLog:
 
     def _lines(self, key: str) -> list[bytes]:
         """The hook's log lines, oldest first (log.jsonl is read first: rotated meanwhile, its lines
-        are in both, not in neither)."""
+        are in both, not in neither), after those of an older version's files not adopted yet."""
         segments = []
         for segment in (CURRENT, OLD):
             try:
@@ -94,7 +101,41 @@ class DeliveryLog:
                     segments.append(f.read())
             except FileNotFoundError:
                 segments.append(b"")
-        return [line for line in segments[1].split(b"\n") + segments[0].split(b"\n") if line.startswith(PREFIX)]
+        lines = [line for line in segments[1].split(b"\n") + segments[0].split(b"\n") if line.startswith(PREFIX)]
+        older = self._older_version_lines(key)
+        return older + lines if older else lines
+
+    def _older_version_lines(self, key: str) -> list[bytes]:
+        """The records of `log/<seq>.json` (an older version's log) as lines, by name; a record
+        that cannot be read (edited by hand) is skipped."""
+        folder = self._path(key, OLDER_VERSION)
+        try:
+            names = sorted(name for name in os.listdir(folder) if name.endswith(".json"))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        lines = []
+        for name in names:
+            try:
+                with open(os.path.join(folder, name), "rb") as f:
+                    record = json.loads(f.read())
+            except (FileNotFoundError, ValueError):
+                continue
+            lines.append(_line(name, record))
+        return lines
+
+    def adopt(self, key: str) -> int:
+        """Append the hook's older-version log files to log.jsonl, oldest first, then remove their
+        folder (pruned copies and unreadable records with it). Interrupted, it is done again: a
+        delivery logged twice has the same record (the newest line of a name is read). How many
+        deliveries were moved."""
+        older = self._older_version_lines(key)
+        if not older and not os.path.isdir(self._path(key, OLDER_VERSION)):
+            return 0
+        for line in older:
+            self._append_line(key, self._name(line), line)
+        shutil.rmtree(self._path(key, OLDER_VERSION))
+        log.info("webhooks: %d deliveries of hook %s moved from log/ to log.jsonl", len(older), key)
+        return len(older)
 
     @staticmethod
     def _name(line: bytes) -> str:
@@ -152,3 +193,8 @@ class DeliveryLog:
                 if record is not None and record.get("id") == event_id:
                     return name, record
         return None
+
+
+def _line(name: str, record: dict) -> bytes:
+    """A log line, without its newline: the name first (PREFIX), then the record."""
+    return PREFIX + name.encode() + b'","record":' + json.dumps(record, separators=(",", ":")).encode() + b"}"

@@ -38,7 +38,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import threading
 import time
 
@@ -195,26 +194,10 @@ class Outbox:
         self._write(os.path.join(self._folder(key, "queue"), name), record)
 
     def adopt_old_logs(self) -> int:
-        """Append each hook's log of an older version (`log/<seq>.json`, a file a delivery) to its
-        log.jsonl, oldest first, then remove those files: the delivering process does it once it
-        holds worker.lock, before anything else is logged. Interrupted, it starts again: a
-        delivery logged twice has the same record (the newest line of a name is read). How many
-        deliveries were adopted."""
-        adopted = 0
-        for key in self.keys():
-            folder = os.path.join(self.hooks, key, "log")
-            try:
-                names = sorted(name for name in os.listdir(folder) if name.endswith(".json"))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            for name in names:
-                record = self._read_path(os.path.join(folder, name))
-                if record is not None:
-                    self.delivery_log.append(key, name, record)
-                    adopted += 1
-            shutil.rmtree(folder)  # pruned copies (.spare) and unreadable records go with it
-            log.info("webhooks: %d deliveries of hook %s moved from log/ to log.jsonl", len(names), key)
-        return adopted
+        """Move each hook's log of an older version into its log.jsonl (DeliveryLog.adopt): the
+        delivering process does it once it holds worker.lock, before anything else is logged.
+        How many deliveries were moved."""
+        return sum(self.delivery_log.adopt(key) for key in self.keys())
 
     # --- reading --------------------------------------------------------------------------------
 
