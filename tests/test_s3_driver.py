@@ -287,6 +287,60 @@ def test_a_chunk_that_does_not_start_at_the_end_is_refused_before_anything_is_se
     assert uploads.finish("library/a", upload_id, digest) == PART + 20
 
 
+def test_a_session_another_process_completed_meanwhile_is_blob_upload_unknown(driver):
+    """On S3 the session's lock is per process: a retried PUT in another process that checked the
+    session before the first completed it finds no bytes, and answers BLOB_UPLOAD_UNKNOWN (the
+    session is gone), not DIGEST_INVALID."""
+    import contextlib
+    first, second = UploadService(driver, BlobService(driver)), UploadService(driver, BlobService(driver))
+    data = os.urandom(PART + MIB)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    upload_id = first.start("library/a")
+    first.append("library/a", upload_id, pieces(data))
+    holding = second._locked
+
+    @contextlib.contextmanager
+    def while_the_other_completes(repository, session):
+        with holding(repository, session):
+            first.finish(repository, session, digest)
+            yield
+
+    second._locked = while_the_other_completes
+    with pytest.raises(RegistryError) as refused:
+        second.finish("library/a", upload_id, digest)
+
+    assert refused.value.code == "BLOB_UPLOAD_UNKNOWN"
+    assert driver.get_content(f"blobs/sha256/{digest[7:9]}/{digest[7:]}") == data
+
+
+def test_a_session_another_process_is_completing_is_a_409_conflict_and_nothing_more(driver):
+    """Caught between the other process's publishing the blob and its removing the session, a
+    retried PUT answers 409 BLOB_UPLOAD_INVALID (another request is completing it), and links
+    nothing itself."""
+    import contextlib
+    first, second = UploadService(driver, BlobService(driver)), UploadService(driver, BlobService(driver))
+    data = os.urandom(MIB)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    upload_id = first.start("library/a")
+    first.append("library/a", upload_id, [data])
+    holding = second._locked
+    linked = []
+    second.blobs.link = lambda *args: linked.append(args)
+
+    @contextlib.contextmanager
+    def while_the_other_publishes(repository, session):
+        with holding(repository, session):
+            first._complete_locked(repository, session, digest, None, None)  # its session not removed yet
+            yield
+
+    second._locked = while_the_other_publishes
+    with pytest.raises(RegistryError) as refused:
+        second.finish("library/a", upload_id, digest)
+
+    assert (refused.value.code, refused.value.status) == ("BLOB_UPLOAD_INVALID", 409) and linked == []
+    assert driver.get_content(f"blobs/sha256/{digest[7:9]}/{digest[7:]}") == data
+
+
 @pytest.fixture
 def stored(driver):
     """The S3 driver with one blob linked into library/a (written as a push writes them)."""

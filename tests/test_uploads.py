@@ -482,3 +482,38 @@ def test_sha512_digests_work_end_to_end(client, name):
     r = client.push_manifest(name, digest(manifest, "sha512"), manifest)
     assert r.status_code == 201, r.text
     assert client.get(f"/v2/{name}/manifests/{digest(manifest, 'sha512')}").content == manifest
+
+
+def test_a_session_completed_by_another_request_meanwhile_is_blob_upload_unknown_not_a_wrong_digest(tmp_path):
+    """Two PUTs completing one session (a client's retry landing on another worker): the one that
+    finds the session gone once it holds the lock answers 404 BLOB_UPLOAD_UNKNOWN, not 400
+    DIGEST_INVALID about "0 bytes"; the blob the other one published is whole."""
+    import contextlib
+    import hashlib
+
+    from registry_core.errors import RegistryError
+    from registry_core.registry.blobs import BlobService
+    from registry_core.registry.uploads import UploadService
+    from registry_core.storage.filesystem import FilesystemDriver
+
+    driver = FilesystemDriver(str(tmp_path))
+    first, second = UploadService(driver, BlobService(driver)), UploadService(driver, BlobService(driver))
+    data = os.urandom(3 << 20)
+    blob = "sha256:" + hashlib.sha256(data).hexdigest()
+    upload_id = first.start("t/retried")
+    first.append("t/retried", upload_id, [data])
+    holding = second._locked
+
+    @contextlib.contextmanager
+    def after_the_other_completed(repository, session):
+        first.finish(repository, session, blob)  # between the second's check and its lock
+        with holding(repository, session):
+            yield
+
+    second._locked = after_the_other_completed
+    with pytest.raises(RegistryError) as refused:
+        second.finish("t/retried", upload_id, blob)
+
+    assert refused.value.code == "BLOB_UPLOAD_UNKNOWN"
+    with driver.reader(f"blobs/sha256/{blob[7:9]}/{blob[7:]}") as f:
+        assert f.read() == data

@@ -288,14 +288,17 @@ def sized_reader(driver: StorageDriver, path: str) -> tuple[BinaryIO, int]:
     return driver.reader(path), size
 
 
-def hash_file(driver: StorageDriver, path: str, algorithm: str) -> str:
+def hash_file(driver: StorageDriver, path: str, algorithm: str, missing_is_empty: bool = True) -> str:
+    """The digest of the file at `path`; a missing file is empty (an upload that received no
+    bytes has no data file yet) unless `missing_is_empty` is False (then PathNotFound)."""
     hasher = hashlib.new(algorithm)
     try:
         with driver.reader(path) as f:
             while chunk := f.read(HASH_READ_SIZE):
                 hasher.update(chunk)
     except PathNotFound:
-        pass  # an upload that received no bytes has no data file yet
+        if not missing_is_empty:
+            raise
     return f"{algorithm}:{hasher.hexdigest()}"
 
 

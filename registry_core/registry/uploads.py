@@ -17,6 +17,7 @@ import contextlib
 import datetime
 import fcntl
 import hashlib
+import os
 import re
 import threading
 import uuid
@@ -53,11 +54,15 @@ class UploadService:
             raise
         return upload_id
 
+    @staticmethod
+    def _unknown(repository: str, upload_id: str) -> RegistryError:
+        return RegistryError("BLOB_UPLOAD_UNKNOWN",
+                             f"upload {upload_id} is unknown in repository {repository}: it was "
+                             "completed, cancelled or expired; start a new upload with POST",
+                             detail={"uuid": upload_id})
+
     def _check(self, repository: str, upload_id: str) -> None:
-        unknown = RegistryError("BLOB_UPLOAD_UNKNOWN",
-                                f"upload {upload_id} is unknown in repository {repository}: it was "
-                                "completed, cancelled or expired; start a new upload with POST",
-                                detail={"uuid": upload_id})
+        unknown = self._unknown(repository, upload_id)
         if not UPLOAD_ID_RE.fullmatch(upload_id):
             raise unknown
         try:
@@ -78,16 +83,24 @@ class UploadService:
             return 0
 
     @contextlib.contextmanager
-    def _locked(self, upload_id: str):
-        """Hold the session's lock: one writer at a time, across threads and processes."""
+    def _locked(self, repository: str, upload_id: str):
+        """Hold the session's lock: one writer at a time, across threads and processes. A session
+        removed (completed or cancelled by another request) before or while this waited for it
+        is BLOB_UPLOAD_UNKNOWN."""
         lock_path = self.driver.local_path(paths.upload_dir(upload_id) + "/lock")
         if lock_path is None:  # drivers without a local filesystem (S3) serialise within the process
             with self._session_locks[hash(upload_id) % len(self._session_locks)]:
                 yield
             return
-        with open(lock_path, "a") as lock_file:
+        try:
+            lock_file = open(lock_path, "a")
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._unknown(repository, upload_id) from None
+        with lock_file:
             fcntl.flock(lock_file, fcntl.LOCK_EX)
             try:
+                if os.fstat(lock_file.fileno()).st_nlink == 0:  # its folder was removed meanwhile
+                    raise self._unknown(repository, upload_id)
                 yield
             finally:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
@@ -96,7 +109,7 @@ class UploadService:
                start: int | None = None) -> int:
         """Append a chunk; `start` (from Content-Range) must be the current end. Returns the new size."""
         self._check(repository, upload_id)
-        with self._locked(upload_id):
+        with self._locked(repository, upload_id):
             return self._append_locked(upload_id, chunks, start)
 
     def _append_locked(self, upload_id: str, chunks: Iterable[bytes], start: int | None) -> int:
@@ -145,27 +158,53 @@ class UploadService:
         come between them (and the size the append returns is the size checked)."""
         check_digest(digest)
         self._check(repository, upload_id)
-        with self._locked(upload_id):
-            if chunks is not None:
-                size = self._append_locked(upload_id, chunks, start)
-            else:
-                size = self._size(upload_id)
-            actual = self._digest(upload_id, size, algorithm_of(digest))
-            if actual != digest:
-                raise RegistryError(
-                    "DIGEST_INVALID",
-                    f"the uploaded content ({size} bytes) has digest {actual}, not {digest}: the upload "
-                    "is kept, so the missing or corrected bytes can still be sent",
-                    detail={"expected": digest, "actual": actual, "size": size})
-            data_path = paths.upload_data_path(upload_id)
-            if size == 0 and not self.driver.exists(data_path):  # no chunk ever came: an empty blob
-                self.driver.put_content(data_path, b"")
-            if self.blobs.exists(digest):
-                self.driver.delete(data_path)
-            else:
-                self.driver.move(data_path, paths.blob_path(digest))
-            self.blobs.link(repository, digest)
+        with self._locked(repository, upload_id):
+            try:
+                size = self._complete_locked(repository, upload_id, digest, chunks, start)
+            except PathNotFound:
+                # Its bytes went while this completed it: another request (a retried PUT on
+                # another worker or node, where the session's lock does not reach) completed or
+                # cancelled the same session meanwhile. Nothing is linked on the other's word.
+                self._check(repository, upload_id)  # gone by now: BLOB_UPLOAD_UNKNOWN
+                raise self._completed_elsewhere(repository, upload_id, digest) from None
         self.cancel_quietly(upload_id)
+        return size
+
+    def _completed_elsewhere(self, repository: str, upload_id: str, digest: str) -> RegistryError:
+        return RegistryError(
+            "BLOB_UPLOAD_INVALID", f"another request is completing upload {upload_id} at the same time, "
+            f"so this one stopped: HEAD /v2/{repository}/blobs/{digest} tells when the blob is there",
+            status=409, detail={"uuid": upload_id})
+
+    def _complete_locked(self, repository: str, upload_id: str, digest: str,
+                         chunks: Iterable[bytes] | None, start: int | None) -> int:
+        """`finish`'s work under the session's lock: the last chunk, the digest's check, the blob
+        published and linked; its size."""
+        if chunks is not None:
+            size = self._append_locked(upload_id, chunks, start)
+        else:
+            size = self._size(upload_id)
+        actual = self._digest(upload_id, size, algorithm_of(digest))
+        if actual != digest:
+            # Another request may have completed this session since it was checked (a retried
+            # PUT on another worker or node): that is an unknown upload, not wrong bytes; its data
+            # moved to the blob and its session not removed yet, it is seen as no bytes.
+            self._check(repository, upload_id)
+            if size == 0 and self.blobs.exists(digest):
+                raise self._completed_elsewhere(repository, upload_id, digest)
+            raise RegistryError(
+                "DIGEST_INVALID",
+                f"the uploaded content ({size} bytes) has digest {actual}, not {digest}: the upload "
+                "is kept, so the missing or corrected bytes can still be sent",
+                detail={"expected": digest, "actual": actual, "size": size})
+        data_path = paths.upload_data_path(upload_id)
+        if size == 0 and not self.driver.exists(data_path):  # no chunk ever came: an empty blob
+            self.driver.put_content(data_path, b"")
+        if self.blobs.exists(digest):
+            self.driver.delete(data_path)
+        else:
+            self.driver.move(data_path, paths.blob_path(digest))
+        self.blobs.link(repository, digest)
         return size
 
     def cancel(self, repository: str, upload_id: str) -> None:
@@ -181,7 +220,8 @@ class UploadService:
             running = self._hashes.get(upload_id)
         if running is not None and running[0] == size and running[1].name == algorithm:
             return f"{algorithm}:{running[1].copy().hexdigest()}"
-        return hash_file(self.driver, paths.upload_data_path(upload_id), algorithm)
+        # (an upload with bytes whose data is gone raises PathNotFound: see finish)
+        return hash_file(self.driver, paths.upload_data_path(upload_id), algorithm, missing_is_empty=size == 0)
 
     def _running_hash(self, upload_id: str, offset: int):
         with self._hashes_lock:

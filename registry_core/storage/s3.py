@@ -43,6 +43,7 @@ its stream, from the GET's Content-Length, so a blob GET sends no HEAD for the s
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import io
 import json
@@ -170,6 +171,10 @@ class S3Driver:
         return sorted(names)
 
     def move(self, source: str, destination: str) -> None:
+        with self._gone_as_not_found(source):
+            self._move(source, destination)
+
+    def _move(self, source: str, destination: str) -> None:
         state, _ = self._state(source)
         if state is not None and not state["parts"]:
             # nothing but a tail: it is the whole content, copied straight to the destination
@@ -303,6 +308,22 @@ class S3Driver:
     def _seal(self, path: str, state: dict | None = None) -> bool:
         """Turn a file being appended to (its `state`, read here if not given) into a plain object
         at its key; False if there is none."""
+        with self._gone_as_not_found(path):
+            return self._seal_state(path, state)
+
+    @contextlib.contextmanager
+    def _gone_as_not_found(self, path: str):
+        """An object, tail or multipart upload that S3 no longer has, part-way through moving or
+        sealing `path` (another process completed or removed the same append meanwhile), is
+        PathNotFound: the caller can tell what became of it, where a ClientError says nothing."""
+        try:
+            yield
+        except self._client_error() as e:
+            if e.response.get("Error", {}).get("Code") in _MISSING | {"NoSuchUpload"}:
+                raise PathNotFound(path) from None
+            raise
+
+    def _seal_state(self, path: str, state: dict | None) -> bool:
         if state is None:
             state, _ = self._state(path)
         if state is None:
