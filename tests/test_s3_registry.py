@@ -283,3 +283,48 @@ def test_wrong_credentials_are_one_line_at_start_up(tmp_path):
     finally:
         checking.stop()
     assert "refused these credentials" in line
+
+
+def test_an_upload_survives_workers_killed_mid_chunk_and_leaves_no_multipart_upload_behind(
+        tmp_path, moto_server, s3_bucket):
+    """Every worker SIGKILLed while a PATCH streams into S3 (its multipart upload started, its
+    state not yet written): the session goes on from the state in the bucket, completes whole,
+    and the multipart upload the killed request started is aborted with the session."""
+    import signal
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    store = S3Store(tmp_path, moto_server, s3_bucket)
+    with store.serve() as server:
+        client, name = Client(server.url), unique_name("s3crash")
+        location = start_upload(client, name)
+        data = os.urandom(8 * MIB)
+        first = data[:MIB]  # under a part: a tail only, no multipart upload yet
+        assert client.patch(location, data=first, headers={"Content-Range": f"0-{MIB - 1}"}).status_code == 202
+        parts = urlsplit(location)
+        head = (f"PATCH {parts.path} HTTP/1.1\r\nHost: {server.host}\r\nContent-Type: application/octet-stream\r\n"
+                f"Content-Range: {MIB}-{7 * MIB - 1}\r\nContent-Length: {6 * MIB}\r\n\r\n").encode()
+        old = server.pids()[1:]
+        with socket.create_connection(("127.0.0.1", server.port)) as connection:
+            connection.sendall(head + data[MIB:MIB + 5 * MIB + MIB // 2])
+            deadline = time.monotonic() + 20
+            while not moto_server.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads"):
+                assert time.monotonic() < deadline, "the PATCH never started its multipart upload"
+                time.sleep(0.05)
+            for pid in old:
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while set(server.pids()[1:]) & set(old) or len(server.pids()) < 3:
+            assert time.monotonic() < deadline, "gunicorn did not replace its workers"
+            time.sleep(0.1)
+
+        status = client.get(location)
+        assert status.status_code == 204 and status.headers["Range"] == f"0-{MIB - 1}"  # the state's size
+        blob = digest(data)
+        finished = client.put(location, params={"digest": blob}, data=data[MIB:],
+                              headers={"Content-Range": f"{MIB}-{len(data) - 1}"})
+        assert finished.status_code == 201, finished.text
+        assert client.get(f"/v2/{name}/blobs/{blob}").content == data
+    assert moto_server.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    assert store.keys("uploads/") == []
