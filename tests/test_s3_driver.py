@@ -341,6 +341,30 @@ def test_a_session_another_process_is_completing_is_a_409_conflict_and_nothing_m
     assert driver.get_content(f"blobs/sha256/{digest[7:9]}/{digest[7:]}") == data
 
 
+@pytest.mark.parametrize("before", [MIB, PART + MIB])  # a tail only; a multipart upload and a tail
+def test_a_chunk_whose_session_another_process_cancels_meanwhile_is_blob_upload_unknown_and_leaves_nothing(
+        moto_server, s3_bucket, before):
+    """Another node cancels the session while a PATCH streams into it: the PATCH answers 404
+    BLOB_UPLOAD_UNKNOWN (not a 500 from S3), and what it had sent (a tail object, a multipart
+    upload) is removed rather than left in the bucket."""
+    options = s3_options(moto_server, s3_bucket)
+    here, there = (UploadService(d, BlobService(d)) for d in (open_s3_driver(options), open_s3_driver(options)))
+    upload_id = here.start("library/a")
+    here.append("library/a", upload_id, [os.urandom(before)])
+
+    def body():
+        yield os.urandom(3 * MIB)
+        there.cancel("library/a", upload_id)
+        yield os.urandom(3 * MIB)
+
+    with pytest.raises(RegistryError) as refused:
+        here.append("library/a", upload_id, body())
+
+    assert refused.value.code == "BLOB_UPLOAD_UNKNOWN"
+    assert moto_server.client().list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+    assert moto_server.keys(s3_bucket) == []
+
+
 @pytest.fixture
 def stored(driver):
     """The S3 driver with one blob linked into library/a (written as a push writes them)."""

@@ -110,9 +110,9 @@ class UploadService:
         """Append a chunk; `start` (from Content-Range) must be the current end. Returns the new size."""
         self._check(repository, upload_id)
         with self._locked(repository, upload_id):
-            return self._append_locked(upload_id, chunks, start)
+            return self._append_locked(repository, upload_id, chunks, start)
 
-    def _append_locked(self, upload_id: str, chunks: Iterable[bytes], start: int | None) -> int:
+    def _append_locked(self, repository: str, upload_id: str, chunks: Iterable[bytes], start: int | None) -> int:
         before: list = []  # [the size before this append, its running hash or None]
 
         def starting(current: int) -> None:
@@ -138,17 +138,34 @@ class UploadService:
         # put back only when it saw every byte appended: a failed append leaves none behind.
         data_path = paths.upload_data_path(upload_id)
         append_from = getattr(self.driver, "append_from", None)
-        if append_from is not None:  # the driver tells the size it appends to (S3: no HEAD for it)
-            size = append_from(data_path, hashed(chunks), starting)
-        else:
-            starting(self._size(upload_id))
-            size = self.driver.append(data_path, hashed(chunks))
+        try:
+            if append_from is not None:  # the driver tells the size it appends to (S3: no HEAD for it)
+                size = append_from(data_path, hashed(chunks), starting)
+            else:
+                starting(self._size(upload_id))
+                size = self.driver.append(data_path, hashed(chunks))
+        except RegistryError:
+            raise
+        except Exception:
+            self._unless_removed_meanwhile(repository, upload_id)
+            raise
         current, hasher = before
         if hasher is not None and size == current + written[0]:
             self._remember_hash(upload_id, size, hasher)
         else:
             self._forget_hash(upload_id)
         return size
+
+    def _unless_removed_meanwhile(self, repository: str, upload_id: str) -> None:
+        """After an append failed: if another request (on another node, where the session's lock
+        does not reach) cancelled or completed the session meanwhile, remove what the append left
+        (a tail, a multipart upload) and answer BLOB_UPLOAD_UNKNOWN; else return, for the caller
+        to raise its own error."""
+        try:
+            self._check(repository, upload_id)
+        except RegistryError:
+            self.cancel_quietly(upload_id)
+            raise
 
     def finish(self, repository: str, upload_id: str, digest: str,
                chunks: Iterable[bytes] | None = None, start: int | None = None) -> int:
@@ -181,7 +198,7 @@ class UploadService:
         """`finish`'s work under the session's lock: the last chunk, the digest's check, the blob
         published and linked; its size."""
         if chunks is not None:
-            size = self._append_locked(upload_id, chunks, start)
+            size = self._append_locked(repository, upload_id, chunks, start)
         else:
             size = self._size(upload_id)
         actual = self._digest(upload_id, size, algorithm_of(digest))
