@@ -25,6 +25,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import queue
 import threading
 import time
 
@@ -37,7 +38,8 @@ from registry_core.names import digest_of, is_digest, split_digest
 log = logging.getLogger("registry_core.pullthrough")
 
 MIRROR_ACTOR = "registry"   # the author of fills: a reserved name, so no account owns mirrored repositories
-STORE_BATCH = 4 << 20       # bytes of a streamed blob written to the upload at a time
+STORE_BATCH = 4 << 20       # bytes of a streamed blob handed to the storing thread at a time
+FEED_BATCHES = 2            # batches waiting for the storing thread, at most
 LOCK_POLL = 0.05            # seconds between tries of a blob's fill lock held by another process
 
 
@@ -342,35 +344,40 @@ class StreamingFill:
         return self._stream()
 
     def _stream(self):
-        """Receive, store and send: each batch is hashed and written by a thread of its own while
-        the next is received and sent (hashlib and file writes release the GIL), one batch at a
-        time, so memory holds at most two."""
+        """Receive, store and send: the blob is stored by one append, in a thread of its own
+        (hashlib and the storage's writes release the GIL), fed a batch at a time while the next
+        is received and sent, so memory holds a few batches at most. One append: on S3 the
+        parts stream into one multipart upload, with no tail written and read back per batch."""
         uploads = self.pull_through.registry.uploads
-        held, batch, batched, received, storing = None, [], 0, 0, None
+        held, batch, batched, received = None, [], 0, 0
+        feed = _Feed()
         try:
             self.upload_id = uploads.start(self.name)
             with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pull-through-store") as storer:
-                for chunk in self.chunks:
-                    if not chunk:
-                        continue
-                    received += len(chunk)
-                    if received > self.size:
-                        raise self._broken(f"sent more than the {self.size} bytes it announced")
-                    batch.append(chunk)
-                    batched += len(chunk)
-                    if batched >= STORE_BATCH:
-                        if storing is not None:
-                            storing.result()  # the batch before is stored (or its error raised here)
-                        storing = storer.submit(uploads.append, self.name, self.upload_id, batch)
-                        batch, batched = [], 0
-                    if held is not None:
-                        yield held
-                    held = chunk
-                if storing is not None:
-                    storing.result()
-            if received != self.size:
-                raise self._broken(f"sent {received} of the {self.size} bytes it announced")
-            uploads.finish(self.name, self.upload_id, self.digest, batch or None)
+                storing = storer.submit(uploads.finish, self.name, self.upload_id, self.digest, feed.chunks())
+                try:
+                    for chunk in self.chunks:
+                        if not chunk:
+                            continue
+                        received += len(chunk)
+                        if received > self.size:
+                            raise self._broken(f"sent more than the {self.size} bytes it announced")
+                        batch.append(chunk)
+                        batched += len(chunk)
+                        if batched >= STORE_BATCH:
+                            feed.put(batch, storing)
+                            batch, batched = [], 0
+                        if held is not None:
+                            yield held
+                        held = chunk
+                    if received != self.size:
+                        raise self._broken(f"sent {received} of the {self.size} bytes it announced")
+                    feed.put(batch, storing)
+                    feed.put(None, storing)
+                except BaseException:
+                    feed.stop()  # the append ends with FillStopped; close() drops what it stored
+                    raise
+                storing.result()  # verified by digest, published and linked
             self.stored = True
         except Exception as e:
             log.warning("pull-through: blob %s of %s was not stored, its transfer is aborted: %s",
@@ -398,6 +405,53 @@ class StreamingFill:
             _close(self.chunks)
         finally:
             _release(self.lock)
+
+
+class FillStopped(Exception):
+    """The transfer a streaming fill stored stopped (the upstream failed, the client went away)."""
+
+
+class _Feed:
+    """Batches of chunks handed from the receiving loop to the storing thread, at most
+    FEED_BATCHES waiting; None ends them."""
+
+    def __init__(self):
+        self._queue: queue.Queue = queue.Queue(FEED_BATCHES)
+
+    def put(self, batch: list[bytes] | None, storing: concurrent.futures.Future) -> None:
+        """Hand over `batch` (None: the end), waiting while the queue is full; if the storing
+        thread stopped meanwhile, its error is raised here."""
+        while True:
+            if storing.done():
+                storing.result()  # raises what stopped it
+                raise FillStopped("the store ended before the blob did")
+            try:
+                self._queue.put(batch, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def stop(self) -> None:
+        """Make the storing thread's chunks raise FillStopped (the transfer ended early)."""
+        while True:
+            try:
+                self._queue.get_nowait()  # make room: what is queued will not be stored anyway
+            except queue.Empty:
+                pass
+            try:
+                self._queue.put_nowait(FillStopped("the transfer stopped before the blob ended"))
+                return
+            except queue.Full:
+                continue
+
+    def chunks(self):
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            if isinstance(batch, FillStopped):
+                raise batch
+            yield from batch
 
 
 def _close(chunks) -> None:
