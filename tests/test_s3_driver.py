@@ -249,6 +249,24 @@ def s3_calls_by_key(driver) -> list[tuple[str, str]]:
     return calls
 
 
+def test_a_session_starts_with_two_puts_and_a_link_is_one_put(driver):
+    """Paths nothing appends to (a session's small files, links) are written without looking for
+    an append to end there (put_fresh_content): one request each."""
+    blobs = BlobService(driver)
+    calls = s3_calls_by_key(driver)
+    upload_id = UploadService(driver, blobs).start("library/a")
+    blobs.link("library/a", BLOB_DIGEST)
+    assert calls == [("PutObject", f"uploads/{upload_id}/started_at"), ("PutObject", f"uploads/{upload_id}/repository"),
+                     ("PutObject", f"links/library/a/_blobs/sha256/{BLOB_DIGEST[7:]}")]
+
+
+def test_put_content_still_ends_an_append_in_progress_at_its_path(driver):
+    driver.append("folder/file", iter([b"x" * (PART + 10)]))
+    driver.put_content("folder/file", b"replaced")
+    assert driver.append("folder/file", iter([b"!"])) == len(b"replaced!")
+    assert driver.get_content("folder/file") == b"replaced!"
+
+
 def test_a_monolithic_upload_reads_its_session_once_and_seals_it_without_asking_again(driver):
     """POST ?digest= with the blob: the session's repository is read once; the data's size before
     the append is what the driver's append reads anyway (its state, then a HEAD); the state is

@@ -32,7 +32,7 @@ from typing import BinaryIO
 from registry_core.errors import RegistryError
 from registry_core.names import check_digest, split_digest
 from registry_core.storage import paths
-from registry_core.storage.driver import PathNotFound, StorageDriver
+from registry_core.storage.driver import PathNotFound, StorageDriver, put_fresh
 
 HASH_READ_SIZE = 1 << 20
 LINKS_REMOVED = os.path.join("state", "links-removed")  # under the store root: see the module's docstring
@@ -250,7 +250,7 @@ class BlobService:
 
     def link(self, repository: str, digest: str) -> None:
         stamp = self._known.stamp() if self._known is not None else None
-        self.driver.put_content(paths.link_path(repository, digest), b"")
+        put_fresh(self.driver, paths.link_path(repository, digest), b"")
         if self._known is not None:
             self._known.remember(repository, digest, stamp)
 
@@ -266,7 +266,7 @@ class BlobService:
     def put(self, data: bytes, digest: str) -> None:
         """Store small content (manifests) whose digest the caller computed."""
         if not self.driver.exists(paths.blob_path(digest)):
-            self.driver.put_content(paths.blob_path(digest), data)
+            put_fresh(self.driver, paths.blob_path(digest), data)
 
     def read(self, digest: str) -> bytes:
         return self.driver.get_content(paths.blob_path(digest))

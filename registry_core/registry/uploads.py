@@ -28,7 +28,7 @@ from registry_core.errors import RegistryError
 from registry_core.names import check_digest
 from registry_core.registry.blobs import BlobService, algorithm_of, hash_file
 from registry_core.storage import paths
-from registry_core.storage.driver import PathNotFound, StorageDriver
+from registry_core.storage.driver import PathNotFound, StorageDriver, put_fresh
 
 UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 RUNNING_HASHES_KEPT = 256
@@ -47,8 +47,8 @@ class UploadService:
         upload_id = str(uuid.uuid4())
         now = datetime.datetime.now(datetime.timezone.utc).isoformat()
         try:
-            self.driver.put_content(paths.upload_started_path(upload_id), now.encode())
-            self.driver.put_content(paths.upload_repository_path(upload_id), repository.encode())
+            put_fresh(self.driver, paths.upload_started_path(upload_id), now.encode())
+            put_fresh(self.driver, paths.upload_repository_path(upload_id), repository.encode())
         except BaseException:  # a full disk: no session half-made
             self.driver.delete(paths.upload_dir(upload_id))
             raise

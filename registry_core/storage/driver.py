@@ -13,8 +13,10 @@ read where the store tells both: an S3 GET's Content-Length, so a blob GET asks 
 a HEAD then a GET; else the registry asks `size` then `reader`), `append_from(path, chunks,
 starting) -> int` (`append`, calling `starting(size before)` first, where a driver learns that size
 from what its append reads anyway: S3's append state; if `starting` raises, nothing is appended;
-else the registry asks `size` first) and `close()`. A factory that cannot reach its storage raises
-StorageUnavailable with one line.
+else the registry asks `size` first), `put_fresh_content(path, data)` (`put_content` at a path
+nothing ever appends to: upload sessions' small files, links, blobs; a driver may skip ending an
+append in progress there: S3's GET of the path's append state) and `close()`. A factory that
+cannot reach its storage raises StorageUnavailable with one line.
 """
 
 from __future__ import annotations
@@ -59,3 +61,9 @@ class StorageDriver(Protocol):
 class StorageUnavailable(Exception):
     """The driver cannot be used as configured (no bucket, wrong credentials, unreachable): its
     message is one line saying what to fix, shown at start-up instead of a traceback."""
+
+
+def put_fresh(driver: StorageDriver, path: str, data: bytes) -> None:
+    """`put_content` at a path nothing appends to, by the driver's `put_fresh_content` where it
+    has one (see above)."""
+    getattr(driver, "put_fresh_content", driver.put_content)(path, data)

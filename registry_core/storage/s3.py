@@ -89,10 +89,14 @@ class S3Driver:
             return f.read()
 
     def put_content(self, path: str, data: bytes) -> None:
+        self.put_fresh_content(path, data)
+        self._discard_append(path)
+
+    def put_fresh_content(self, path: str, data: bytes) -> None:
+        """`put_content` for a path nothing appends to: no look for an append to end there."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"content must be bytes, not {type(data).__name__}")
         self.client.put_object(Bucket=self.bucket, Key=self._key(path), Body=bytes(data))
-        self._discard_append(path)
 
     def reader(self, path: str, offset: int = 0) -> BinaryIO:
         """The object's bytes from `offset` on, streamed from one GET (with a Range after 0) and
