@@ -178,10 +178,15 @@ class UploadService:
         with self._locked(repository, upload_id):
             try:
                 size = self._complete_locked(repository, upload_id, digest, chunks, start)
-            except PathNotFound:
-                # Its bytes went while this completed it: another request (a retried PUT on
+            except RegistryError:
+                raise
+            except Exception as e:
+                # Its bytes gone while this completed them (S3: a 404, or another status, from
+                # sealing what was sealed or removed meanwhile): another request (a retried PUT on
                 # another worker or node, where the session's lock does not reach) completed or
-                # cancelled the same session meanwhile. Nothing is linked on the other's word.
+                # cancelled the same session. Nothing is linked on the other's word.
+                if not isinstance(e, PathNotFound) and self.driver.exists(paths.upload_data_path(upload_id)):
+                    raise  # its bytes are still there: a failure of its own
                 self._check(repository, upload_id)  # gone by now: BLOB_UPLOAD_UNKNOWN
                 raise self._completed_elsewhere(repository, upload_id, digest) from None
         self.cancel_quietly(upload_id)
@@ -204,15 +209,17 @@ class UploadService:
         actual = self._digest(upload_id, size, algorithm_of(digest))
         if actual != digest:
             # Another request may have completed this session since it was checked (a retried
-            # PUT on another worker or node): that is an unknown upload, not wrong bytes; its data
-            # moved to the blob and its session not removed yet, it is seen as no bytes.
+            # PUT on another worker or node): that is an unknown upload, not wrong bytes. Caught
+            # between its publishing the blob and its removing the session, this sees no bytes;
+            # whether the blob exists is not asked here (that would tell any pusher which
+            # digests the registry holds), the message says what to do instead.
             self._check(repository, upload_id)
-            if size == 0 and self.blobs.exists(digest):
-                raise self._completed_elsewhere(repository, upload_id, digest)
+            hint = (" (if another request completed this upload at the same time, HEAD the blob "
+                    "to see it)") if size == 0 else ""
             raise RegistryError(
                 "DIGEST_INVALID",
                 f"the uploaded content ({size} bytes) has digest {actual}, not {digest}: the upload "
-                "is kept, so the missing or corrected bytes can still be sent",
+                f"is kept, so the missing or corrected bytes can still be sent{hint}",
                 detail={"expected": digest, "actual": actual, "size": size})
         data_path = paths.upload_data_path(upload_id)
         if size == 0 and not self.driver.exists(data_path):  # no chunk ever came: an empty blob
