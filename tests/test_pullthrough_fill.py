@@ -115,10 +115,14 @@ def test_a_client_that_leaves_mid_blob_stops_the_store_and_leaves_nothing(driver
     sending = iter(streaming)
     for _ in range(12):  # 3 MiB sent: some batches handed to the storing thread
         next(sending)
-    threads = threading.active_count()
+    assert storing_threads(), "the blob is being stored while it is sent"
 
     sending.close()  # what the WSGI server does when the client's connection drops
     streaming.close()
 
     assert not stored(driver, digest) and no_upload_left(driver) and events == []
-    assert threading.active_count() < threads, "the storing thread ended"
+    assert storing_threads() == [], "the storing thread ended"
+
+
+def storing_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("pull-through-store")]

@@ -10,7 +10,7 @@ hash of the last 16 characters of its path. meta.git's trees end alike in every 
 every other repository's trees of that shape, as far back as other repositories were pushed to in
 between, and only a wide window (slow) finds it. Each path is therefore named by a hash of the
 whole path (`named_by_path`): the versions of one tree sort together and a window of 10 finds
-them (figures in bench/profiles/notes.md, "Session 8").
+them (the time and size this saves at 100,000 commits: bench/profiles/notes.md).
 
 Commits write their objects as small packs of whole objects (packs.py, or loose objects from the
 libgit2 writer); a commit that lost its compare-and-swap leaves objects no branch reaches. This
